@@ -1,0 +1,89 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace Crnn.Kernels;
+
+/// <summary>The activations of MODEL.md. Values are the kernel's integer switch, so keep them stable.</summary>
+public enum Activation { None = 0, Relu = 1, HardSwish = 2, HardSigmoid = 3 }
+
+/// <summary>Element-wise activations (forward and backward) and the residual add.</summary>
+public sealed class Activations
+{
+    readonly Device _device;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _forward;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int> _backward;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int> _add;
+
+    public Activations(Device device)
+    {
+        _device = device;
+        var acc = device.Accelerator;
+        _forward = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(ForwardKernel);
+        _backward = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(BackwardKernel);
+        _add = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(AddKernel);
+    }
+
+    /// <summary>y = act(x); y may be x (in place).</summary>
+    public void Forward(Activation act, ArrayView<float> x, ArrayView<float> y)
+    {
+        int n = SameLength(x, y);
+        _forward(_device.GridStride(n), x, y, n, (int)act);
+    }
+
+    /// <summary>dx = dy·act'(x), from the pre-activation input x; dx may be dy (in place).</summary>
+    public void Backward(Activation act, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dx)
+    {
+        int n = SameLength(x, dy);
+        SameLength(x, dx);
+        _backward(_device.GridStride(n), x, dy, dx, n, (int)act);
+    }
+
+    /// <summary>y = a + b (the residual shortcut; its backward passes dy to both inputs unchanged).</summary>
+    public void Add(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y)
+    {
+        int n = SameLength(a, b);
+        SameLength(a, y);
+        _add(_device.GridStride(n), a, b, y, n);
+    }
+
+    static int SameLength(ArrayView<float> a, ArrayView<float> b)
+    {
+        if (a.Length != b.Length) throw new ArgumentException($"element-wise operands differ in length: {a.Length} vs {b.Length}");
+        return (int)a.Length;
+    }
+
+    public static float Apply(int act, float x) => act switch
+    {
+        1 => Math.Max(x, 0f),
+        2 => x * Math.Min(Math.Max(x + 3f, 0f), 6f) / 6f,
+        3 => Math.Min(Math.Max(0.2f * x + 0.5f, 0f), 1f),
+        _ => x,
+    };
+
+    /// <summary>act'(x); at the kinks the derivative of the right-hand piece (PyTorch/Paddle's convention).</summary>
+    public static float Derivative(int act, float x) => act switch
+    {
+        1 => x > 0f ? 1f : 0f,
+        2 => x < -3f ? 0f : x > 3f ? 1f : (2f * x + 3f) / 6f,
+        3 => x > -2.5f && x < 2.5f ? 0.2f : 0f,
+        _ => 1f,
+    };
+
+    static void ForwardKernel(ArrayView<float> x, ArrayView<float> y, int n, int act)
+    {
+        int stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride) y[i] = Apply(act, x[i]);
+    }
+
+    static void BackwardKernel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dx, int n, int act)
+    {
+        int stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride) dx[i] = dy[i] * Derivative(act, x[i]);
+    }
+
+    static void AddKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y, int n)
+    {
+        int stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride) y[i] = a[i] + b[i];
+    }
+}

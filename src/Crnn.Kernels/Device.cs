@@ -1,0 +1,202 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
+
+namespace Crnn.Kernels;
+
+/// <summary>
+/// One accelerator and the launch geometry for it. Kernels are grid-stride loops, so the grid is a property
+/// of the device (enough groups to fill it), never of the problem size or a constant in a kernel.
+/// </summary>
+public sealed class Device : IDisposable
+{
+    /// <summary>Environment variable naming the device when no option does (cpu, cuda, opencl, with optional :index).</summary>
+    public const string EnvironmentVariable = "CRNN_DEVICE";
+
+    public Context Context { get; }
+    public Accelerator Accelerator { get; }
+    /// <summary>Why this accelerator was chosen, for logs.</summary>
+    public string Reason { get; }
+    /// <summary>Threads per group in grid-stride launches.</summary>
+    public int GroupSize { get; }
+    /// <summary>Groups per grid-stride launch: enough to fill the device.</summary>
+    public int MaxGroups { get; }
+    public bool IsCpu => Accelerator.AcceleratorType == AcceleratorType.CPU;
+    public int WarpSize => Accelerator.WarpSize;
+    public string Name => Accelerator.Name;
+
+    Device(Context context, Accelerator accelerator, string reason)
+    {
+        Context = context;
+        Accelerator = accelerator;
+        Reason = reason;
+        if (IsCpu)
+        {
+            // Every CPU-accelerator thread is an OS thread: one group per multiprocessor, the whole group.
+            GroupSize = accelerator.MaxNumThreadsPerGroup;
+            MaxGroups = accelerator.NumMultiprocessors;
+        }
+        else
+        {
+            GroupSize = Math.Min(256, accelerator.MaxNumThreadsPerGroup);
+            MaxGroups = accelerator.NumMultiprocessors * Math.Max(1, accelerator.MaxNumThreadsPerMultiprocessor / GroupSize) * 2;
+        }
+    }
+
+    /// <summary>
+    /// Opens the device named by <paramref name="spec"/> ("cpu", "cuda", "opencl", optionally ":index"), or
+    /// by <c>CRNN_DEVICE</c> when spec is null or empty, or the best available: CUDA, then OpenCL, then CPU.
+    /// </summary>
+    public static Device Open(string? spec = null)
+    {
+        string source = "--device";
+        if (string.IsNullOrWhiteSpace(spec))
+        {
+            spec = Environment.GetEnvironmentVariable(EnvironmentVariable);
+            source = EnvironmentVariable;
+        }
+        if (string.IsNullOrWhiteSpace(spec) || spec.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase))
+            return OpenBest();
+
+        var (kind, index) = ParseSpec(spec);
+        var context = CreateContext(kind == "cpu" ? DefaultCpu : null);
+        try
+        {
+            var devices = DevicesOf(context, kind);
+            if (devices.Count == 0)
+                throw new DeviceException($"{source} asks for '{spec}' but no {kind} device is available ({Available(context)})");
+            if (index >= devices.Count)
+                throw new DeviceException($"{source} asks for '{spec}' but there are only {devices.Count} {kind} device(s)");
+            return new Device(context, devices[index].CreateAccelerator(context), $"chosen by {source}={spec}");
+        }
+        catch
+        {
+            context.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A CPU-accelerator device of a given shape; tests use a GPU-like one (32-wide warps, large groups).</summary>
+    public static Device OpenCpu(int threadsPerWarp, int warpsPerGroup, int groups)
+    {
+        var cpu = new CPUDevice(threadsPerWarp, warpsPerGroup, groups);
+        var context = CreateContext(cpu);
+        return new Device(context, cpu.CreateAccelerator(context), $"CPU accelerator {threadsPerWarp}x{warpsPerGroup}x{groups}");
+    }
+
+    /// <summary>The default CPU shape: one thread per core (ILGPU's smallest warp is 2), since every thread
+    /// of the CPU accelerator is an OS thread and threads beyond the cores cost dearly.</summary>
+    public static CPUDevice DefaultCpu => new(2, 1, Math.Max(1, Environment.ProcessorCount / 2));
+
+    static Device OpenBest()
+    {
+        var context = CreateContext(DefaultCpu);
+        foreach (var kind in new[] { "cuda", "opencl" })
+        {
+            foreach (var device in DevicesOf(context, kind))
+            {
+                try
+                {
+                    return new Device(context, device.CreateAccelerator(context), $"best available ({kind} before cpu)");
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    // A listed device that cannot start (driver mismatch, unsupported OpenCL) is passed over.
+                    Console.Error.WriteLine($"note: {kind} device '{device.Name}' could not start: {e.Message.Split('\n')[0]}");
+                }
+            }
+        }
+        var cpu = DevicesOf(context, "cpu")[0];
+        return new Device(context, cpu.CreateAccelerator(context), "no CUDA or OpenCL device; using the CPU accelerator");
+    }
+
+    static Context CreateContext(CPUDevice? cpu) =>
+        Context.Create(builder =>
+        {
+            builder.CPU(cpu ?? DefaultCpu).Cuda().OpenCL(dev => dev.Capabilities.GenericAddressSpace).EnableAlgorithms();
+        });
+
+    static List<ILGPU.Runtime.Device> DevicesOf(Context context, string kind)
+    {
+        var type = kind switch
+        {
+            "cpu" => AcceleratorType.CPU,
+            "cuda" => AcceleratorType.Cuda,
+            "opencl" => AcceleratorType.OpenCL,
+            _ => throw new DeviceException($"unknown device kind '{kind}' (expected cpu, cuda or opencl)"),
+        };
+        return context.Devices.Where(d => d.AcceleratorType == type).ToList();
+    }
+
+    static string Available(Context context) =>
+        "available: " + string.Join(", ", context.Devices.Select(d => $"{d.AcceleratorType.ToString().ToLowerInvariant()} '{d.Name}'"));
+
+    internal static (string Kind, int Index) ParseSpec(string spec)
+    {
+        var parts = spec.Trim().ToLowerInvariant().Split(':');
+        string kind = parts[0] == "cl" ? "opencl" : parts[0];
+        if (kind is not ("cpu" or "cuda" or "opencl"))
+            throw new DeviceException($"unknown device '{spec}' (expected cpu, cuda or opencl, optionally with :index)");
+        int index = 0;
+        if (parts.Length > 2 || (parts.Length == 2 && (!int.TryParse(parts[1], out index) || index < 0)))
+            throw new DeviceException($"bad device index in '{spec}' (expected e.g. cuda:0)");
+        return (kind, index);
+    }
+
+    /// <summary>Launch geometry for a grid-stride loop over <paramref name="work"/> items.</summary>
+    public KernelConfig GridStride(long work)
+    {
+        long groups = Math.Clamp((work + GroupSize - 1) / GroupSize, 1, MaxGroups);
+        return new KernelConfig((int)groups, GroupSize);
+    }
+
+    /// <summary>Launch geometry with exactly <paramref name="groups"/> groups of <paramref name="groupSize"/> threads.</summary>
+    public KernelConfig Groups(int groups, int groupSize) => new(Math.Max(1, groups), groupSize);
+
+    public Tensor<T> Allocate<T>(params int[] shape) where T : unmanaged => Tensor<T>.Allocate(Accelerator, shape);
+
+    public Tensor<float> Allocate(params int[] shape) => Tensor<float>.Allocate(Accelerator, shape);
+
+    public Tensor<T> Upload<T>(T[] data, params int[] shape) where T : unmanaged
+    {
+        var t = Tensor<T>.Allocate(Accelerator, shape);
+        t.CopyFrom(data);
+        return t;
+    }
+
+    public void Synchronize() => Accelerator.Synchronize();
+
+    /// <summary>Every accelerator ILGPU can see, with its limits (for <c>crnn devices</c>).</summary>
+    public static IReadOnlyList<DeviceInfo> List()
+    {
+        using var context = Context.Create(builder => builder.CPU(DefaultCpu).Cuda().OpenCL());
+        return context.Devices.Select(d => new DeviceInfo(
+            d.AcceleratorType.ToString().ToLowerInvariant(),
+            d.Name,
+            // The CPU accelerator reports an unbounded size; the host's memory is the real limit.
+            d.AcceleratorType == AcceleratorType.CPU ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes : d.MemorySize,
+            d.NumMultiprocessors,
+            d.WarpSize,
+            d.MaxNumThreadsPerGroup,
+            d.MaxNumThreadsPerMultiprocessor,
+            d.MaxSharedMemoryPerGroup,
+            d is not CLDevice cl || cl.Capabilities.GenericAddressSpace)).ToList();
+    }
+
+    public override string ToString() =>
+        $"{Accelerator.AcceleratorType.ToString().ToLowerInvariant()} '{Name}' ({Reason}; {MaxGroups} groups x {GroupSize} threads)";
+
+    public void Dispose()
+    {
+        Accelerator.Dispose();
+        Context.Dispose();
+    }
+}
+
+public sealed record DeviceInfo(string Kind, string Name, long MemoryBytes, int Multiprocessors, int WarpSize,
+    int MaxThreadsPerGroup, int MaxThreadsPerMultiprocessor, long MaxSharedMemoryPerGroup, bool Usable);
+
+/// <summary>A device could not be opened as asked; the message is meant for the user.</summary>
+public sealed class DeviceException(string message) : Exception(message);

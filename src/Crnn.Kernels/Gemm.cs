@@ -1,0 +1,207 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace Crnn.Kernels;
+
+/// <summary>
+/// Shape and strides of a (batched) matrix product C = alpha·op(A)·op(B) + beta·C.
+/// Element (m,k) of A is a[batch·StrideA + m·AM + k·AK]; (k,n) of B is b[batch·StrideB + k·BK + n·BN];
+/// (m,n) of C is c[batch·StrideC + m·Ldc + n]. With <see cref="SumBatches"/> set the products of all batch
+/// entries are summed into one C (weight gradients over a batch), in a fixed order.
+/// </summary>
+public struct GemmShape
+{
+    public int M, N, K, Batch;
+    public int AM, AK, BK, BN, Ldc;
+    public int StrideA, StrideB, StrideC;
+    public int SumBatches;
+    public float Alpha, Beta;
+
+    /// <summary>Row-major A [M,K] (or [K,M] if transA), B [K,N] (or [N,K] if transB), C [M,N].</summary>
+    public static GemmShape RowMajor(int m, int n, int k, bool transA = false, bool transB = false,
+        float alpha = 1f, float beta = 0f) => new()
+    {
+        M = m, N = n, K = k, Batch = 1,
+        AM = transA ? 1 : k, AK = transA ? m : 1,
+        BK = transB ? 1 : n, BN = transB ? k : 1,
+        Ldc = n, Alpha = alpha, Beta = beta,
+    };
+
+    /// <summary>The same product repeated over <paramref name="batch"/> matrices at the given element strides.</summary>
+    public readonly GemmShape Batched(int batch, int strideA, int strideB, int strideC, bool sumBatches = false)
+    {
+        var s = this;
+        s.Batch = batch; s.StrideA = strideA; s.StrideB = strideB; s.StrideC = strideC;
+        s.SumBatches = sumBatches ? 1 : 0;
+        return s;
+    }
+
+    public readonly long Flops => 2L * M * N * K * Batch;
+}
+
+/// <summary>Which GEMM kernel runs: the shared-memory tiled one (GPU shape, 256-thread groups) or the
+/// register-blocked one (CPU shape: each thread a 4×4 block, no shared memory).</summary>
+public enum GemmVariant { Auto, Tiled, Blocked }
+
+/// <summary>Matrix products for 1×1 convolutions, the LSTM and the linear head.</summary>
+public sealed class Gemm
+{
+    const int Tile = 64, TileK = 16, TiledGroupSize = 256;
+
+    readonly Device _device;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape> _tiled, _blocked;
+
+    public Gemm(Device device)
+    {
+        _device = device;
+        _tiled = device.Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(TiledKernel);
+        _blocked = device.Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(BlockedKernel);
+    }
+
+    /// <summary>The variant Auto picks: tiled where groups have 256 threads (GPUs, GPU-like CPU devices).</summary>
+    public GemmVariant Preferred => _device.GroupSize >= TiledGroupSize ? GemmVariant.Tiled : GemmVariant.Blocked;
+
+    public void Run(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, GemmVariant variant = GemmVariant.Auto)
+    {
+        Validate(a, b, c, s);
+        if (s.M == 0 || s.N == 0) return;
+        int outputs = s.SumBatches != 0 ? 1 : s.Batch;
+        if ((variant == GemmVariant.Auto ? Preferred : variant) == GemmVariant.Tiled)
+        {
+            long tiles = (long)outputs * ((s.M + Tile - 1) / Tile) * ((s.N + Tile - 1) / Tile);
+            int groups = (int)Math.Min(tiles, Math.Max(_device.MaxGroups, 1));
+            _tiled(_device.Groups(groups, TiledGroupSize), a, b, c, s);
+        }
+        else
+        {
+            long blocks = (long)outputs * ((s.M + 3) / 4) * ((s.N + 3) / 4);
+            _blocked(_device.GridStride(blocks), a, b, c, s);
+        }
+    }
+
+    static void Validate(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
+    {
+        if (s.M < 0 || s.N < 0 || s.K < 0 || s.Batch < 1) throw new ArgumentException($"bad GEMM sizes M={s.M} N={s.N} K={s.K} batch={s.Batch}");
+        long Last(int stride, int rows, int rs, int cols, int cs) =>
+            (long)(s.Batch - 1) * stride + (long)Math.Max(rows - 1, 0) * rs + (long)Math.Max(cols - 1, 0) * cs + 1;
+        if (s.K > 0 && Last(s.StrideA, s.M, s.AM, s.K, s.AK) > a.Length) throw new ArgumentException("GEMM reads past the end of A");
+        if (s.K > 0 && Last(s.StrideB, s.K, s.BK, s.N, s.BN) > b.Length) throw new ArgumentException("GEMM reads past the end of B");
+        int cBatches = s.SumBatches != 0 ? 1 : s.Batch;
+        if ((long)(cBatches - 1) * s.StrideC + (long)(s.M - 1) * s.Ldc + s.N > c.Length) throw new ArgumentException("GEMM writes past the end of C");
+    }
+
+    /// <summary>Writes one result: beta 0 never reads C, so an uninitialized (NaN) output is fine.</summary>
+    static void Store(ArrayView<float> c, int index, float acc, GemmShape s) =>
+        c[index] = s.Beta == 0f ? s.Alpha * acc : s.Alpha * acc + s.Beta * c[index];
+
+    /// <summary>GPU shape: a 256-thread group computes a 64×64 tile of C, each thread a 4×4 sub-block at
+    /// stride 16 (conflict-free shared reads), staging 16-deep slices of A and B in shared memory.</summary>
+    static void TiledKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
+    {
+        var sa = SharedMemory.Allocate<float>(TileK * Tile); // [k][m]
+        var sb = SharedMemory.Allocate<float>(TileK * Tile); // [k][n]
+        int tid = Group.IdxX, threads = Group.DimX;
+        int tx = tid % 16, ty = tid / 16;
+        int tilesM = (s.M + Tile - 1) / Tile, tilesN = (s.N + Tile - 1) / Tile;
+        int outputs = s.SumBatches != 0 ? 1 : s.Batch;
+        int total = outputs * tilesM * tilesN;
+        for (int t = Grid.IdxX; t < total; t += Grid.DimX)
+        {
+            int ob = t / (tilesM * tilesN), rem = t % (tilesM * tilesN);
+            int m0 = rem / tilesN * Tile, n0 = rem % tilesN * Tile;
+            Float4 c0 = default, c1 = default, c2 = default, c3 = default;
+            int bFirst = s.SumBatches != 0 ? 0 : ob, bEnd = s.SumBatches != 0 ? s.Batch : ob + 1;
+            for (int bi = bFirst; bi < bEnd; bi++)
+            {
+                int offA = bi * s.StrideA, offB = bi * s.StrideB;
+                for (int k0 = 0; k0 < s.K; k0 += TileK)
+                {
+                    // Cooperative loads; the fastest-varying index follows the unit stride for coalescing.
+                    for (int e = tid; e < TileK * Tile; e += threads)
+                    {
+                        int kk = s.AK == 1 ? e % TileK : e / Tile, mm = s.AK == 1 ? e / TileK : e % Tile;
+                        int m = m0 + mm, k = k0 + kk;
+                        sa[kk * Tile + mm] = m < s.M && k < s.K ? a[offA + m * s.AM + k * s.AK] : 0f;
+                        int kb = s.BK == 1 ? e % TileK : e / Tile, nn = s.BK == 1 ? e / TileK : e % Tile;
+                        int n = n0 + nn, k2 = k0 + kb;
+                        sb[kb * Tile + nn] = n < s.N && k2 < s.K ? b[offB + k2 * s.BK + n * s.BN] : 0f;
+                    }
+                    Group.Barrier();
+                    for (int kk = 0; kk < TileK; kk++)
+                    {
+                        int ra = kk * Tile + ty, rb = kk * Tile + tx;
+                        var bv = new Float4(sb[rb], sb[rb + 16], sb[rb + 32], sb[rb + 48]);
+                        c0 = c0.Fma(sa[ra], bv);
+                        c1 = c1.Fma(sa[ra + 16], bv);
+                        c2 = c2.Fma(sa[ra + 32], bv);
+                        c3 = c3.Fma(sa[ra + 48], bv);
+                    }
+                    Group.Barrier();
+                }
+            }
+            int offC = ob * s.StrideC;
+            StoreRow(c, offC, m0 + ty, n0 + tx, 16, c0, s);
+            StoreRow(c, offC, m0 + ty + 16, n0 + tx, 16, c1, s);
+            StoreRow(c, offC, m0 + ty + 32, n0 + tx, 16, c2, s);
+            StoreRow(c, offC, m0 + ty + 48, n0 + tx, 16, c3, s);
+        }
+    }
+
+    /// <summary>CPU shape: each thread computes 4×4 blocks of C straight from global memory. Edge blocks
+    /// read clamped (valid) indices and discard those results, so the inner loop has no branches.</summary>
+    static void BlockedKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
+    {
+        int blocksM = (s.M + 3) / 4, blocksN = (s.N + 3) / 4;
+        int outputs = s.SumBatches != 0 ? 1 : s.Batch;
+        int total = outputs * blocksM * blocksN;
+        int stride = Grid.DimX * Group.DimX;
+        for (int t = Grid.GlobalIndex.X; t < total; t += stride)
+        {
+            int ob = t / (blocksM * blocksN), rem = t % (blocksM * blocksN);
+            int m0 = rem / blocksN * 4, n0 = rem % blocksN * 4;
+            int r0 = m0 * s.AM, r1 = Math.Min(m0 + 1, s.M - 1) * s.AM, r2 = Math.Min(m0 + 2, s.M - 1) * s.AM, r3 = Math.Min(m0 + 3, s.M - 1) * s.AM;
+            int q0 = n0 * s.BN, q1 = Math.Min(n0 + 1, s.N - 1) * s.BN, q2 = Math.Min(n0 + 2, s.N - 1) * s.BN, q3 = Math.Min(n0 + 3, s.N - 1) * s.BN;
+            Float4 c0 = default, c1 = default, c2 = default, c3 = default;
+            int bFirst = s.SumBatches != 0 ? 0 : ob, bEnd = s.SumBatches != 0 ? s.Batch : ob + 1;
+            for (int bi = bFirst; bi < bEnd; bi++)
+            {
+                int pa = bi * s.StrideA, pb = bi * s.StrideB;
+                for (int k = 0; k < s.K; k++)
+                {
+                    var bv = new Float4(b[pb + q0], b[pb + q1], b[pb + q2], b[pb + q3]);
+                    c0 = c0.Fma(a[pa + r0], bv);
+                    c1 = c1.Fma(a[pa + r1], bv);
+                    c2 = c2.Fma(a[pa + r2], bv);
+                    c3 = c3.Fma(a[pa + r3], bv);
+                    pa += s.AK;
+                    pb += s.BK;
+                }
+            }
+            int offC = ob * s.StrideC;
+            StoreRow(c, offC, m0, n0, 1, c0, s);
+            StoreRow(c, offC, m0 + 1, n0, 1, c1, s);
+            StoreRow(c, offC, m0 + 2, n0, 1, c2, s);
+            StoreRow(c, offC, m0 + 3, n0, 1, c3, s);
+        }
+    }
+
+    /// <summary>Stores four results of row m at columns n, n+step, n+2·step, n+3·step, skipping those outside C.</summary>
+    static void StoreRow(ArrayView<float> c, int offC, int m, int n, int step, Float4 v, GemmShape s)
+    {
+        if (m >= s.M) return;
+        int row = offC + m * s.Ldc;
+        if (n < s.N) Store(c, row + n, v.X, s);
+        if (n + step < s.N) Store(c, row + n + step, v.Y, s);
+        if (n + 2 * step < s.N) Store(c, row + n + 2 * step, v.Z, s);
+        if (n + 3 * step < s.N) Store(c, row + n + 3 * step, v.W, s);
+    }
+}
+
+/// <summary>Four accumulators kept in registers.</summary>
+internal readonly struct Float4(float x, float y, float z, float w)
+{
+    public readonly float X = x, Y = y, Z = z, W = w;
+
+    /// <summary>this + a·v, element-wise.</summary>
+    public Float4 Fma(float a, Float4 v) => new(X + a * v.X, Y + a * v.Y, Z + a * v.Z, W + a * v.W);
+}
