@@ -1,0 +1,205 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Crnn.Engine;
+
+/// <summary>A checkpoint could not be written or read; the message is one line naming the file and the cause.</summary>
+public sealed class CheckpointException(string message, Exception? inner = null) : IOException(message, inner);
+
+/// <summary>Where the training data stream stands: sample i of a seeded stream is a function of (seed, i),
+/// so the seed and the number of samples drawn resume it exactly.</summary>
+public sealed record RngState(int Seed, long SamplesDrawn);
+
+/// <summary>
+/// A training checkpoint in one folder:
+/// <c>model.safetensors</c> (parameters and BatchNorm running buffers, named by <see cref="ParameterLayout"/>),
+/// <c>optimizer.safetensors</c> (Adam moments per tensor, "NAME.adam_m" / "NAME.adam_v", and the step), and
+/// <c>model.json</c> (configuration, dictionary, step, epoch, data RNG state, metrics).
+/// Every file is written to a temp file in the same folder and flushed to disk before any is renamed over
+/// the previous one, so a failed save leaves the previous checkpoint as it was. All three files carry one
+/// checkpoint id; a crash between the renames is caught on load instead of mixing two saves.
+/// </summary>
+public sealed class Checkpoint
+{
+    public const string ModelFile = "model.safetensors", OptimizerFile = "optimizer.safetensors", MetadataFile = "model.json";
+    const string Format = "crnn-gpu-checkpoint";
+    const int Version = 1;
+
+    public required ModelConfig Config { get; init; }
+    public required CharDictionary Dictionary { get; init; }
+    /// <summary>Flat parameters in <see cref="ParameterLayout"/> order.</summary>
+    public required float[] Parameters { get; init; }
+    /// <summary>Flat BatchNorm running statistics in <see cref="ParameterLayout.Buffers"/> order.</summary>
+    public required float[] Buffers { get; init; }
+    /// <summary>Adam first and second moments, flat like <see cref="Parameters"/>; both or neither.</summary>
+    public float[]? AdamM { get; init; }
+    public float[]? AdamV { get; init; }
+    public long Step { get; init; }
+    public int Epoch { get; init; }
+    public RngState Rng { get; init; } = new(0, 0);
+    public IReadOnlyDictionary<string, double> Metrics { get; init; } = new Dictionary<string, double>();
+
+    static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        WriteIndented = true,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals, // metrics may be NaN or ∞
+    };
+
+    sealed record ConfigJson(double Scale, int Classes, int Hidden, int Height, int Width);
+    sealed record MetadataJson(string Format, int Version, string CheckpointId, ConfigJson Config, string[] Dictionary,
+        long Step, int Epoch, RngState Rng, Dictionary<string, double> Metrics);
+
+    public void Save(string folder) => Save(folder, path => new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None));
+
+    /// <summary>Save with a given way to create the temp files (tests use it to fail mid-write).</summary>
+    internal void Save(string folder, Func<string, Stream> createFile)
+    {
+        var layout = new ParameterLayout(Config);
+        Validate(layout);
+        string id = Guid.NewGuid().ToString("N");
+        var tensorMetadata = new Dictionary<string, string> { ["checkpoint_id"] = id, ["step"] = Step.ToString() };
+        var files = new List<(string Final, Action<Stream> Write)>
+        {
+            (ModelFile, s => SafeTensors.Write(s, ModelTensors(layout), tensorMetadata)),
+        };
+        if (AdamM is not null) files.Add((OptimizerFile, s => SafeTensors.Write(s, OptimizerTensors(layout), tensorMetadata)));
+        var metadata = new MetadataJson(Format, Version, id,
+            new ConfigJson(Config.Scale, Config.Classes, Config.Hidden, Config.Height, Config.Width),
+            [.. Dictionary.Symbols], Step, Epoch, Rng, new Dictionary<string, double>(Metrics));
+        files.Add((MetadataFile, s => JsonSerializer.Serialize(s, metadata, Json))); // last: it names the checkpoint
+
+        var temps = new List<string>();
+        try
+        {
+            Directory.CreateDirectory(folder);
+            foreach (var (final, write) in files)
+            {
+                string temp = Path.Combine(folder, $".{final}.{id}.tmp");
+                temps.Add(temp);
+                using var stream = createFile(temp);
+                write(stream);
+                if (stream is FileStream fs) fs.Flush(flushToDisk: true);
+                else stream.Flush();
+            }
+            for (int i = 0; i < files.Count; i++) File.Move(temps[i], Path.Combine(folder, files[i].Final), overwrite: true);
+            temps.Clear();
+            if (AdamM is null) File.Delete(Path.Combine(folder, OptimizerFile)); // a stale one would belong to another save
+        }
+        catch (Exception e)
+        {
+            foreach (var temp in temps) TryDelete(temp);
+            if (e is IOException or UnauthorizedAccessException)
+                throw new CheckpointException($"cannot save checkpoint to '{folder}': {e.Message}", e);
+            throw;
+        }
+    }
+
+    static void TryDelete(string path)
+    {
+        try { File.Delete(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { /* the save already failed; report that */ }
+    }
+
+    void Validate(ParameterLayout layout)
+    {
+        if (Dictionary.Classes != Config.Classes)
+            throw new ArgumentException($"dictionary has {Dictionary.Classes} classes with the blank, the model {Config.Classes}");
+        if (Parameters.Length != layout.ParameterCount || Buffers.Length != layout.BufferCount)
+            throw new ArgumentException($"expected {layout.ParameterCount} parameters and {layout.BufferCount} buffer values, got {Parameters.Length} and {Buffers.Length}");
+        if ((AdamM is null) != (AdamV is null))
+            throw new ArgumentException("Adam moments m and v come together");
+        if (AdamM is not null && (AdamM.Length != layout.ParameterCount || AdamV!.Length != layout.ParameterCount))
+            throw new ArgumentException($"Adam moments must have {layout.ParameterCount} values each");
+    }
+
+    IEnumerable<NamedTensor> ModelTensors(ParameterLayout layout) =>
+        layout.Parameters.Select(p => new NamedTensor(p.Name, p.Shape, Parameters.AsMemory(p.Offset, p.Length)))
+            .Concat(layout.Buffers.Select(b => new NamedTensor(b.Name, b.Shape, Buffers.AsMemory(b.Offset, b.Length))));
+
+    IEnumerable<NamedTensor> OptimizerTensors(ParameterLayout layout) =>
+        layout.Parameters.SelectMany(p => new[]
+        {
+            new NamedTensor(p.Name + ".adam_m", p.Shape, AdamM.AsMemory(p.Offset, p.Length)),
+            new NamedTensor(p.Name + ".adam_v", p.Shape, AdamV.AsMemory(p.Offset, p.Length)),
+        });
+
+    /// <summary>Loads and validates a checkpoint folder; the optimizer file is optional (absent: no moments).</summary>
+    public static Checkpoint Load(string folder)
+    {
+        try { return LoadValidated(folder); }
+        catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException && e is not CheckpointException)
+        {
+            throw new CheckpointException($"cannot load checkpoint '{folder}': {e.Message}", e);
+        }
+    }
+
+    static Checkpoint LoadValidated(string folder)
+    {
+        string metadataPath = Path.Combine(folder, MetadataFile);
+        if (!File.Exists(metadataPath)) throw new InvalidDataException($"no {MetadataFile} in '{folder}'");
+        MetadataJson meta;
+        try
+        {
+            meta = JsonSerializer.Deserialize<MetadataJson>(File.ReadAllText(metadataPath), Json)
+                ?? throw new InvalidDataException($"{metadataPath} is empty");
+        }
+        catch (JsonException e) { throw new InvalidDataException($"{metadataPath} is not valid checkpoint JSON ({e.Message})"); }
+        if (meta.Format != Format || meta.Version != Version)
+            throw new InvalidDataException($"{metadataPath} is format '{meta.Format}' version {meta.Version}, expected '{Format}' version {Version}");
+        if (meta.Config is null || meta.Dictionary is null || meta.Rng is null)
+            throw new InvalidDataException($"{metadataPath} lacks config, dictionary or rng");
+
+        var config = new ModelConfig(meta.Config.Scale, meta.Config.Classes, meta.Config.Hidden, meta.Config.Height, meta.Config.Width);
+        CharDictionary dictionary;
+        try { dictionary = CharDictionary.FromSymbols(meta.Dictionary); }
+        catch (FormatException e) { throw new InvalidDataException($"{metadataPath}: bad dictionary ({e.Message})"); }
+        if (dictionary.Classes != config.Classes)
+            throw new InvalidDataException($"{metadataPath}: dictionary gives {dictionary.Classes} classes, config {config.Classes}");
+
+        var layout = new ParameterLayout(config);
+        var model = SafeTensors.Read(Path.Combine(folder, ModelFile));
+        CheckSameSave(model, meta);
+        var parameters = new float[layout.ParameterCount];
+        var buffers = new float[layout.BufferCount];
+        ReadAll(model, layout.Parameters, parameters, "");
+        ReadAll(model, layout.Buffers, buffers, "");
+        CheckNoExtra(model, layout.Parameters.Count + layout.Buffers.Count);
+
+        float[]? m = null, v = null;
+        string optimizerPath = Path.Combine(folder, OptimizerFile);
+        if (File.Exists(optimizerPath))
+        {
+            var optimizer = SafeTensors.Read(optimizerPath);
+            CheckSameSave(optimizer, meta);
+            m = new float[layout.ParameterCount];
+            v = new float[layout.ParameterCount];
+            ReadAll(optimizer, layout.Parameters, m, ".adam_m");
+            ReadAll(optimizer, layout.Parameters, v, ".adam_v");
+            CheckNoExtra(optimizer, 2 * layout.Parameters.Count);
+        }
+
+        return new Checkpoint
+        {
+            Config = config, Dictionary = dictionary, Parameters = parameters, Buffers = buffers, AdamM = m, AdamV = v,
+            Step = meta.Step, Epoch = meta.Epoch, Rng = meta.Rng, Metrics = meta.Metrics ?? [],
+        };
+    }
+
+    static void ReadAll(SafeTensorFile file, IReadOnlyList<ParameterSpec> specs, float[] flat, string suffix)
+    {
+        foreach (var spec in specs) file.CopyTo(spec.Name + suffix, flat.AsSpan(spec.Offset, spec.Length), spec.Shape);
+    }
+
+    static void CheckNoExtra(SafeTensorFile file, int expected)
+    {
+        if (file.Tensors.Count != expected)
+            throw new InvalidDataException($"{file.Source} holds {file.Tensors.Count} tensors, the model {expected} (another model's file?)");
+    }
+
+    static void CheckSameSave(SafeTensorFile file, MetadataJson meta)
+    {
+        if (!file.Metadata.TryGetValue("checkpoint_id", out var id) || id != meta.CheckpointId)
+            throw new InvalidDataException($"{file.Source} is not from the same save as {MetadataFile} (interrupted save?)");
+    }
+}

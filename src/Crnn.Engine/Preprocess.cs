@@ -1,0 +1,127 @@
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.PixelFormats;
+
+namespace Crnn.Engine;
+
+/// <summary>
+/// PaddleOCR's resize_norm_img: resize to the model height keeping the aspect ratio (width capped, so wide
+/// images are squeezed), bilinear as cv2.resize INTER_LINEAR, scale to [−1, 1], right-pad with 0.
+/// Output is CHW float32 in RGB order. (PaddleOCR feeds BGR from cv2.imread; weights trained here use RGB.)
+/// </summary>
+public static class Preprocess
+{
+    public const int Channels = 3;
+
+    /// <summary>Resized width: min(maxWidth, ceil(height·w/h)), computed as PaddleOCR does (ratio first).</summary>
+    public static int ResizedWidth(int width, int height, int targetHeight = 32, int maxWidth = 100)
+    {
+        if (width <= 0 || height <= 0) throw new ArgumentException($"image size {width}×{height} is empty");
+        double ratio = width / (double)height;
+        double resized = Math.Ceiling(targetHeight * ratio);
+        return resized > maxWidth ? maxWidth : (int)resized;
+    }
+
+    /// <summary>
+    /// Bilinear resize of interleaved 8-bit pixels with OpenCV's INTER_LINEAR geometry: half-pixel centers,
+    /// src = (dst + 0.5)·(srcSize/dstSize) − 0.5, clamped to the edge pixels; the result is rounded to 8 bits
+    /// as cv2.resize does for uint8 images. (OpenCV weights in 11-bit fixed point, so it can differ by one
+    /// level where a value sits near .5; here the weights are float.)
+    /// </summary>
+    public static byte[] ResizeBilinear(ReadOnlySpan<byte> src, int srcWidth, int srcHeight, int channels, int dstWidth, int dstHeight)
+    {
+        if (src.Length != srcWidth * srcHeight * channels)
+            throw new ArgumentException($"{src.Length} bytes do not hold a {srcWidth}×{srcHeight}×{channels} image");
+        var (x0, x1, ax) = Taps(srcWidth, dstWidth);
+        var (y0, y1, ay) = Taps(srcHeight, dstHeight);
+        var dst = new byte[dstWidth * dstHeight * channels];
+        int srcStride = srcWidth * channels;
+        for (int y = 0; y < dstHeight; y++)
+        {
+            var top = src.Slice(y0[y] * srcStride, srcStride);
+            var bottom = src.Slice(y1[y] * srcStride, srcStride);
+            float wy = ay[y];
+            for (int x = 0; x < dstWidth; x++)
+            {
+                int left = x0[x] * channels, right = x1[x] * channels, o = (y * dstWidth + x) * channels;
+                float wx = ax[x];
+                for (int c = 0; c < channels; c++)
+                {
+                    float t = top[left + c] + (top[right + c] - top[left + c]) * wx;
+                    float b = bottom[left + c] + (bottom[right + c] - bottom[left + c]) * wx;
+                    float v = t + (b - t) * wy;
+                    dst[o + c] = (byte)Math.Min(255, (int)(v + 0.5f));
+                }
+            }
+        }
+        return dst;
+    }
+
+    /// <summary>For each destination index, the two source indices and the weight of the second (OpenCV's
+    /// computation: fx in float from a double scale, floor, clamp at both edges with weight 0).</summary>
+    static (int[] I0, int[] I1, float[] W) Taps(int srcSize, int dstSize)
+    {
+        double scale = 1.0 / ((double)dstSize / srcSize);
+        var i0 = new int[dstSize];
+        var i1 = new int[dstSize];
+        var w = new float[dstSize];
+        for (int d = 0; d < dstSize; d++)
+        {
+            float f = (float)((d + 0.5) * scale - 0.5);
+            int s = (int)MathF.Floor(f);
+            f -= s;
+            if (s < 0) { s = 0; f = 0; }
+            if (s >= srcSize - 1) { s = srcSize - 1; f = 0; }
+            i0[d] = s;
+            i1[d] = Math.Min(s + 1, srcSize - 1);
+            w[d] = f;
+        }
+        return (i0, i1, w);
+    }
+
+    /// <summary>Interleaved RGB bytes (width×height×3) → CHW floats [3, outHeight, outWidth] in [−1, 1], zero-padded.</summary>
+    public static void ResizeNormalize(ReadOnlySpan<byte> rgb, int width, int height, Span<float> chw, int outHeight = 32, int outWidth = 100)
+    {
+        int plane = outHeight * outWidth;
+        if (chw.Length != Channels * plane)
+            throw new ArgumentException($"output holds {chw.Length} floats, expected 3×{outHeight}×{outWidth} = {Channels * plane}");
+        int resizedWidth = ResizedWidth(width, height, outHeight, outWidth);
+        var resized = ResizeBilinear(rgb, width, height, Channels, resizedWidth, outHeight);
+        chw.Clear(); // the right padding is 0, i.e. mid-gray after normalization
+        for (int y = 0; y < outHeight; y++)
+            for (int x = 0; x < resizedWidth; x++)
+                for (int c = 0; c < Channels; c++)
+                    chw[c * plane + y * outWidth + x] = (resized[(y * resizedWidth + x) * Channels + c] / 255f - 0.5f) / 0.5f;
+    }
+
+    /// <summary>An ImageSharp image → CHW floats [3, outHeight, outWidth] (see <see cref="ResizeNormalize(ReadOnlySpan{byte}, int, int, Span{float}, int, int)"/>).</summary>
+    public static void ResizeNormalize(Image<Rgb24> image, Span<float> chw, int outHeight = 32, int outWidth = 100)
+    {
+        var rgb = new byte[image.Width * image.Height * Channels];
+        image.CopyPixelDataTo(rgb);
+        ResizeNormalize(rgb, image.Width, image.Height, chw, outHeight, outWidth);
+    }
+
+    public static float[] ResizeNormalize(Image<Rgb24> image, int outHeight = 32, int outWidth = 100)
+    {
+        var chw = new float[Channels * outHeight * outWidth];
+        ResizeNormalize(image, chw, outHeight, outWidth);
+        return chw;
+    }
+
+    /// <summary>Decodes an image file (PNG, JPEG, BMP, GIF, WebP, TGA; palette, 16-bit and alpha are converted
+    /// to 8-bit RGB) and preprocesses it; a missing or undecodable file gives a one-line error naming it.</summary>
+    public static float[] LoadFile(string path, int outHeight = 32, int outWidth = 100)
+    {
+        using var image = LoadRgb(path);
+        return ResizeNormalize(image, outHeight, outWidth);
+    }
+
+    public static Image<Rgb24> LoadRgb(string path)
+    {
+        try { return Image.Load<Rgb24>(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or UnknownImageFormatException or InvalidImageContentException or NotSupportedException)
+        {
+            throw new InvalidDataException($"cannot read image '{path}': {e.Message}", e);
+        }
+    }
+}

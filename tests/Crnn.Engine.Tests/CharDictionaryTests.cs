@@ -1,0 +1,84 @@
+using System.Text;
+using Xunit;
+
+namespace Crnn.Engine.Tests;
+
+public class CharDictionaryTests
+{
+    [Fact]
+    public void DefaultIsDigitsThenLowercaseAfterTheBlank()
+    {
+        var dict = CharDictionary.Default;
+        Assert.Equal(37, dict.Classes);
+        Assert.Equal(36, dict.Symbols.Count);
+        Assert.Equal([1, 10, 11, 36], dict.Encode("09az"));
+        Assert.Equal(37, new ModelConfig().Classes);
+    }
+
+    [Fact]
+    public void DecodeSkipsBlanksAndInvertsEncode()
+    {
+        var dict = CharDictionary.Default;
+        Assert.Equal("hello42", dict.Decode(dict.Encode("hello42")));
+        Assert.Equal("ab", dict.Decode([0, 11, 0, 0, 12, 0]));
+        Assert.Equal("", dict.Decode([]));
+        Assert.Throws<ArgumentOutOfRangeException>(() => dict.Decode([37]));
+        Assert.Throws<ArgumentOutOfRangeException>(() => dict.Decode([-1]));
+    }
+
+    [Fact]
+    public void UnknownSymbolIsNamed()
+    {
+        var dict = CharDictionary.Default;
+        var e = Assert.Throws<ArgumentException>(() => dict.Encode("abC"));
+        Assert.Contains("'C'", e.Message);
+        Assert.Contains("position 2", e.Message);
+        Assert.False(dict.TryEncode("a b", out var ids, out var error));
+        Assert.Empty(ids);
+        Assert.Contains("U+0020", error);
+        Assert.True(dict.TryEncode("ab", out ids, out error));
+        Assert.Equal([11, 12], ids);
+        Assert.Null(error);
+    }
+
+    [Fact]
+    public void LoadsPaddleFileWithSpaceCharAndCodePointsBeyondBmp()
+    {
+        string path = Path.GetTempFileName();
+        try
+        {
+            // BOM, CRLF endings, a CJK symbol and one outside the BMP (a surrogate pair in UTF-16).
+            File.WriteAllText(path, "a\r\n中\r\n😀\r\nb\n", new UTF8Encoding(encoderShouldEmitUTF8Identifier: true));
+            var dict = CharDictionary.Load(path, useSpaceChar: true);
+            Assert.Equal(["a", "中", "😀", "b", " "], dict.Symbols);
+            Assert.Equal(6, dict.Classes);
+            Assert.Equal([3, 5, 2, 4], dict.Encode("😀 中b"));
+            Assert.Equal("😀 中b", dict.Decode(dict.Encode("😀 中b")));
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
+    public void DuplicateOrMalformedLinesAreNamed()
+    {
+        string path = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(path, "a\nb\nc\nb\n");
+            var e = Assert.Throws<FormatException>(() => CharDictionary.Load(path));
+            Assert.Contains("line 4", e.Message);
+            Assert.Contains("line 2", e.Message);
+
+            File.WriteAllText(path, "a\n\nb\n");
+            Assert.Contains("line 2", Assert.Throws<FormatException>(() => CharDictionary.Load(path)).Message);
+
+            File.WriteAllText(path, "a\nab\n");
+            Assert.Contains("line 2", Assert.Throws<FormatException>(() => CharDictionary.Load(path)).Message);
+
+            File.WriteAllText(path, "a\n \n");
+            Assert.Contains("use_space_char", Assert.Throws<FormatException>(() => CharDictionary.Load(path, useSpaceChar: true)).Message);
+        }
+        finally { File.Delete(path); }
+        Assert.Throws<FileNotFoundException>(() => CharDictionary.Load("/nonexistent/dict.txt"));
+    }
+}
