@@ -51,14 +51,10 @@ public sealed class ParameterLayout
         int input = config.HeadChannels, h = config.Hidden;
         for (int layer = 0; layer < 2; layer++)
         {
-            foreach (var dir in new[] { "forward", "reverse" })
-            {
-                string p = $"neck.lstm.{layer}.{dir}";
-                Add($"{p}.weight_ih", [4 * h, input], Init.Uniform, h);
-                Add($"{p}.weight_hh", [4 * h, h], Init.Uniform, h);
-                Add($"{p}.bias_ih", [4 * h], Init.Uniform, h);
-                Add($"{p}.bias_hh", [4 * h], Init.Uniform, h);
-            }
+            // The LSTM kernel's layout (LstmShape): each kind of tensor for both directions, then the next kind.
+            foreach (var (kind, shape) in new[] { ("weight_ih", new[] { 4 * h, input }), ("weight_hh", [4 * h, h]), ("bias_ih", [4 * h]), ("bias_hh", [4 * h]) })
+                foreach (var dir in new[] { "forward", "reverse" })
+                    Add($"neck.lstm.{layer}.{dir}.{kind}", shape, Init.Uniform, h);
             input = 2 * h;
         }
         Add("head.fc.weight", [config.Classes, 2 * h], Init.Uniform, 2 * h);

@@ -5,7 +5,7 @@ using Xunit.Abstractions;
 
 namespace Crnn.Engine.Tests;
 
-public class SyntheticWordsTests(ITestOutputHelper output)
+public class SyntheticWordsTests
 {
     const int Size = 3 * 32 * 100;
 
