@@ -1,0 +1,214 @@
+using Xunit;
+
+namespace Crnn.Kernels.Tests;
+
+public class LstmTests
+{
+    static double Sigmoid(double v) => 1 / (1 + Math.Exp(-v));
+
+    /// <summary>
+    /// float64 bidirectional LSTM written from the equations: per direction and sequence, zero initial state,
+    /// the reverse direction walking t = T−1…0, parameters read at the offsets LstmShape documents.
+    /// </summary>
+    static double[] ReferenceForward(double[] x, double[] p, LstmShape s)
+    {
+        int bt = s.Batch, T = s.Steps, inp = s.Input, H = s.Hidden;
+        var y = new double[bt * T * 2 * H];
+        for (int d = 0; d < 2; d++)
+            for (int b = 0; b < bt; b++)
+            {
+                var h = new double[H];
+                var c = new double[H];
+                for (int step = 0; step < T; step++)
+                {
+                    int t = d == 0 ? step : T - 1 - step;
+                    var hNew = new double[H];
+                    var cNew = new double[H];
+                    for (int j = 0; j < H; j++)
+                    {
+                        var pre = new double[4];
+                        for (int k = 0; k < 4; k++)
+                        {
+                            int r = k * H + j;
+                            double v = p[s.BiasIh(d) + r] + p[s.BiasHh(d) + r];
+                            for (int m = 0; m < inp; m++) v += p[s.WeightIh(d) + r * inp + m] * x[(b * T + t) * inp + m];
+                            for (int m = 0; m < H; m++) v += p[s.WeightHh(d) + r * H + m] * h[m];
+                            pre[k] = v;
+                        }
+                        cNew[j] = Sigmoid(pre[1]) * c[j] + Sigmoid(pre[0]) * Math.Tanh(pre[2]);
+                        hNew[j] = Sigmoid(pre[3]) * Math.Tanh(cNew[j]);
+                    }
+                    h = hNew;
+                    c = cNew;
+                    for (int j = 0; j < H; j++) y[(b * T + t) * 2 * H + d * H + j] = h[j];
+                }
+            }
+        return y;
+    }
+
+    /// <summary>Runs forward (and, given dy, backward) of one layer on the device; returns y, dx, dParameters.</summary>
+    sealed class DeviceLayer : IDisposable
+    {
+        readonly Lstm _lstm;
+        readonly LstmShape _s;
+        public readonly Tensor<float> Parameters, X, Y, Saved;
+
+        public DeviceLayer(Device dev, Lstm lstm, LstmShape s, float[] parameters, float[] x)
+        {
+            _lstm = lstm;
+            _s = s;
+            Parameters = dev.Upload(parameters, s.ParameterCount);
+            X = dev.Upload(x, s.InputLength);
+            Y = Reference.NaNs(dev, s.OutputLength);
+            Saved = Reference.NaNs(dev, s.SavedLength);
+            lstm.Forward(s, Parameters.View, X.View, Y.View, Saved.View);
+        }
+
+        public (float[] Dx, float[] DParameters) Backward(Device dev, float[] dy)
+        {
+            using var tdy = dev.Upload(dy, _s.OutputLength);
+            using var dx = Reference.NaNs(dev, _s.InputLength);
+            using var dp = Reference.NaNs(dev, _s.ParameterCount);
+            using var scratch = Reference.NaNs(dev, _s.ScratchLength);
+            _lstm.Backward(_s, Parameters.View, X.View, Y.View, Saved.View, tdy.View, dx.View, dp.View, scratch.View);
+            return (dx.ToHost(), dp.ToHost());
+        }
+
+        public void Dispose() { Parameters.Dispose(); X.Dispose(); Y.Dispose(); Saved.Dispose(); }
+    }
+
+    /// <summary>Weights small enough that the gates are not saturated, so every gradient path carries signal.</summary>
+    static float[] RandomParameters(LstmShape s, int seed) => Reference.Random(s.ParameterCount, seed, -0.5f, 0.5f);
+
+    /// <summary>Compares each parameter block of each direction separately, so a wrong block cannot hide.</summary>
+    static void AssertParameterGradients(LstmShape s, double[] expected, float[] actual, double tol, string layer)
+    {
+        int g = s.Gates;
+        for (int d = 0; d < 2; d++)
+            foreach (var (name, offset, length) in new[]
+            {
+                ("dW_ih", s.WeightIh(d), g * s.Input), ("dW_hh", s.WeightHh(d), g * s.Hidden),
+                ("db_ih", s.BiasIh(d), g), ("db_hh", s.BiasHh(d), g),
+            })
+            {
+                // With one step the recurrent weights only ever meet the zero state: their gradient is exactly 0.
+                if (name == "dW_hh" && s.Steps == 1)
+                {
+                    Assert.All(actual.Skip(offset).Take(length), v => Assert.Equal(0f, v));
+                    continue;
+                }
+                Reference.AssertNormClose(expected[offset..(offset + length)], actual[offset..(offset + length)], tol, $"{layer}{name}[{d}]");
+            }
+    }
+
+    public static TheoryData<string, int, int, int, int> Cases()
+    {
+        var data = new TheoryData<string, int, int, int, int>();
+        foreach (var device in TestDevices.Names)
+        {
+            // Every step is several launches, and a launch on the GPU-like device costs ~10 ms: keep T small there.
+            data.Add(device, 1, 1, 1, 1);
+            data.Add(device, 3, 5, 7, 5);
+            data.Add(device, 3, 1, 33, 8);
+            if (device == TestDevices.GpuLike) continue;
+            data.Add(device, 1, 7, 33, 8);
+            data.Add(device, 3, 7, 1, 8);
+            data.Add(device, 1, 5, 7, 1);
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void ForwardMatchesReference(string device, int batch, int steps, int input, int hidden)
+    {
+        var dev = TestDevices.Get(device);
+        var s = new LstmShape(batch, steps, input, hidden);
+        var p = RandomParameters(s, 1);
+        var x = Reference.Random(s.InputLength, 2);
+        using var layer = new DeviceLayer(dev, new Lstm(dev), s, p, x);
+        Reference.AssertClose(ReferenceForward(Reference.ToDouble(x), Reference.ToDouble(p), s), layer.Y.ToHost(), 1e-5, "y");
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void BackwardMatchesFiniteDifferences(string device, int batch, int steps, int input, int hidden)
+    {
+        var dev = TestDevices.Get(device);
+        var s = new LstmShape(batch, steps, input, hidden);
+        var p = RandomParameters(s, 3);
+        var x = Reference.Random(s.InputLength, 4);
+        var r = Reference.Random(s.OutputLength, 5);
+        using var layer = new DeviceLayer(dev, new Lstm(dev), s, p, x);
+        var (dx, dp) = layer.Backward(dev, r);
+
+        double[] xd = Reference.ToDouble(x), pd = Reference.ToDouble(p), rd = Reference.ToDouble(r);
+        var expectedDx = Reference.NumericGradient(xs => Reference.Dot(ReferenceForward(xs, pd, s), rd), xd);
+        var expectedDp = Reference.NumericGradient(ps => Reference.Dot(ReferenceForward(xd, ps, s), rd), pd);
+        Reference.AssertNormClose(expectedDx, dx, 1e-5, "dx");
+        AssertParameterGradients(s, expectedDp, dp, 1e-5, "");
+    }
+
+    /// <summary>The model's neck: two layers, the second reading the first's [B, T, 2H] output.</summary>
+    [Theory]
+    [MemberData(nameof(TestDevices.Names), MemberType = typeof(TestDevices))]
+    public void TwoLayerStackForwardAndBackward(string device)
+    {
+        var dev = TestDevices.Get(device);
+        var s1 = new LstmShape(2, 4, 7, 5);
+        var s2 = new LstmShape(2, 4, 2 * s1.Hidden, 3);
+        var p1 = RandomParameters(s1, 6);
+        var p2 = RandomParameters(s2, 7);
+        var x = Reference.Random(s1.InputLength, 8);
+        var r = Reference.Random(s2.OutputLength, 9);
+        var lstm = new Lstm(dev);
+        using var layer1 = new DeviceLayer(dev, lstm, s1, p1, x);
+        using var layer2 = new DeviceLayer(dev, lstm, s2, p2, layer1.Y.ToHost());
+        var (dh1, dp2) = layer2.Backward(dev, r);
+        var (dx, dp1) = layer1.Backward(dev, dh1);
+
+        double[] xd = Reference.ToDouble(x), p1d = Reference.ToDouble(p1), p2d = Reference.ToDouble(p2), rd = Reference.ToDouble(r);
+        double Loss(double[] xs, double[] q1, double[] q2) => Reference.Dot(ReferenceForward(ReferenceForward(xs, q1, s1), q2, s2), rd);
+        Reference.AssertClose(ReferenceForward(ReferenceForward(xd, p1d, s1), p2d, s2), layer2.Y.ToHost(), 1e-5, "y2");
+        Reference.AssertNormClose(Reference.NumericGradient(xs => Loss(xs, p1d, p2d), xd), dx, 1e-5, "dx");
+        AssertParameterGradients(s1, Reference.NumericGradient(q => Loss(xd, q, p2d), p1d), dp1, 1e-5, "layer1.");
+        AssertParameterGradients(s2, Reference.NumericGradient(q => Loss(xd, p1d, q), p2d), dp2, 1e-5, "layer2.");
+    }
+
+    [Fact]
+    public void ParameterLayoutIsDocumentedOrder()
+    {
+        // The seed model's first layer: 480 inputs, hidden 96.
+        var s = new LstmShape(32, 25, 480, 96);
+        Assert.Equal(0, s.WeightIh(0));
+        Assert.Equal(384 * 480, s.WeightIh(1));
+        Assert.Equal(768 * 480, s.WeightHh(0));
+        Assert.Equal(768 * 480 + 384 * 96, s.WeightHh(1));
+        Assert.Equal(768 * 480 + 768 * 96, s.BiasIh(0));
+        Assert.Equal(768 * 480 + 768 * 96 + 384, s.BiasIh(1));
+        Assert.Equal(768 * 480 + 768 * 96 + 768, s.BiasHh(0));
+        Assert.Equal(768 * 480 + 768 * 96 + 768 + 384, s.BiasHh(1));
+        Assert.Equal(768 * (480 + 96 + 2), s.ParameterCount);
+        // PyTorch's count for nn.LSTM(480, 96, bidirectional=True): 2·(4·96·(480+96) + 2·4·96).
+        Assert.Equal(2 * (4 * 96 * (480 + 96) + 2 * 4 * 96), s.ParameterCount);
+    }
+
+    [Fact]
+    public void RejectsMismatchedBuffers()
+    {
+        var dev = TestDevices.Get(TestDevices.Default);
+        var s = new LstmShape(2, 3, 4, 5);
+        using var p = dev.Allocate(s.ParameterCount);
+        using var x = dev.Allocate(s.InputLength);
+        using var y = dev.Allocate(s.OutputLength);
+        using var saved = dev.Allocate(s.SavedLength);
+        var lstm = new Lstm(dev);
+        var e = Assert.Throws<ArgumentException>(() => lstm.Forward(s, p.View, y.View, y.View, saved.View));
+        Assert.Contains("x has", e.Message);
+        e = Assert.Throws<ArgumentException>(() => lstm.Forward(s with { Hidden = 0 }, p.View, x.View, y.View, saved.View));
+        Assert.Contains("hidden 0", e.Message);
+        e = Assert.Throws<ArgumentException>(() =>
+            lstm.Backward(s, p.View, x.View, y.View, saved.View, y.View, x.View, p.View, saved.View));
+        Assert.Contains("scratch", e.Message);
+    }
+}
