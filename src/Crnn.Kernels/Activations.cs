@@ -6,13 +6,14 @@ namespace Crnn.Kernels;
 /// <summary>The activations of MODEL.md. Values are the kernel's integer switch, so keep them stable.</summary>
 public enum Activation { None = 0, Relu = 1, HardSwish = 2, HardSigmoid = 3 }
 
-/// <summary>Element-wise activations (forward and backward) and the residual add.</summary>
+/// <summary>Element-wise activations (forward and backward), the residual add and scaling.</summary>
 public sealed class Activations
 {
     readonly Device _device;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _forward;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int> _backward;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int> _add;
+    readonly Action<KernelConfig, ArrayView<float>, float, int> _scale;
 
     public Activations(Device device)
     {
@@ -21,6 +22,7 @@ public sealed class Activations
         _forward = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(ForwardKernel);
         _backward = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(BackwardKernel);
         _add = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(AddKernel);
+        _scale = acc.LoadStreamKernel<ArrayView<float>, float, int>(ScaleKernel);
     }
 
     /// <summary>y = act(x); y may be x (in place).</summary>
@@ -45,6 +47,9 @@ public sealed class Activations
         SameLength(a, y);
         _add(_device.GridStride(n), a, b, y, n);
     }
+
+    /// <summary>x *= factor, in place (e.g. the 1/batch of a mean loss).</summary>
+    public void Scale(ArrayView<float> x, float factor) => _scale(_device.GridStride(x.Length), x, factor, (int)x.Length);
 
     static int SameLength(ArrayView<float> a, ArrayView<float> b)
     {
@@ -79,6 +84,12 @@ public sealed class Activations
     {
         int stride = Grid.DimX * Group.DimX;
         for (int i = Grid.GlobalIndex.X; i < n; i += stride) dx[i] = dy[i] * Derivative(act, x[i]);
+    }
+
+    static void ScaleKernel(ArrayView<float> x, float factor, int n)
+    {
+        int stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride) x[i] *= factor;
     }
 
     static void AddKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y, int n)

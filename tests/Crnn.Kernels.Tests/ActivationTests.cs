@@ -68,4 +68,15 @@ public class ActivationTests
         new Activations(dev).Add(ta.View, tb.View, ty.View);
         Reference.AssertClose(a.Zip(b, (p, q) => (double)p + q).ToArray(), ty.ToHost(), 1e-7, "sum");
     }
+
+    [Theory]
+    [MemberData(nameof(TestDevices.Names), MemberType = typeof(TestDevices))]
+    public void ScalesInPlace(string device)
+    {
+        var dev = TestDevices.Get(device);
+        var x = Reference.Random(97, 4);
+        using var tx = dev.Upload(x, 97);
+        new Activations(dev).Scale(tx.View, 0.125f);
+        Reference.AssertClose(x.Select(v => v * 0.125).ToArray(), tx.ToHost(), 1e-7, "scaled");
+    }
 }
