@@ -1,0 +1,157 @@
+using Crnn.Kernels;
+using ILGPU;
+
+namespace Crnn.Engine;
+
+/// <summary>
+/// The model on one device: configuration, parameters (one buffer), the layers for the current batch size,
+/// and CTC loss. Host arrays cross to the device only here: a batch of images and labels in, per-sample
+/// losses and decoded text out.
+/// </summary>
+public sealed class CrnnModel : IDisposable
+{
+    Network? _network;
+    CtcBuffers? _ctc;
+
+    public ModelConfig Config { get; }
+    public ParameterLayout Layout { get; }
+    public KernelSet Kernels { get; }
+    public ParameterStore Store { get; }
+    public Device Device => Kernels.Device;
+    public int Steps { get; }
+
+    public CrnnModel(Device device, ModelConfig config)
+    {
+        Config = config;
+        Steps = config.TimeSteps;
+        Layout = new ParameterLayout(config);
+        Kernels = new KernelSet(device);
+        Store = new ParameterStore(device, Layout);
+    }
+
+    /// <summary>Fresh weights as MODEL.md prescribes, reproducible from the seed.</summary>
+    public void Initialize(int seed)
+    {
+        var (parameters, buffers) = Layout.Initialize(seed);
+        Load(parameters, buffers);
+    }
+
+    public void Load(float[] parameters, float[] buffers)
+    {
+        Store.Parameters.CopyFrom(parameters);
+        Store.Buffers.CopyFrom(buffers);
+    }
+
+    public (float[] Parameters, float[] Buffers) Save() => (Store.Parameters.ToHost(), Store.Buffers.ToHost());
+
+    /// <summary>The layers for <paramref name="batch"/> images; rebuilt (allocating) only when the batch size changes.</summary>
+    public Network NetworkFor(int batch)
+    {
+        if (batch < 1) throw new ArgumentException($"batch size must be at least 1, got {batch}");
+        if (_network?.Batch != batch)
+        {
+            _network?.Dispose();
+            _ctc?.Dispose();
+            _network = new Network(Kernels, Store, Config, batch);
+            _ctc = new CtcBuffers(Kernels, batch, Steps, Config.Classes);
+        }
+        return _network;
+    }
+
+    /// <summary>Forward pass on a batch already on the device ([B, 3, H, W]); returns logits [B, T, C].</summary>
+    public ArrayView<float> Forward(ArrayView<float> images, int batch, bool training) => NetworkFor(batch).Forward(images, training);
+
+    /// <summary>
+    /// One forward and backward pass in training mode: per-sample CTC losses (of the mean-over-batch loss the
+    /// gradients belong to) are returned, and every parameter gradient is written into <see cref="Store"/>.
+    /// </summary>
+    public float[] ForwardBackward(ArrayView<float> images, int[][] labels)
+    {
+        int batch = labels.Length;
+        var network = NetworkFor(batch);
+        var logits = network.Forward(images, training: true);
+        var ctc = _ctc!;
+        ctc.Upload(labels);
+        Kernels.Ctc.LossAndGradient(logits, ctc.LabelView, ctc.Lengths.View, ctc.Losses.View, ctc.Gradient.View,
+            ctc.Workspace, blank: 0, zeroInfinity: true);
+        Kernels.Activations.Scale(ctc.Gradient.View, 1f / batch); // loss = mean over the batch
+        network.Backward(ctc.Gradient.View);
+        return ctc.Losses.ToHost();
+    }
+
+    /// <summary>Greedy decoding of the last forward's logits: class ids per sample and confidences.</summary>
+    public (int[][] Ids, float[] Confidences) DecodeLast()
+    {
+        var network = _network ?? throw new InvalidOperationException("no forward pass has run yet");
+        var view = network.Logits;
+        var ids = Device.Allocate<int>(network.Batch * Steps);
+        var lengths = Device.Allocate<int>(network.Batch);
+        var confidences = Device.Allocate(network.Batch);
+        try
+        {
+            Kernels.Decoder.Decode(view, network.Batch, Steps, Config.Classes, ids.View, lengths.View, confidences.View);
+            var flat = ids.ToHost();
+            var lens = lengths.ToHost();
+            var result = new int[network.Batch][];
+            for (int b = 0; b < network.Batch; b++) result[b] = flat.AsSpan(b * Steps, lens[b]).ToArray();
+            return (result, confidences.ToHost());
+        }
+        finally
+        {
+            ids.Dispose();
+            lengths.Dispose();
+            confidences.Dispose();
+        }
+    }
+
+    public void Dispose()
+    {
+        _network?.Dispose();
+        _ctc?.Dispose();
+        Store.Dispose();
+        Kernels.Dispose();
+    }
+
+    /// <summary>CTC's device buffers for one batch size.</summary>
+    sealed class CtcBuffers : IDisposable
+    {
+        readonly int _steps;
+        int _labelCount;
+
+        public CtcBuffers(KernelSet kernels, int batch, int steps, int classes)
+        {
+            _steps = steps;
+            Labels = kernels.Device.Allocate<int>(batch * steps);
+            Lengths = kernels.Device.Allocate<int>(batch);
+            Losses = kernels.Device.Allocate(batch);
+            Gradient = kernels.Device.Allocate(batch, steps, classes);
+            Workspace = kernels.Ctc.CreateWorkspace(batch, steps, classes);
+        }
+
+        public Tensor<int> Labels { get; }
+        public Tensor<int> Lengths { get; }
+        public Tensor<float> Losses { get; }
+        public Tensor<float> Gradient { get; }
+        public CtcWorkspace Workspace { get; }
+        public ArrayView<int> LabelView => Labels.View.SubView(0, Math.Max(_labelCount, 1));
+
+        public void Upload(int[][] labels)
+        {
+            var flat = labels.SelectMany(l => l).ToArray();
+            if (flat.Length > Labels.Length)
+                throw new ArgumentException($"labels total {flat.Length} symbols; at most {_steps} per sample fit {_steps} time steps");
+            _labelCount = flat.Length;
+            if (flat.Length > 0) Labels.View.SubView(0, flat.Length).CopyFromCPU(flat);
+            Lengths.CopyFrom(labels.Select(l => l.Length).ToArray());
+        }
+
+        public void Dispose()
+        {
+            Labels.Dispose();
+            Lengths.Dispose();
+            Losses.Dispose();
+            Gradient.Dispose();
+            Workspace.Dispose();
+        }
+    }
+}

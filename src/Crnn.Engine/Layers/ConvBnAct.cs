@@ -1,0 +1,96 @@
+using Crnn.Kernels;
+using ILGPU;
+
+namespace Crnn.Engine.Layers;
+
+public enum ConvKind { Dense, Depthwise, Pointwise }
+
+/// <summary>
+/// Convolution (no bias) → BatchNorm → activation: conv1, conv2 and the three convolutions of a residual
+/// unit. BatchNorm uses batch statistics (and updates the running ones) in training, running ones otherwise.
+/// </summary>
+public sealed class ConvBnAct : Layer
+{
+    readonly ParameterStore _store;
+    readonly string _name;
+    readonly ConvKind _kind;
+    readonly ConvShape _shape;
+    readonly Activation _act;
+    readonly Tensor<float> _conv, _normalized, _activated, _mean, _invStd, _dNormalized;
+    readonly Tensor<float>? _dInput;
+    ArrayView<float> _input;
+
+    public ConvBnAct(KernelSet kernels, ParameterStore store, string name, ConvKind kind, ConvShape shape,
+        Activation act, bool inputGradient) : base(kernels)
+    {
+        _store = store;
+        _name = name;
+        _kind = kind;
+        _shape = shape;
+        _act = act;
+        int[] outShape = [shape.Batch, shape.OutChannels, shape.OutHeight, shape.OutWidth];
+        _conv = Allocate(outShape);
+        _normalized = Allocate(outShape);
+        _activated = act == Activation.None ? _normalized : Allocate(outShape);
+        _dNormalized = Allocate(outShape);
+        _mean = Allocate(shape.OutChannels);
+        _invStd = Allocate(shape.OutChannels);
+        if (inputGradient) _dInput = Allocate(shape.Batch, shape.InChannels, shape.Height, shape.Width);
+    }
+
+    public ConvShape Shape => _shape;
+    public override ArrayView<float> Output => _activated.View;
+    int Spatial => _shape.OutHeight * _shape.OutWidth;
+
+    public override void Forward(ArrayView<float> input, bool training)
+    {
+        _input = input;
+        var w = _store.Param($"{_name}.weight");
+        switch (_kind)
+        {
+            case ConvKind.Dense: K.DenseConv.Forward(input, w, _conv.View, _shape); break;
+            case ConvKind.Depthwise: K.DepthwiseConv.Forward(input, w, _conv.View, _shape); break;
+            case ConvKind.Pointwise: K.PointwiseConv.Forward(input, w, default, _conv.View, _shape.Batch, _shape.InChannels, _shape.OutChannels, Spatial); break;
+        }
+        var (gamma, beta) = (_store.Param($"{_name}.bn.weight"), _store.Param($"{_name}.bn.bias"));
+        var (runningMean, runningVar) = (_store.Buffer($"{_name}.bn.running_mean"), _store.Buffer($"{_name}.bn.running_var"));
+        if (training)
+            K.BatchNorm.ForwardTraining(_conv.View, gamma, beta, _normalized.View, _mean.View, _invStd.View,
+                runningMean, runningVar, _shape.Batch, _shape.OutChannels, Spatial);
+        else
+            K.BatchNorm.ForwardInference(_conv.View, gamma, beta, runningMean, runningVar, _normalized.View,
+                _shape.Batch, _shape.OutChannels, Spatial);
+        if (_act != Activation.None) K.Activations.Forward(_act, _normalized.View, _activated.View);
+    }
+
+    public override ArrayView<float> Backward(ArrayView<float> outputGradient)
+    {
+        var dNormalized = outputGradient;
+        if (_act != Activation.None)
+        {
+            K.Activations.Backward(_act, _normalized.View, outputGradient, _dNormalized.View);
+            dNormalized = _dNormalized.View;
+        }
+        // BatchNorm's input gradient goes into the same scratch buffer (the kernel allows dx = dy).
+        var dConv = _dNormalized.View;
+        K.BatchNorm.Backward(_conv.View, dNormalized, _store.Param($"{_name}.bn.weight"), _mean.View, _invStd.View,
+            dConv, _store.Grad($"{_name}.bn.weight"), _store.Grad($"{_name}.bn.bias"), _shape.Batch, _shape.OutChannels, Spatial);
+        var (w, dw) = (_store.Param($"{_name}.weight"), _store.Grad($"{_name}.weight"));
+        switch (_kind)
+        {
+            case ConvKind.Dense:
+                K.DenseConv.BackwardWeight(dConv, _input, dw, _shape);
+                if (_dInput != null) K.DenseConv.BackwardData(dConv, w, _dInput.View, _shape);
+                break;
+            case ConvKind.Depthwise:
+                K.DepthwiseConv.BackwardWeight(dConv, _input, dw, _shape);
+                if (_dInput != null) K.DepthwiseConv.BackwardData(dConv, w, _dInput.View, _shape);
+                break;
+            case ConvKind.Pointwise:
+                K.PointwiseConv.BackwardWeight(dConv, _input, dw, default, _shape.Batch, _shape.InChannels, _shape.OutChannels, Spatial);
+                if (_dInput != null) K.PointwiseConv.BackwardData(dConv, w, _dInput.View, _shape.Batch, _shape.InChannels, _shape.OutChannels, Spatial);
+                break;
+        }
+        return _dInput?.View ?? default;
+    }
+}

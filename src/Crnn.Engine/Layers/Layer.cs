@@ -1,0 +1,41 @@
+using Crnn.Kernels;
+using ILGPU;
+
+namespace Crnn.Engine.Layers;
+
+/// <summary>
+/// A layer with explicit Forward and Backward (no autograd): it owns its output and input-gradient
+/// buffers, allocated once for a batch size, and keeps a view of its input for the backward pass.
+/// Parameter gradients are written (not accumulated) into the store's gradient buffer.
+/// </summary>
+public abstract class Layer : IDisposable
+{
+    readonly List<IDisposable> _owned = [];
+
+    protected Layer(KernelSet kernels) => K = kernels;
+
+    protected KernelSet K { get; }
+
+    /// <summary>The last forward's output.</summary>
+    public abstract ArrayView<float> Output { get; }
+
+    public abstract void Forward(ArrayView<float> input, bool training);
+
+    /// <summary>Back-propagates <paramref name="outputGradient"/>; returns the gradient with respect to the
+    /// input (an invalid view when the layer was built without one, as the first layer is).</summary>
+    public abstract ArrayView<float> Backward(ArrayView<float> outputGradient);
+
+    protected Tensor<float> Allocate(params int[] shape) => Own(K.Device.Allocate(shape));
+
+    protected T Own<T>(T disposable) where T : IDisposable
+    {
+        _owned.Add(disposable);
+        return disposable;
+    }
+
+    public virtual void Dispose()
+    {
+        foreach (var d in _owned) d.Dispose();
+        _owned.Clear();
+    }
+}

@@ -1,0 +1,35 @@
+using Crnn.Kernels;
+using ILGPU;
+
+namespace Crnn.Engine.Layers;
+
+/// <summary>The CTC head: [B·T, 2H] → logits [B·T, C] (y = x·Wᵀ + b).</summary>
+public sealed class LinearHead : Layer
+{
+    readonly ParameterStore _store;
+    readonly int _rows, _in, _out;
+    readonly Tensor<float> _output, _dInput;
+    ArrayView<float> _input;
+
+    public LinearHead(KernelSet kernels, ParameterStore store, int rows, int inFeatures, int outFeatures) : base(kernels)
+    {
+        (_store, _rows, _in, _out) = (store, rows, inFeatures, outFeatures);
+        _output = Allocate(rows, outFeatures);
+        _dInput = Allocate(rows, inFeatures);
+    }
+
+    public override ArrayView<float> Output => _output.View;
+
+    public override void Forward(ArrayView<float> input, bool training)
+    {
+        _input = input;
+        K.Linear.Forward(input, _store.Param("head.fc.weight"), _store.Param("head.fc.bias"), _output.View, _rows, _in, _out);
+    }
+
+    public override ArrayView<float> Backward(ArrayView<float> outputGradient)
+    {
+        K.Linear.Backward(_input, _store.Param("head.fc.weight"), outputGradient, _dInput.View,
+            _store.Grad("head.fc.weight"), _store.Grad("head.fc.bias"), _rows, _in, _out);
+        return _dInput.View;
+    }
+}

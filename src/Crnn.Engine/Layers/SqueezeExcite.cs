@@ -1,0 +1,66 @@
+using Crnn.Kernels;
+using ILGPU;
+
+namespace Crnn.Engine.Layers;
+
+/// <summary>
+/// Squeeze-and-excite: global average pool → 1×1 conv with bias → ReLU → 1×1 conv with bias →
+/// hardsigmoid → channel-wise multiply of the input.
+/// </summary>
+public sealed class SqueezeExcite : Layer
+{
+    readonly ParameterStore _store;
+    readonly string _name;
+    readonly int _batch, _channels, _squeeze, _spatial;
+    readonly Tensor<float> _pooled, _squeezed, _relu, _excited, _gate, _output;
+    readonly Tensor<float> _dGate, _dRelu, _dPooled, _dInput;
+    ArrayView<float> _input;
+
+    public SqueezeExcite(KernelSet kernels, ParameterStore store, string name, int batch, int channels, int squeeze, int spatial)
+        : base(kernels)
+    {
+        (_store, _name, _batch, _channels, _squeeze, _spatial) = (store, name, batch, channels, squeeze, spatial);
+        _pooled = Allocate(batch, channels);
+        _squeezed = Allocate(batch, squeeze);
+        _relu = Allocate(batch, squeeze);
+        _excited = Allocate(batch, channels);
+        _gate = Allocate(batch, channels);
+        _output = Allocate(batch, channels, spatial);
+        _dGate = Allocate(batch, channels);
+        _dRelu = Allocate(batch, squeeze);
+        _dPooled = Allocate(batch, channels);
+        _dInput = Allocate(batch, channels, spatial);
+    }
+
+    public override ArrayView<float> Output => _output.View;
+
+    public override void Forward(ArrayView<float> input, bool training)
+    {
+        _input = input;
+        K.Pooling.GlobalAveragePoolForward(input, _pooled.View, _batch, _channels, _spatial);
+        K.PointwiseConv.Forward(_pooled.View, W("conv1"), B("conv1"), _squeezed.View, _batch, _channels, _squeeze, 1);
+        K.Activations.Forward(Activation.Relu, _squeezed.View, _relu.View);
+        K.PointwiseConv.Forward(_relu.View, W("conv2"), B("conv2"), _excited.View, _batch, _squeeze, _channels, 1);
+        K.Activations.Forward(Activation.HardSigmoid, _excited.View, _gate.View);
+        K.ChannelScale.Forward(input, _gate.View, _output.View, _batch, _channels, _spatial);
+    }
+
+    public override ArrayView<float> Backward(ArrayView<float> outputGradient)
+    {
+        K.ChannelScale.Backward(_input, _gate.View, outputGradient, _dInput.View, _dGate.View, _batch, _channels, _spatial);
+        K.Activations.Backward(Activation.HardSigmoid, _excited.View, _dGate.View, _dGate.View);
+        K.PointwiseConv.BackwardWeight(_dGate.View, _relu.View, DW("conv2"), DB("conv2"), _batch, _squeeze, _channels, 1);
+        K.PointwiseConv.BackwardData(_dGate.View, W("conv2"), _dRelu.View, _batch, _squeeze, _channels, 1);
+        K.Activations.Backward(Activation.Relu, _squeezed.View, _dRelu.View, _dRelu.View);
+        K.PointwiseConv.BackwardWeight(_dRelu.View, _pooled.View, DW("conv1"), DB("conv1"), _batch, _channels, _squeeze, 1);
+        K.PointwiseConv.BackwardData(_dRelu.View, W("conv1"), _dPooled.View, _batch, _channels, _squeeze, 1);
+        // The input feeds both the pool and the multiply: add the pool's share to the multiply's.
+        K.Pooling.GlobalAveragePoolBackward(_dPooled.View, _dInput.View, _batch, _channels, _spatial, accumulate: true);
+        return _dInput.View;
+    }
+
+    ArrayView<float> W(string conv) => _store.Param($"{_name}.{conv}.weight");
+    ArrayView<float> B(string conv) => _store.Param($"{_name}.{conv}.bias");
+    ArrayView<float> DW(string conv) => _store.Grad($"{_name}.{conv}.weight");
+    ArrayView<float> DB(string conv) => _store.Grad($"{_name}.{conv}.bias");
+}
