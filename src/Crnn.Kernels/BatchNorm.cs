@@ -1,0 +1,261 @@
+using ILGPU;
+using ILGPU.Algorithms;
+using ILGPU.Runtime;
+
+namespace Crnn.Kernels;
+
+/// <summary>
+/// Batch normalization over NCHW activations, per channel over (batch, H, W), eps 1e-5. Training mode
+/// normalizes with the batch statistics (two-pass mean and biased variance) and saves mean and 1/std for
+/// the backward; inference mode uses the running statistics.
+/// </summary>
+/// <remarks>
+/// Each channel is reduced by one group: every thread sums a strided share in a fixed order, then a
+/// shared-memory tree sized by the group combines the partial sums. The order depends only on the group
+/// size, so results are bit-identical run to run on one device. No float atomics.
+/// </remarks>
+public sealed class BatchNorm
+{
+    public const float Epsilon = 1e-5f;
+    /// <summary>The largest group the shared-memory reduction holds (CUDA's limit).</summary>
+    const int MaxGroupSize = 1024;
+
+    readonly Device _device;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape, float> _forwardTraining;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        ArrayView<float>, BatchNormShape> _forwardInference;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape> _backward;
+
+    public BatchNorm(Device device)
+    {
+        _device = device;
+        var acc = device.Accelerator;
+        _forwardTraining = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape, float>(ForwardTrainingKernel);
+        _forwardInference = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, BatchNormShape>(ForwardInferenceKernel);
+        _backward = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape>(BackwardKernel);
+    }
+
+    /// <summary>
+    /// y = gamma·(x − mean)·invStd + beta with the batch's mean and biased variance per channel; writes
+    /// saveMean and saveInvStd (1/√(var + eps)) for <see cref="Backward"/> and updates the running
+    /// statistics in Paddle's convention: running ← momentum·running + (1 − momentum)·batch. Like Paddle,
+    /// the running variance takes the biased batch variance (PyTorch would use the unbiased one).
+    /// x and y are [batch, channels, spatial] (spatial = H·W); y may be x.
+    /// </summary>
+    public void ForwardTraining(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y,
+        ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> runningMean, ArrayView<float> runningVar,
+        int batch, int channels, int spatial, float momentum = 0.9f)
+    {
+        var s = Check(batch, channels, spatial, ("x", x), ("y", y));
+        CheckChannels(channels, ("gamma", gamma), ("beta", beta), ("saveMean", saveMean), ("saveInvStd", saveInvStd),
+            ("runningMean", runningMean), ("runningVar", runningVar));
+        if (!(momentum >= 0f && momentum <= 1f)) throw new ArgumentException($"momentum {momentum} is outside [0, 1]");
+        RequireStatistics(batch, spatial);
+        if (channels == 0) return;
+        _forwardTraining(PerChannel(channels), x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, s, momentum);
+    }
+
+    /// <summary>y = gamma·(x − runningMean)/√(runningVar + eps) + beta; y may be x.</summary>
+    public void ForwardInference(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
+        ArrayView<float> runningMean, ArrayView<float> runningVar, ArrayView<float> y, int batch, int channels, int spatial)
+    {
+        var s = Check(batch, channels, spatial, ("x", x), ("y", y));
+        CheckChannels(channels, ("gamma", gamma), ("beta", beta), ("runningMean", runningMean), ("runningVar", runningVar));
+        if (x.Length == 0) return;
+        _forwardInference(_device.GridStride(x.Length), x, gamma, beta, runningMean, runningVar, y, s);
+    }
+
+    /// <summary>
+    /// Gradients of the training-mode forward: dbeta = Σ dy, dgamma = Σ dy·x̂ and
+    /// dx = gamma·invStd·(dy − dbeta/n − x̂·dgamma/n) with x̂ = (x − mean)·invStd and n = batch·spatial.
+    /// Overwrites dx, dgamma and dbeta; dx may be dy.
+    /// </summary>
+    public void Backward(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> gamma, ArrayView<float> saveMean,
+        ArrayView<float> saveInvStd, ArrayView<float> dx, ArrayView<float> dgamma, ArrayView<float> dbeta,
+        int batch, int channels, int spatial)
+    {
+        var s = Check(batch, channels, spatial, ("x", x), ("dy", dy), ("dx", dx));
+        CheckChannels(channels, ("gamma", gamma), ("saveMean", saveMean), ("saveInvStd", saveInvStd), ("dgamma", dgamma), ("dbeta", dbeta));
+        RequireStatistics(batch, spatial);
+        if (channels == 0) return;
+        _backward(PerChannel(channels), x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, s);
+    }
+
+    /// <summary>One group per channel (groups loop over channels when there are more channels than groups).</summary>
+    KernelConfig PerChannel(int channels) =>
+        _device.Groups(Math.Min(channels, _device.MaxGroups), Math.Min(_device.GroupSize, MaxGroupSize));
+
+    static BatchNormShape Check(int batch, int channels, int spatial, params (string Name, ArrayView<float> View)[] tensors)
+    {
+        if (batch < 0 || channels < 0 || spatial < 0) throw new ArgumentException($"negative batch-norm shape [{batch},{channels},{spatial}]");
+        long n = (long)batch * channels * spatial;
+        if (n > int.MaxValue) throw new ArgumentException($"batch-norm tensor of {n} elements exceeds the 2^31 element limit");
+        foreach (var (name, view) in tensors)
+            if (view.Length != n) throw new ArgumentException($"{name} has {view.Length} elements, expected [{batch},{channels},{spatial}] = {n}");
+        return new BatchNormShape { Batch = batch, Channels = channels, Spatial = spatial };
+    }
+
+    /// <summary>Batch statistics need at least one value per channel.</summary>
+    static void RequireStatistics(int batch, int spatial)
+    {
+        if (batch == 0 || spatial == 0) throw new ArgumentException($"batch statistics need values: batch {batch} x spatial {spatial} is empty");
+    }
+
+    static void CheckChannels(int channels, params (string Name, ArrayView<float> View)[] vectors)
+    {
+        foreach (var (name, view) in vectors)
+            if (view.Length != channels) throw new ArgumentException($"{name} has {view.Length} elements, expected {channels} (one per channel)");
+    }
+
+    /// <summary>Flat index of the j-th element of channel c, j running over (batch, spatial).</summary>
+    static int At(BatchNormShape s, int c, int j) => (j / s.Spatial * s.Channels + c) * s.Spatial + j % s.Spatial;
+
+    static void ForwardTrainingKernel(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y,
+        ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> runningMean, ArrayView<float> runningVar,
+        BatchNormShape s, float momentum)
+    {
+        var partial = SharedMemory.Allocate<float>(2 * MaxGroupSize);
+        int tid = Group.IdxX, threads = Group.DimX, groups = Grid.DimX;
+        int n = s.Batch * s.Spatial;
+        float inverseCount = 1f / n;
+        for (int c = Grid.IdxX; c < s.Channels; c += groups)
+        {
+            float sum = 0f;
+            for (int j = tid; j < n; j += threads) sum += x[At(s, c, j)];
+            float mean = SharedTreeSum.Sum(partial, 0, sum, tid, threads) * inverseCount;
+            // Second pass over centred values: no cancellation when the mean is large against the spread.
+            float squares = 0f;
+            for (int j = tid; j < n; j += threads)
+            {
+                float d = x[At(s, c, j)] - mean;
+                squares += d * d;
+            }
+            float variance = SharedTreeSum.Sum(partial, MaxGroupSize, squares, tid, threads) * inverseCount;
+            float invStd = 1f / XMath.Sqrt(variance + Epsilon);
+            float scale = gamma[c] * invStd, shift = beta[c];
+            for (int j = tid; j < n; j += threads)
+            {
+                int i = At(s, c, j);
+                y[i] = (x[i] - mean) * scale + shift;
+            }
+            if (tid == 0)
+            {
+                saveMean[c] = mean;
+                saveInvStd[c] = invStd;
+                runningMean[c] = momentum * runningMean[c] + (1f - momentum) * mean;
+                runningVar[c] = momentum * runningVar[c] + (1f - momentum) * variance;
+            }
+        }
+    }
+
+    static void ForwardInferenceKernel(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
+        ArrayView<float> runningMean, ArrayView<float> runningVar, ArrayView<float> y, BatchNormShape s)
+    {
+        int n = s.Batch * s.Channels * s.Spatial, stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride)
+        {
+            int c = i / s.Spatial % s.Channels;
+            y[i] = (x[i] - runningMean[c]) * (gamma[c] / XMath.Sqrt(runningVar[c] + Epsilon)) + beta[c];
+        }
+    }
+
+    static void BackwardKernel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> gamma, ArrayView<float> saveMean,
+        ArrayView<float> saveInvStd, ArrayView<float> dx, ArrayView<float> dgamma, ArrayView<float> dbeta, BatchNormShape s)
+    {
+        var partial = SharedMemory.Allocate<float>(2 * MaxGroupSize);
+        int tid = Group.IdxX, threads = Group.DimX, groups = Grid.DimX;
+        int n = s.Batch * s.Spatial;
+        float inverseCount = 1f / n;
+        for (int c = Grid.IdxX; c < s.Channels; c += groups)
+        {
+            float mean = saveMean[c], invStd = saveInvStd[c];
+            float sumDy = 0f, sumDyCentred = 0f;
+            for (int j = tid; j < n; j += threads)
+            {
+                int i = At(s, c, j);
+                float g = dy[i];
+                sumDy += g;
+                sumDyCentred += g * (x[i] - mean);
+            }
+            var (dyTotal, dyCentredTotal) = SharedTreeSum.Sum2(partial, MaxGroupSize, sumDy, sumDyCentred, tid, threads);
+            float dGamma = dyCentredTotal * invStd;
+            float scale = gamma[c] * invStd, meanDy = dyTotal * inverseCount, meanDyXhat = dGamma * inverseCount;
+            // Every thread has read the sums, so dx may overwrite dy in place below.
+            for (int j = tid; j < n; j += threads)
+            {
+                int i = At(s, c, j);
+                float xhat = (x[i] - mean) * invStd;
+                dx[i] = scale * (dy[i] - meanDy - xhat * meanDyXhat);
+            }
+            if (tid == 0)
+            {
+                dgamma[c] = dGamma;
+                dbeta[c] = dyTotal;
+            }
+        }
+    }
+}
+
+/// <summary>The integer sizes of a batch-norm launch: x is [Batch, Channels, Spatial].</summary>
+public struct BatchNormShape
+{
+    public int Batch, Channels, Spatial;
+}
+
+/// <summary>
+/// Fixed-order sums across one group through shared memory, for kernels where a group owns a reduction.
+/// Works for any group size (2-thread CPU groups, 256-thread GPU groups, non-powers of two).
+/// </summary>
+internal static class SharedTreeSum
+{
+    /// <summary>
+    /// The sum of <paramref name="value"/> over the group's threads, returned to every thread. Uses
+    /// partial[offset .. offset + threads). Callers alternate two offsets between consecutive sums, so a
+    /// thread still reading one sum's result is never overwritten by the next sum's first store.
+    /// </summary>
+    public static float Sum(ArrayView<float> partial, int offset, float value, int tid, int threads)
+    {
+        partial[offset + tid] = value;
+        Group.Barrier();
+        for (int half = HalfSpan(threads); half > 0; half >>= 1)
+        {
+            if (tid < half && tid + half < threads) partial[offset + tid] += partial[offset + tid + half];
+            Group.Barrier();
+        }
+        return partial[offset];
+    }
+
+    /// <summary>Two sums at once (one set of barriers): partial[0 .. threads) and partial[second ..).
+    /// A trailing barrier protects the results from the next call's stores.</summary>
+    public static (float, float) Sum2(ArrayView<float> partial, int second, float a, float b, int tid, int threads)
+    {
+        partial[tid] = a;
+        partial[second + tid] = b;
+        Group.Barrier();
+        for (int half = HalfSpan(threads); half > 0; half >>= 1)
+        {
+            if (tid < half && tid + half < threads)
+            {
+                partial[tid] += partial[tid + half];
+                partial[second + tid] += partial[second + tid + half];
+            }
+            Group.Barrier();
+        }
+        float ra = partial[0], rb = partial[second];
+        Group.Barrier();
+        return (ra, rb);
+    }
+
+    /// <summary>Half the smallest power of two ≥ threads: the first stride of the tree.</summary>
+    static int HalfSpan(int threads)
+    {
+        int span = 1;
+        while (span < threads) span <<= 1;
+        return span >> 1;
+    }
+}
