@@ -33,21 +33,20 @@ public class BatchNormTests
         return (y, mean, variance);
     }
 
-    /// <summary>Shapes [batch, channels, H, W]; the GPU-like device (a barrier per tree level) gets the small ones.</summary>
-    public static TheoryData<string, int, int, int, int> Cases()
+    /// <summary>Both variants on both devices, shapes [batch, channels, H, W]; grouped runs on the GPU-like
+    /// device (a barrier per tree level, each costly there) get the small ones.</summary>
+    public static TheoryData<string, BatchNormVariant, int, int, int, int> Cases()
     {
-        var data = new TheoryData<string, int, int, int, int>();
+        var data = new TheoryData<string, BatchNormVariant, int, int, int, int>();
         foreach (var device in TestDevices.Names)
-        {
-            data.Add(device, 1, 7, 1, 97);
-            data.Add(device, 3, 1, 5, 97);
-            data.Add(device, 3, 7, 3, 1);
-            if (device == TestDevices.Default)
+            foreach (var variant in new[] { BatchNormVariant.Grouped, BatchNormVariant.PerThread })
             {
-                data.Add(device, 3, 33, 3, 1);
-                data.Add(device, 1, 1, 1, 1);
+                bool cheap = device == TestDevices.Default || variant == BatchNormVariant.PerThread;
+                data.Add(device, variant, 1, 7, 1, 97);
+                data.Add(device, variant, 3, 1, 5, 97);
+                data.Add(device, variant, 3, cheap ? 33 : 2, 3, 1);
+                if (cheap) data.Add(device, variant, 1, 1, 1, 1);
             }
-        }
         return data;
     }
 
@@ -74,9 +73,9 @@ public class BatchNormTests
             return this;
         }
 
-        public void ForwardTraining(BatchNorm bn, Tensor<float> y, float momentum = 0.9f) =>
+        public void ForwardTraining(BatchNorm bn, Tensor<float> y, BatchNormVariant variant = BatchNormVariant.Auto) =>
             bn.ForwardTraining(TX.View, TGamma.View, TBeta.View, y.View, TMean.View, TInvStd.View, TRunMean.View, TRunVar.View,
-                batch, channels, spatial, momentum);
+                batch, channels, spatial, 0.9f, variant);
 
         public void Dispose()
         {
@@ -86,13 +85,13 @@ public class BatchNormTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void ForwardTrainingMatchesReference(string device, int batch, int channels, int h, int w)
+    public void ForwardTrainingMatchesReference(string device, BatchNormVariant variant, int batch, int channels, int h, int w)
     {
         var dev = TestDevices.Get(device);
         int spatial = h * w;
         using var inputs = new Inputs(dev, batch, channels, spatial).Upload();
         using var ty = Reference.NaNs(dev, inputs.N);
-        inputs.ForwardTraining(new BatchNorm(dev), ty, momentum: 0.9f);
+        inputs.ForwardTraining(new BatchNorm(dev), ty, variant);
 
         var (y, mean, variance) = Forward(Reference.ToDouble(inputs.X), Reference.ToDouble(inputs.Gamma), Reference.ToDouble(inputs.Beta), batch, channels, spatial);
         Reference.AssertClose(y, ty.ToHost(), 1e-5, "y");
@@ -131,21 +130,21 @@ public class BatchNormTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void BackwardMatchesFiniteDifferences(string device, int batch, int channels, int h, int w)
+    public void BackwardMatchesFiniteDifferences(string device, BatchNormVariant variant, int batch, int channels, int h, int w)
     {
         var dev = TestDevices.Get(device);
         int spatial = h * w;
         var bn = new BatchNorm(dev);
         using var inputs = new Inputs(dev, batch, channels, spatial).Upload();
         using var ty = Reference.NaNs(dev, inputs.N);
-        inputs.ForwardTraining(bn, ty);
+        inputs.ForwardTraining(bn, ty, variant);
         var r = Reference.Random(inputs.N, 6);
         using var tdy = dev.Upload(r, inputs.N);
         using var tdx = Reference.NaNs(dev, inputs.N);
         using var tdgamma = Reference.NaNs(dev, channels);
         using var tdbeta = Reference.NaNs(dev, channels);
         bn.Backward(inputs.TX.View, tdy.View, inputs.TGamma.View, inputs.TMean.View, inputs.TInvStd.View,
-            tdx.View, tdgamma.View, tdbeta.View, batch, channels, spatial);
+            tdx.View, tdgamma.View, tdbeta.View, batch, channels, spatial, variant);
 
         // Loss Σ y·r of the float64 training-mode forward, as a function of x, gamma and beta in turn.
         var x = Reference.ToDouble(inputs.X);
