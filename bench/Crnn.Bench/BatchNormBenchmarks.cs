@@ -20,6 +20,10 @@ public class BatchNormBenchmarks : IWork
     [Params("480x2x50", "8x16x50")]
     public string Shape { get; set; } = "480x2x50";
 
+    /// <summary>Grouped (GPU shape) against per-thread (CPU shape); Auto picks per device.</summary>
+    [Params(BatchNormVariant.Grouped, BatchNormVariant.PerThread)]
+    public BatchNormVariant Variant { get; set; } = BatchNormVariant.Auto;
+
     int Channels => int.Parse(Shape.Split('x')[0]);
     int Spatial => int.Parse(Shape.Split('x')[1]) * int.Parse(Shape.Split('x')[2]);
     const int Batch = 32;
@@ -44,7 +48,7 @@ public class BatchNormBenchmarks : IWork
     public void ForwardTraining()
     {
         _bn.ForwardTraining(_x.View, _gamma.View, _beta.View, _y.View, _mean.View, _invStd.View, _runMean.View, _runVar.View,
-            Batch, Channels, Spatial);
+            Batch, Channels, Spatial, variant: Variant);
         _device.Synchronize();
     }
 
@@ -52,7 +56,7 @@ public class BatchNormBenchmarks : IWork
     public void Backward()
     {
         _bn.Backward(_x.View, _dy.View, _gamma.View, _mean.View, _invStd.View, _dx.View, _dgamma.View, _dbeta.View,
-            Batch, Channels, Spatial);
+            Batch, Channels, Spatial, Variant);
         _device.Synchronize();
     }
 

@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Algorithms;
 using ILGPU.Runtime;
 
 namespace Crnn.Kernels;
@@ -72,7 +73,7 @@ public sealed class Pooling
         CheckLength("indices", indices.Length, s.OutputLength);
         CheckLength("dx", dx.Length, s.InputLength);
         if (s.InputLength == 0) return;
-        _maxBackward(_device.GridStride(s.InputLength), dy, indices, dx, s);
+        _maxBackward(_device.GridStride((long)s.Planes * ((s.Height + s.Kernel - 1) / s.Kernel)), dy, indices, dx, s);
     }
 
     /// <summary>y[b, c] = mean over the spatial positions of x[b, c, :] (x is [batch, channels, spatial]),
@@ -147,21 +148,36 @@ public sealed class Pooling
         }
     }
 
+    /// <summary>
+    /// One work item per band of k input rows in a plane (the rows of one output row, or the leftover rows
+    /// below the last window): it writes every dx element of the band, so no division per element.
+    /// </summary>
     static void MaxBackwardKernel(ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dx, PoolShape s)
     {
-        int outPlane = s.OutHeight * s.OutWidth, inPlane = s.Height * s.Width;
-        int n = s.InputLength, stride = Grid.DimX * Group.DimX;
-        for (int i = Grid.GlobalIndex.X; i < n; i += stride)
+        int bandsPerPlane = (s.Height + s.Kernel - 1) / s.Kernel, inPlane = s.Height * s.Width;
+        int bands = s.Planes * bandsPerPlane, stride = Grid.DimX * Group.DimX;
+        for (int t = Grid.GlobalIndex.X; t < bands; t += stride)
         {
-            int plane = i / inPlane, q = i % inPlane;
-            int oh = q / s.Width / s.Kernel, ow = q % s.Width / s.Kernel;
-            float g = 0f;
-            if (oh < s.OutHeight && ow < s.OutWidth)
+            int plane = t / bandsPerPlane, oh = t % bandsPerPlane;
+            int h0 = oh * s.Kernel, h1 = XMath.Min(h0 + s.Kernel, s.Height);
+            int origin = plane * inPlane;
+            if (oh >= s.OutHeight)
             {
-                int o = plane * outPlane + oh * s.OutWidth + ow;
-                if (indices[o] == q) g = dy[o];
+                for (int q = h0 * s.Width; q < h1 * s.Width; q++) dx[origin + q] = 0f;
+                continue;
             }
-            dx[i] = g;
+            int o = (plane * s.OutHeight + oh) * s.OutWidth;
+            for (int h = h0; h < h1; h++)
+            {
+                int row = h * s.Width, q = row;
+                for (int ow = 0; ow < s.OutWidth; ow++)
+                {
+                    int winner = indices[o + ow];
+                    float g = dy[o + ow];
+                    for (int dw = 0; dw < s.Kernel; dw++, q++) dx[origin + q] = q == winner ? g : 0f;
+                }
+                for (; q < row + s.Width; q++) dx[origin + q] = 0f; // columns right of the last window
+            }
         }
     }
 
