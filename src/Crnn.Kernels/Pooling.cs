@@ -1,0 +1,205 @@
+using ILGPU;
+using ILGPU.Algorithms;
+using ILGPU.Runtime;
+
+namespace Crnn.Kernels;
+
+/// <summary>The integer sizes of a max-pool launch: x [Batch, Channels, Height, Width] → y [Batch, Channels, OutHeight, OutWidth].</summary>
+public struct PoolShape
+{
+    public int Batch, Channels, Height, Width, Kernel, OutHeight, OutWidth;
+
+    public readonly int Planes => Batch * Channels;
+    public readonly int InputLength => Planes * Height * Width;
+    public readonly int OutputLength => Planes * OutHeight * OutWidth;
+}
+
+/// <summary>
+/// Max pooling with a square window equal to its stride (no padding, trailing rows and columns that do not
+/// fill a window are dropped, as Paddle and PyTorch do), and global average pooling (the SE squeeze), NCHW.
+/// </summary>
+public sealed class Pooling
+{
+    readonly Device _device;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, PoolShape> _maxForward;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, PoolShape> _maxBackward;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _averageForward;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int> _averageBackward;
+
+    public Pooling(Device device)
+    {
+        _device = device;
+        var acc = device.Accelerator;
+        _maxForward = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, PoolShape>(MaxForwardKernel);
+        _maxBackward = acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, PoolShape>(MaxBackwardKernel);
+        _averageForward = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(GlobalAverageForwardKernel);
+        _averageBackward = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(GlobalAverageBackwardKernel);
+    }
+
+    /// <summary>The shape of a kernel×kernel, stride-kernel max pool over [batch, channels, height, width].</summary>
+    public static PoolShape MaxPoolShape(int batch, int channels, int height, int width, int kernel = 2)
+    {
+        if (batch < 0 || channels < 0 || height < 0 || width < 0)
+            throw new ArgumentException($"negative pooling input shape [{batch},{channels},{height},{width}]");
+        if (kernel < 1) throw new ArgumentException($"pooling kernel {kernel} must be at least 1");
+        if ((long)batch * channels * height * width > int.MaxValue) throw new ArgumentException("pooling input exceeds the 2^31 element limit");
+        return new PoolShape
+        {
+            Batch = batch, Channels = channels, Height = height, Width = width, Kernel = kernel,
+            OutHeight = height / kernel, OutWidth = width / kernel,
+        };
+    }
+
+    /// <summary>
+    /// y = the maximum of each window; indices = where it was, as h·Width + w within the input plane.
+    /// Ties take the first maximum in row-major window order.
+    /// </summary>
+    public void MaxPoolForward(ArrayView<float> x, ArrayView<float> y, ArrayView<int> indices, PoolShape s)
+    {
+        CheckShape(s);
+        CheckLength("x", x.Length, s.InputLength);
+        CheckLength("y", y.Length, s.OutputLength);
+        CheckLength("indices", indices.Length, s.OutputLength);
+        if (s.OutputLength == 0) return;
+        _maxForward(_device.GridStride(s.OutputLength), x, y, indices, s);
+    }
+
+    /// <summary>dx = dy routed to each window's arg-max, 0 elsewhere (overwrites all of dx). Windows do
+    /// not overlap, so every input element has at most one source and no sums are needed.</summary>
+    public void MaxPoolBackward(ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dx, PoolShape s)
+    {
+        CheckShape(s);
+        CheckLength("dy", dy.Length, s.OutputLength);
+        CheckLength("indices", indices.Length, s.OutputLength);
+        CheckLength("dx", dx.Length, s.InputLength);
+        if (s.InputLength == 0) return;
+        _maxBackward(_device.GridStride((long)s.Planes * ((s.Height + s.Kernel - 1) / s.Kernel)), dy, indices, dx, s);
+    }
+
+    /// <summary>y[b, c] = mean over the spatial positions of x[b, c, :] (x is [batch, channels, spatial]),
+    /// each a sequential, fixed-order sum.</summary>
+    public void GlobalAveragePoolForward(ArrayView<float> x, ArrayView<float> y, int batch, int channels, int spatial)
+    {
+        int rows = CheckAverage(batch, channels, spatial);
+        CheckLength("x", x.Length, (long)rows * spatial);
+        CheckLength("y", y.Length, rows);
+        if (rows == 0) return;
+        _averageForward(_device.GridStride(rows), x, y, rows, spatial);
+    }
+
+    /// <summary>dx[b, c, i] = dy[b, c]/spatial; with <paramref name="accumulate"/> it is added to dx
+    /// (the SE input also feeds the channel scale, whose gradient arrives first).</summary>
+    public void GlobalAveragePoolBackward(ArrayView<float> dy, ArrayView<float> dx, int batch, int channels, int spatial, bool accumulate = false)
+    {
+        int rows = CheckAverage(batch, channels, spatial);
+        CheckLength("dy", dy.Length, rows);
+        CheckLength("dx", dx.Length, (long)rows * spatial);
+        if (dx.Length == 0) return;
+        _averageBackward(_device.GridStride(dx.Length), dy, dx, (int)dx.Length, spatial, accumulate ? 1 : 0);
+    }
+
+    /// <summary>A hand-made shape must agree with <see cref="MaxPoolShape"/>, or the kernels would read out of bounds.</summary>
+    static void CheckShape(PoolShape s)
+    {
+        var expected = MaxPoolShape(s.Batch, s.Channels, s.Height, s.Width, s.Kernel);
+        if (s.OutHeight != expected.OutHeight || s.OutWidth != expected.OutWidth)
+            throw new ArgumentException($"pool output {s.OutHeight}x{s.OutWidth} does not match a {s.Kernel}x{s.Kernel} window over {s.Height}x{s.Width} (use Pooling.MaxPoolShape)");
+    }
+
+    static int CheckAverage(int batch, int channels, int spatial)
+    {
+        if (batch < 0 || channels < 0 || spatial < 1) throw new ArgumentException($"bad average-pool shape [{batch},{channels},{spatial}] (spatial must be at least 1)");
+        if ((long)batch * channels * spatial > int.MaxValue) throw new ArgumentException("average-pool input exceeds the 2^31 element limit");
+        return batch * channels;
+    }
+
+    static void CheckLength(string name, long actual, long expected)
+    {
+        if (actual != expected) throw new ArgumentException($"{name} has {actual} elements, expected {expected}");
+    }
+
+    static void MaxForwardKernel(ArrayView<float> x, ArrayView<float> y, ArrayView<int> indices, PoolShape s)
+    {
+        int outPlane = s.OutHeight * s.OutWidth, inPlane = s.Height * s.Width;
+        int n = s.OutputLength, stride = Grid.DimX * Group.DimX;
+        for (int o = Grid.GlobalIndex.X; o < n; o += stride)
+        {
+            int plane = o / outPlane, r = o % outPlane;
+            int h0 = r / s.OutWidth * s.Kernel, w0 = r % s.OutWidth * s.Kernel;
+            int origin = plane * inPlane;
+            int best = h0 * s.Width + w0;
+            float max = x[origin + best];
+            for (int dh = 0; dh < s.Kernel; dh++)
+            {
+                int row = (h0 + dh) * s.Width + w0;
+                for (int dw = 0; dw < s.Kernel; dw++)
+                {
+                    float v = x[origin + row + dw];
+                    // Strictly greater: ties keep the first maximum.
+                    if (v > max)
+                    {
+                        max = v;
+                        best = row + dw;
+                    }
+                }
+            }
+            y[o] = max;
+            indices[o] = best;
+        }
+    }
+
+    /// <summary>
+    /// One work item per band of k input rows in a plane (the rows of one output row, or the leftover rows
+    /// below the last window): it writes every dx element of the band, so no division per element.
+    /// </summary>
+    static void MaxBackwardKernel(ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dx, PoolShape s)
+    {
+        int bandsPerPlane = (s.Height + s.Kernel - 1) / s.Kernel, inPlane = s.Height * s.Width;
+        int bands = s.Planes * bandsPerPlane, stride = Grid.DimX * Group.DimX;
+        for (int t = Grid.GlobalIndex.X; t < bands; t += stride)
+        {
+            int plane = t / bandsPerPlane, oh = t % bandsPerPlane;
+            int h0 = oh * s.Kernel, h1 = XMath.Min(h0 + s.Kernel, s.Height);
+            int origin = plane * inPlane;
+            if (oh >= s.OutHeight)
+            {
+                for (int q = h0 * s.Width; q < h1 * s.Width; q++) dx[origin + q] = 0f;
+                continue;
+            }
+            int o = (plane * s.OutHeight + oh) * s.OutWidth;
+            for (int h = h0; h < h1; h++)
+            {
+                int row = h * s.Width, q = row;
+                for (int ow = 0; ow < s.OutWidth; ow++)
+                {
+                    int winner = indices[o + ow];
+                    float g = dy[o + ow];
+                    for (int dw = 0; dw < s.Kernel; dw++, q++) dx[origin + q] = q == winner ? g : 0f;
+                }
+                for (; q < row + s.Width; q++) dx[origin + q] = 0f; // columns right of the last window
+            }
+        }
+    }
+
+    static void GlobalAverageForwardKernel(ArrayView<float> x, ArrayView<float> y, int rows, int spatial)
+    {
+        int stride = Grid.DimX * Group.DimX;
+        for (int r = Grid.GlobalIndex.X; r < rows; r += stride)
+        {
+            int start = r * spatial;
+            float sum = 0f;
+            for (int i = 0; i < spatial; i++) sum += x[start + i];
+            y[r] = sum / spatial;
+        }
+    }
+
+    static void GlobalAverageBackwardKernel(ArrayView<float> dy, ArrayView<float> dx, int n, int spatial, int accumulate)
+    {
+        int stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride)
+        {
+            float g = dy[i / spatial] / spatial;
+            dx[i] = accumulate != 0 ? dx[i] + g : g;
+        }
+    }
+}

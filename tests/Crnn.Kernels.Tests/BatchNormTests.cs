@@ -1,0 +1,203 @@
+using Xunit;
+
+namespace Crnn.Kernels.Tests;
+
+public class BatchNormTests
+{
+    const double Eps = 1e-5;
+
+    /// <summary>float64 training-mode forward: per-channel batch mean and biased variance over (batch, spatial).</summary>
+    static (double[] Y, double[] Mean, double[] Var) Forward(double[] x, double[] gamma, double[] beta, int batch, int channels, int spatial)
+    {
+        var y = new double[x.Length];
+        var mean = new double[channels];
+        var variance = new double[channels];
+        int n = batch * spatial;
+        for (int c = 0; c < channels; c++)
+        {
+            double sum = 0;
+            for (int b = 0; b < batch; b++)
+                for (int i = 0; i < spatial; i++) sum += x[(b * channels + c) * spatial + i];
+            mean[c] = sum / n;
+            double sq = 0;
+            for (int b = 0; b < batch; b++)
+                for (int i = 0; i < spatial; i++) sq += Math.Pow(x[(b * channels + c) * spatial + i] - mean[c], 2);
+            variance[c] = sq / n;
+            for (int b = 0; b < batch; b++)
+                for (int i = 0; i < spatial; i++)
+                {
+                    int k = (b * channels + c) * spatial + i;
+                    y[k] = gamma[c] * (x[k] - mean[c]) / Math.Sqrt(variance[c] + Eps) + beta[c];
+                }
+        }
+        return (y, mean, variance);
+    }
+
+    /// <summary>Both variants on both devices, shapes [batch, channels, H, W]; grouped runs on the GPU-like
+    /// device (a barrier per tree level, each costly there) get the small ones.</summary>
+    public static TheoryData<string, BatchNormVariant, int, int, int, int> Cases()
+    {
+        var data = new TheoryData<string, BatchNormVariant, int, int, int, int>();
+        foreach (var device in TestDevices.Names)
+            foreach (var variant in new[] { BatchNormVariant.Grouped, BatchNormVariant.PerThread })
+            {
+                bool cheap = device == TestDevices.Default || variant == BatchNormVariant.PerThread;
+                data.Add(device, variant, 1, 7, 1, 97);
+                data.Add(device, variant, 3, 1, 5, 97);
+                data.Add(device, variant, 3, cheap ? 33 : 2, 3, 1);
+                if (cheap) data.Add(device, variant, 1, 1, 1, 1);
+            }
+        return data;
+    }
+
+    sealed class Inputs(Device dev, int batch, int channels, int spatial) : IDisposable
+    {
+        public readonly int N = batch * channels * spatial;
+        // Non-zero mean and scale, so a one-pass variance would lose digits.
+        public readonly float[] X = Reference.Random(batch * channels * spatial, 1, 1f, 5f);
+        public readonly float[] Gamma = Reference.Random(channels, 2, 0.5f, 1.5f);
+        public readonly float[] Beta = Reference.Random(channels, 3);
+        public readonly float[] RunningMean = Reference.Random(channels, 4);
+        public readonly float[] RunningVar = Reference.Random(channels, 5, 0.5f, 1.5f);
+        public Tensor<float> TX = null!, TGamma = null!, TBeta = null!, TRunMean = null!, TRunVar = null!, TMean = null!, TInvStd = null!;
+
+        public Inputs Upload()
+        {
+            TX = dev.Upload(X, N);
+            TGamma = dev.Upload(Gamma, channels);
+            TBeta = dev.Upload(Beta, channels);
+            TRunMean = dev.Upload(RunningMean, channels);
+            TRunVar = dev.Upload(RunningVar, channels);
+            TMean = Reference.NaNs(dev, channels);
+            TInvStd = Reference.NaNs(dev, channels);
+            return this;
+        }
+
+        public void ForwardTraining(BatchNorm bn, Tensor<float> y, BatchNormVariant variant = BatchNormVariant.Auto) =>
+            bn.ForwardTraining(TX.View, TGamma.View, TBeta.View, y.View, TMean.View, TInvStd.View, TRunMean.View, TRunVar.View,
+                batch, channels, spatial, 0.9f, variant);
+
+        public void Dispose()
+        {
+            foreach (var t in new[] { TX, TGamma, TBeta, TRunMean, TRunVar, TMean, TInvStd }) t?.Dispose();
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void ForwardTrainingMatchesReference(string device, BatchNormVariant variant, int batch, int channels, int h, int w)
+    {
+        var dev = TestDevices.Get(device);
+        int spatial = h * w;
+        using var inputs = new Inputs(dev, batch, channels, spatial).Upload();
+        using var ty = Reference.NaNs(dev, inputs.N);
+        inputs.ForwardTraining(new BatchNorm(dev), ty, variant);
+
+        var (y, mean, variance) = Forward(Reference.ToDouble(inputs.X), Reference.ToDouble(inputs.Gamma), Reference.ToDouble(inputs.Beta), batch, channels, spatial);
+        Reference.AssertClose(y, ty.ToHost(), 1e-5, "y");
+        Reference.AssertClose(mean, inputs.TMean.ToHost(), 1e-6, "saveMean");
+        Reference.AssertClose(Array.ConvertAll(variance, v => 1 / Math.Sqrt(v + Eps)), inputs.TInvStd.ToHost(), 1e-5, "saveInvStd");
+        // Paddle's convention, with the biased batch variance.
+        var runMean = new double[channels];
+        var runVar = new double[channels];
+        for (int c = 0; c < channels; c++)
+        {
+            runMean[c] = 0.9 * inputs.RunningMean[c] + 0.1 * mean[c];
+            runVar[c] = 0.9 * inputs.RunningVar[c] + 0.1 * variance[c];
+        }
+        Reference.AssertClose(runMean, inputs.TRunMean.ToHost(), 1e-6, "runningMean");
+        Reference.AssertClose(runVar, inputs.TRunVar.ToHost(), 1e-5, "runningVar");
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDevices.Names), MemberType = typeof(TestDevices))]
+    public void ForwardInferenceUsesRunningStatistics(string device)
+    {
+        var dev = TestDevices.Get(device);
+        const int batch = 3, channels = 7, spatial = 97;
+        using var inputs = new Inputs(dev, batch, channels, spatial).Upload();
+        using var ty = Reference.NaNs(dev, inputs.N);
+        new BatchNorm(dev).ForwardInference(inputs.TX.View, inputs.TGamma.View, inputs.TBeta.View, inputs.TRunMean.View,
+            inputs.TRunVar.View, ty.View, batch, channels, spatial);
+        var expected = new double[inputs.N];
+        for (int i = 0; i < inputs.N; i++)
+        {
+            int c = i / spatial % channels;
+            expected[i] = inputs.Gamma[c] * (inputs.X[i] - (double)inputs.RunningMean[c]) / Math.Sqrt(inputs.RunningVar[c] + Eps) + inputs.Beta[c];
+        }
+        Reference.AssertClose(expected, ty.ToHost(), 1e-5, "y");
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void BackwardMatchesFiniteDifferences(string device, BatchNormVariant variant, int batch, int channels, int h, int w)
+    {
+        var dev = TestDevices.Get(device);
+        int spatial = h * w;
+        var bn = new BatchNorm(dev);
+        using var inputs = new Inputs(dev, batch, channels, spatial).Upload();
+        using var ty = Reference.NaNs(dev, inputs.N);
+        inputs.ForwardTraining(bn, ty, variant);
+        var r = Reference.Random(inputs.N, 6);
+        using var tdy = dev.Upload(r, inputs.N);
+        using var tdx = Reference.NaNs(dev, inputs.N);
+        using var tdgamma = Reference.NaNs(dev, channels);
+        using var tdbeta = Reference.NaNs(dev, channels);
+        bn.Backward(inputs.TX.View, tdy.View, inputs.TGamma.View, inputs.TMean.View, inputs.TInvStd.View,
+            tdx.View, tdgamma.View, tdbeta.View, batch, channels, spatial, variant);
+
+        // Loss Σ y·r of the float64 training-mode forward, as a function of x, gamma and beta in turn.
+        var x = Reference.ToDouble(inputs.X);
+        var gamma = Reference.ToDouble(inputs.Gamma);
+        var beta = Reference.ToDouble(inputs.Beta);
+        var rd = Reference.ToDouble(r);
+        double Loss(double[] xs, double[] g, double[] b) => Reference.Dot(Forward(xs, g, b, batch, channels, spatial).Y, rd);
+        Reference.AssertNormClose(Reference.NumericGradient(xs => Loss(xs, gamma, beta), x), tdx.ToHost(), 1e-4, "dx");
+        Reference.AssertNormClose(Reference.NumericGradient(g => Loss(x, g, beta), gamma), tdgamma.ToHost(), 1e-5, "dgamma");
+        Reference.AssertNormClose(Reference.NumericGradient(b => Loss(x, gamma, b), beta), tdbeta.ToHost(), 1e-5, "dbeta");
+    }
+
+    [Fact]
+    public void InPlaceAndRepeatableBitForBit()
+    {
+        var dev = TestDevices.Get(TestDevices.Default);
+        const int batch = 3, channels = 7, spatial = 33;
+        var bn = new BatchNorm(dev);
+        using var a = new Inputs(dev, batch, channels, spatial).Upload();
+        using var b = new Inputs(dev, batch, channels, spatial).Upload();
+        using var ty = Reference.NaNs(dev, a.N);
+        a.ForwardTraining(bn, ty);
+        b.ForwardTraining(bn, b.TX); // y = x
+        Assert.Equal(ty.ToHost(), b.TX.ToHost());
+        Assert.Equal(a.TRunVar.ToHost(), b.TRunVar.ToHost());
+
+        var r = Reference.Random(a.N, 6);
+        using var tdy = dev.Upload(r, a.N);
+        using var tdyInPlace = dev.Upload(r, a.N);
+        using var tdx = Reference.NaNs(dev, a.N);
+        using var dg = Reference.NaNs(dev, channels);
+        using var db = Reference.NaNs(dev, channels);
+        using var dg2 = Reference.NaNs(dev, channels);
+        using var db2 = Reference.NaNs(dev, channels);
+        bn.Backward(a.TX.View, tdy.View, a.TGamma.View, a.TMean.View, a.TInvStd.View, tdx.View, dg.View, db.View, batch, channels, spatial);
+        bn.Backward(a.TX.View, tdyInPlace.View, a.TGamma.View, a.TMean.View, a.TInvStd.View, tdyInPlace.View, dg2.View, db2.View, batch, channels, spatial);
+        Assert.Equal(tdx.ToHost(), tdyInPlace.ToHost());
+        Assert.Equal(dg.ToHost(), dg2.ToHost());
+        Assert.Equal(db.ToHost(), db2.ToHost());
+    }
+
+    [Fact]
+    public void RejectsBadArguments()
+    {
+        var dev = TestDevices.Get(TestDevices.Default);
+        var bn = new BatchNorm(dev);
+        using var x = dev.Allocate(2 * 3 * 5);
+        using var c3 = dev.Allocate(3);
+        using var c4 = dev.Allocate(4);
+        var e = Assert.Throws<ArgumentException>(() => bn.ForwardTraining(x.View, c3.View, c4.View, x.View, c3.View, c3.View, c3.View, c3.View, 2, 3, 5));
+        Assert.Contains("beta", e.Message);
+        e = Assert.Throws<ArgumentException>(() => bn.ForwardInference(x.View, c3.View, c3.View, c3.View, c3.View, x.View, 2, 3, 4));
+        Assert.Contains("x has 30", e.Message);
+        Assert.Throws<ArgumentException>(() => bn.ForwardTraining(x.View, c3.View, c3.View, x.View, c3.View, c3.View, c3.View, c3.View, 2, 3, 5, momentum: 1.5f));
+    }
+}
