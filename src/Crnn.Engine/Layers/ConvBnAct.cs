@@ -41,6 +41,7 @@ public sealed class ConvBnAct : Layer
     public ConvShape Shape => _shape;
     public override ArrayView<float> Output => _activated.View;
     int Spatial => _shape.OutHeight * _shape.OutWidth;
+    PointwiseShape Pointwise => new(_shape.Batch, _shape.InChannels, _shape.OutChannels, Spatial);
 
     public override void Forward(ArrayView<float> input, bool training)
     {
@@ -50,7 +51,7 @@ public sealed class ConvBnAct : Layer
         {
             case ConvKind.Dense: K.DenseConv.Forward(input, w, _conv.View, _shape); break;
             case ConvKind.Depthwise: K.DepthwiseConv.Forward(input, w, _conv.View, _shape); break;
-            case ConvKind.Pointwise: K.PointwiseConv.Forward(input, w, default, _conv.View, _shape.Batch, _shape.InChannels, _shape.OutChannels, Spatial); break;
+            case ConvKind.Pointwise: K.PointwiseConv.Forward(input, w, _conv.View, Pointwise); break;
         }
         var (gamma, beta) = (_store.Param($"{_name}.bn.weight"), _store.Param($"{_name}.bn.bias"));
         var (runningMean, runningVar) = (_store.Buffer($"{_name}.bn.running_mean"), _store.Buffer($"{_name}.bn.running_var"));
@@ -87,8 +88,8 @@ public sealed class ConvBnAct : Layer
                 if (_dInput != null) K.DepthwiseConv.BackwardData(dConv, w, _dInput.View, _shape);
                 break;
             case ConvKind.Pointwise:
-                K.PointwiseConv.BackwardWeight(dConv, _input, dw, default, _shape.Batch, _shape.InChannels, _shape.OutChannels, Spatial);
-                if (_dInput != null) K.PointwiseConv.BackwardData(dConv, w, _dInput.View, _shape.Batch, _shape.InChannels, _shape.OutChannels, Spatial);
+                K.PointwiseConv.BackwardWeight(dConv, _input, dw, Pointwise);
+                if (_dInput != null) K.PointwiseConv.BackwardData(dConv, w, _dInput.View, Pointwise);
                 break;
         }
         return _dInput?.View ?? default;

@@ -34,13 +34,17 @@ public sealed class SqueezeExcite : Layer
 
     public override ArrayView<float> Output => _output.View;
 
+    /// <summary>The two SE convolutions run on pooled [B, C, 1, 1] maps: one position each.</summary>
+    PointwiseShape Squeeze => new(_batch, _channels, _squeeze, 1);
+    PointwiseShape Excite => new(_batch, _squeeze, _channels, 1);
+
     public override void Forward(ArrayView<float> input, bool training)
     {
         _input = input;
         K.Pooling.GlobalAveragePoolForward(input, _pooled.View, _batch, _channels, _spatial);
-        K.PointwiseConv.Forward(_pooled.View, W("conv1"), B("conv1"), _squeezed.View, _batch, _channels, _squeeze, 1);
+        K.PointwiseConv.Forward(_pooled.View, W("conv1"), B("conv1"), _squeezed.View, Squeeze);
         K.Activations.Forward(Activation.Relu, _squeezed.View, _relu.View);
-        K.PointwiseConv.Forward(_relu.View, W("conv2"), B("conv2"), _excited.View, _batch, _squeeze, _channels, 1);
+        K.PointwiseConv.Forward(_relu.View, W("conv2"), B("conv2"), _excited.View, Excite);
         K.Activations.Forward(Activation.HardSigmoid, _excited.View, _gate.View);
         K.ChannelScale.Forward(input, _gate.View, _output.View, _batch, _channels, _spatial);
     }
@@ -49,11 +53,13 @@ public sealed class SqueezeExcite : Layer
     {
         K.ChannelScale.Backward(_input, _gate.View, outputGradient, _dInput.View, _dGate.View, _batch, _channels, _spatial);
         K.Activations.Backward(Activation.HardSigmoid, _excited.View, _dGate.View, _dGate.View);
-        K.PointwiseConv.BackwardWeight(_dGate.View, _relu.View, DW("conv2"), DB("conv2"), _batch, _squeeze, _channels, 1);
-        K.PointwiseConv.BackwardData(_dGate.View, W("conv2"), _dRelu.View, _batch, _squeeze, _channels, 1);
+        K.PointwiseConv.BackwardWeight(_dGate.View, _relu.View, DW("conv2"), Excite);
+        K.PointwiseConv.BiasGradient(_dGate.View, DB("conv2"), Excite);
+        K.PointwiseConv.BackwardData(_dGate.View, W("conv2"), _dRelu.View, Excite);
         K.Activations.Backward(Activation.Relu, _squeezed.View, _dRelu.View, _dRelu.View);
-        K.PointwiseConv.BackwardWeight(_dRelu.View, _pooled.View, DW("conv1"), DB("conv1"), _batch, _channels, _squeeze, 1);
-        K.PointwiseConv.BackwardData(_dRelu.View, W("conv1"), _dPooled.View, _batch, _channels, _squeeze, 1);
+        K.PointwiseConv.BackwardWeight(_dRelu.View, _pooled.View, DW("conv1"), Squeeze);
+        K.PointwiseConv.BiasGradient(_dRelu.View, DB("conv1"), Squeeze);
+        K.PointwiseConv.BackwardData(_dRelu.View, W("conv1"), _dPooled.View, Squeeze);
         // The input feeds both the pool and the multiply: add the pool's share to the multiply's.
         K.Pooling.GlobalAveragePoolBackward(_dPooled.View, _dInput.View, _batch, _channels, _spatial, accumulate: true);
         return _dInput.View;

@@ -1,0 +1,40 @@
+namespace Crnn.Engine.Training;
+
+/// <summary>Training settings; the defaults are MODEL.md's recipe except the batch size, which fits a CPU.</summary>
+public sealed record TrainOptions
+{
+    public int Steps { get; init; } = 2000;
+    public int BatchSize { get; init; } = 32;
+    /// <summary>Adam's learning rate (MODEL.md: 0.0005).</summary>
+    public float LearningRate { get; init; } = 5e-4f;
+    public int Seed { get; init; } = 1;
+    /// <summary>Global gradient-norm clipping; null disables it.</summary>
+    public float? ClipNorm { get; init; }
+    /// <summary>Linear warm-up steps, then cosine decay to zero when <see cref="Cosine"/> is set.</summary>
+    public int WarmupSteps { get; init; }
+    public bool Cosine { get; init; }
+    public int LogEvery { get; init; } = 10;
+    /// <summary>Validation and checkpoint interval in steps (0: only at the end).</summary>
+    public int ValidateEvery { get; init; } = 500;
+
+    /// <summary>Learning rate at (1-based) <paramref name="step"/>.</summary>
+    public float LearningRateAt(long step)
+    {
+        if (WarmupSteps > 0 && step <= WarmupSteps) return LearningRate * step / WarmupSteps;
+        if (!Cosine) return LearningRate;
+        double progress = (double)(step - WarmupSteps) / Math.Max(1, Steps - WarmupSteps);
+        return (float)(LearningRate * 0.5 * (1 + Math.Cos(Math.PI * Math.Min(1, progress))));
+    }
+
+    /// <summary>Throws ArgumentException naming the first invalid setting.</summary>
+    public void Validate()
+    {
+        if (Steps < 1) throw new ArgumentException($"--steps must be at least 1, got {Steps}");
+        if (BatchSize < 1) throw new ArgumentException($"--batch-size must be at least 1, got {BatchSize}");
+        if (!(LearningRate > 0) || float.IsInfinity(LearningRate)) throw new ArgumentException($"--lr must be a positive number, got {LearningRate}");
+        if (ClipNorm is { } c && !(c > 0)) throw new ArgumentException($"--clip-norm must be positive, got {c}");
+        if (WarmupSteps < 0) throw new ArgumentException($"--warmup must be 0 or more, got {WarmupSteps}");
+        if (LogEvery < 1) throw new ArgumentException($"--log-every must be at least 1, got {LogEvery}");
+        if (ValidateEvery < 0) throw new ArgumentException($"--val-every must be 0 or more, got {ValidateEvery}");
+    }
+}

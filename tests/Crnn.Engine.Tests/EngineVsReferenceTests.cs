@@ -1,0 +1,94 @@
+using Crnn.Kernels;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Crnn.Engine.Tests;
+
+/// <summary>
+/// The engine (float32 kernels) against the independent float64 reference of the whole model, llm.c style:
+/// the same weights, images and labels must give the same loss and the same gradient for every tensor.
+/// </summary>
+public class EngineVsReferenceTests(ITestOutputHelper output)
+{
+    static readonly Lazy<Device> Device = new(() => Kernels.Device.Open(Environment.GetEnvironmentVariable("CRNN_TEST_DEVICE") is { Length: > 0 } s ? s : "cpu"));
+
+    static (float[] Images, int[][] Labels) RandomBatch(ModelConfig config, int batch, int seed)
+    {
+        var rng = new Random(seed);
+        var images = new float[batch * 3 * config.Height * config.Width];
+        for (int i = 0; i < images.Length; i++) images[i] = (float)(rng.NextDouble() * 2 - 1);
+        var labels = new int[batch][];
+        for (int b = 0; b < batch; b++)
+            labels[b] = Enumerable.Range(0, 1 + rng.Next(8)).Select(_ => 1 + rng.Next(config.Classes - 1)).ToArray();
+        return (images, labels);
+    }
+
+    static double[] D(float[] x) => Array.ConvertAll(x, v => (double)v);
+
+    static double Norm(IEnumerable<double> x) => Math.Sqrt(x.Sum(v => v * v));
+
+    [Fact]
+    public void TrainingStepMatchesTheFloat64Reference()
+    {
+        var config = new ModelConfig();
+        const int batch = 2;
+        using var model = new CrnnModel(Device.Value, config);
+        var (parameters, buffers) = model.Layout.Initialize(seed: 3);
+        model.Load(parameters, buffers);
+        var (images, labels) = RandomBatch(config, batch, seed: 4);
+        using var deviceImages = model.Device.Upload(images, images.Length);
+
+        var losses = model.ForwardBackward(deviceImages.View, labels);
+        var gradients = model.Store.Gradients.ToHost();
+        var runningStats = model.Store.Buffers.ToHost();
+
+        var reference = new ReferenceModel(config, model.Layout).Run(D(parameters), D(buffers), D(images), batch, labels, training: true);
+
+        double loss = losses.Average(v => (double)v);
+        output.WriteLine($"loss engine {loss:R} reference {reference.Loss:R}");
+        Assert.True(Math.Abs(loss - reference.Loss) <= 1e-4 * Math.Abs(reference.Loss), $"loss {loss} vs reference {reference.Loss}");
+
+        // Per tensor: ‖engine − reference‖ ≤ 1e-3·‖reference‖. Tensors whose true gradient is zero by
+        // construction (a unit's linear.bn.bias: every consumer ends in a BatchNorm that removes per-channel
+        // shifts) are held to 1e-3 of the typical tensor gradient instead, since float32 leaves rounding noise.
+        double typical = Norm(reference.Gradients) / Math.Sqrt(model.Layout.Parameters.Count);
+        foreach (var p in model.Layout.Parameters)
+        {
+            var r = reference.Gradients.AsSpan(p.Offset, p.Length).ToArray();
+            var e = gradients.AsSpan(p.Offset, p.Length).ToArray();
+            double diff = Norm(r.Zip(e, (a, b) => a - b)), norm = Norm(r);
+            output.WriteLine($"{p.Name,-45} |g| {norm:E3} rel {diff / norm:E2}");
+            Assert.True(diff <= 1e-3 * Math.Max(norm, 1e-3 * typical), $"{p.Name}: ‖Δ‖ {diff:E3} vs ‖g‖ {norm:E3}");
+        }
+
+        // The running statistics took the same batch statistics.
+        for (int i = 0; i < runningStats.Length; i++)
+            Assert.True(Math.Abs(runningStats[i] - reference.Buffers[i]) <= 1e-4 * (1 + Math.Abs(reference.Buffers[i])),
+                $"running stat {i}: {runningStats[i]} vs {reference.Buffers[i]}");
+    }
+
+    [Fact]
+    public void EvaluationForwardMatchesTheFloat64Reference()
+    {
+        var config = new ModelConfig();
+        const int batch = 3;
+        using var model = new CrnnModel(Device.Value, config);
+        var (parameters, buffers) = model.Layout.Initialize(seed: 5);
+        // Non-trivial running statistics, so evaluation mode really uses them.
+        var rng = new Random(6);
+        foreach (var b in model.Layout.Buffers)
+            for (int i = 0; i < b.Length; i++)
+                buffers[b.Offset + i] = b.Name.EndsWith("running_var") ? 0.5f + (float)rng.NextDouble() : (float)(rng.NextDouble() - 0.5);
+        model.Load(parameters, buffers);
+        var (images, labels) = RandomBatch(config, batch, seed: 7);
+        using var deviceImages = model.Device.Upload(images, images.Length);
+        var logits = new float[batch * model.Steps * config.Classes];
+        model.Forward(deviceImages.View, batch, training: false).CopyToCPU(logits);
+
+        var reference = new ReferenceModel(config, model.Layout).Forward(D(parameters), D(buffers), D(images), batch, labels, training: false);
+        double scale = Norm(reference.Logits) / Math.Sqrt(logits.Length);
+        for (int i = 0; i < logits.Length; i++)
+            Assert.True(Math.Abs(logits[i] - reference.Logits[i]) <= 1e-4 * (Math.Abs(reference.Logits[i]) + scale),
+                $"logit {i}: {logits[i]} vs {reference.Logits[i]}");
+    }
+}
