@@ -1,0 +1,251 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace Crnn.Kernels;
+
+/// <summary>
+/// Shape of a 2-D convolution over NCHW float32 tensors: input [Batch, InChannels, Height, Width], square
+/// kernel, zero padding Pad on every side, output [Batch, OutChannels, OutHeight, OutWidth] with
+/// OutHeight = (Height + 2·Pad − Kernel)/StrideH + 1 (likewise for the width).
+/// </summary>
+public struct ConvShape
+{
+    public int Batch, InChannels, Height, Width, OutChannels, Kernel, StrideH, StrideW, Pad;
+
+    public readonly int OutHeight => (Height + 2 * Pad - Kernel) / StrideH + 1;
+    public readonly int OutWidth => (Width + 2 * Pad - Kernel) / StrideW + 1;
+    public readonly int InputLength => Batch * InChannels * Height * Width;
+    public readonly int OutputLength => Batch * OutChannels * OutHeight * OutWidth;
+
+    /// <summary>A dense convolution: weights [outChannels, inChannels, kernel, kernel].</summary>
+    public static ConvShape Dense(int batch, int inChannels, int height, int width, int outChannels,
+        int kernel, int strideH, int strideW, int pad) => new()
+    {
+        Batch = batch, InChannels = inChannels, Height = height, Width = width, OutChannels = outChannels,
+        Kernel = kernel, StrideH = strideH, StrideW = strideW, Pad = pad,
+    };
+
+    /// <summary>A depthwise convolution (groups = channels) with "same" padding (kernel − 1)/2: weights [channels, 1, kernel, kernel].</summary>
+    public static ConvShape Depthwise(int batch, int channels, int height, int width, int kernel, int strideH, int strideW) =>
+        Dense(batch, channels, height, width, channels, kernel, strideH, strideW, (kernel - 1) / 2);
+
+    /// <summary>Throws ArgumentException naming the first impossible size.</summary>
+    internal readonly void Validate()
+    {
+        if (Batch < 1 || InChannels < 1 || OutChannels < 1 || Height < 1 || Width < 1)
+            throw new ArgumentException($"convolution sizes must be positive: batch {Batch}, channels {InChannels}→{OutChannels}, {Height}×{Width}");
+        if (Kernel < 1 || StrideH < 1 || StrideW < 1 || Pad < 0)
+            throw new ArgumentException($"bad convolution geometry: kernel {Kernel}, stride ({StrideH},{StrideW}), pad {Pad}");
+        if (Pad >= Kernel)
+            throw new ArgumentException($"padding {Pad} must be smaller than the kernel {Kernel} (else outputs see only padding)");
+        if (Height + 2 * Pad < Kernel || Width + 2 * Pad < Kernel)
+            throw new ArgumentException($"kernel {Kernel} is larger than the padded input {Height + 2 * Pad}×{Width + 2 * Pad}");
+        long input = (long)Batch * InChannels * Height * Width;
+        long output = (long)Batch * OutChannels * OutHeight * OutWidth;
+        long weights = (long)OutChannels * InChannels * Kernel * Kernel;
+        if (Math.Max(input, Math.Max(output, weights)) > int.MaxValue)
+            throw new ArgumentException("convolution tensors exceed the 2^31 element limit");
+    }
+
+    public override readonly string ToString() =>
+        $"[{Batch},{InChannels},{Height},{Width}]→[{Batch},{OutChannels},{OutHeight},{OutWidth}] k{Kernel} s({StrideH},{StrideW}) p{Pad}";
+}
+
+/// <summary>How a weight gradient is reduced: each weight by one thread (CPU shape: a long sequential sum) or
+/// by a whole group with a shared-memory tree (GPU shape). Both are deterministic on a given device.</summary>
+public enum WeightGradientVariant { Auto, PerThread, Grouped }
+
+/// <summary>Dense 2-D convolution (the stem conv1), no bias: forward, data gradient and weight gradient.</summary>
+public sealed class DenseConv
+{
+    readonly Device _device;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape> _forward, _backwardData, _weightPerThread;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int> _weightGrouped;
+
+    public DenseConv(Device device)
+    {
+        _device = device;
+        var acc = device.Accelerator;
+        _forward = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape>(ForwardKernel);
+        _backwardData = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape>(BackwardDataKernel);
+        _weightPerThread = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape>(WeightPerThreadKernel);
+        _weightGrouped = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>(WeightGroupedKernel);
+    }
+
+    /// <summary>Elements of the weight tensor [OutChannels, InChannels, Kernel, Kernel].</summary>
+    public static int WeightLength(ConvShape s) => s.OutChannels * s.InChannels * s.Kernel * s.Kernel;
+
+    /// <summary>The variant Auto picks: grouped where groups are GPU-sized (256 threads).</summary>
+    public WeightGradientVariant Preferred => Conv.PreferredWeightVariant(_device);
+
+    /// <summary>y = conv(x, w); y is overwritten.</summary>
+    public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s)
+    {
+        Check(x, w, y, s, "y");
+        _forward(_device.GridStride(s.OutputLength), x, w, y, s);
+    }
+
+    /// <summary>dx = the gradient of Σ y·dy with respect to x (overwrites dx).</summary>
+    public void BackwardData(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, ConvShape s)
+    {
+        Check(dx, w, dy, s, "dy");
+        _backwardData(_device.GridStride(s.InputLength), dy, w, dx, s);
+    }
+
+    /// <summary>dw = the gradient of Σ y·dy with respect to w, summed over the batch in a fixed order (overwrites dw).</summary>
+    public void BackwardWeight(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, ConvShape s,
+        WeightGradientVariant variant = WeightGradientVariant.Auto)
+    {
+        Check(x, dw, dy, s, "dy");
+        int weights = WeightLength(s);
+        if (Conv.Resolve(variant, _device) == WeightGradientVariant.Grouped)
+        {
+            var (config, perGroup) = Conv.GroupedConfig(_device, weights);
+            _weightGrouped(config, dy, x, dw, s, perGroup);
+        }
+        else
+            _weightPerThread(_device.GridStride(weights), dy, x, dw, s);
+    }
+
+    static void Check(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s, string output)
+    {
+        s.Validate();
+        Conv.CheckLength(x, s.InputLength, "x", s);
+        Conv.CheckLength(w, WeightLength(s), "w", s);
+        Conv.CheckLength(y, s.OutputLength, output, s);
+    }
+
+    /// <summary>One thread per output element: Σ over input channels and the kernel window.</summary>
+    static void ForwardKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s)
+    {
+        int oh = s.OutHeight, ow = s.OutWidth, k = s.Kernel, plane = s.Height * s.Width;
+        int n = s.Batch * s.OutChannels * oh * ow, stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride)
+        {
+            int ox = i % ow, t = i / ow, oy = t % oh;
+            t /= oh;
+            int oc = t % s.OutChannels, b = t / s.OutChannels;
+            int y0 = oy * s.StrideH - s.Pad, x0 = ox * s.StrideW - s.Pad;
+            float sum = 0f;
+            for (int ic = 0; ic < s.InChannels; ic++)
+            {
+                int xBase = (b * s.InChannels + ic) * plane, wBase = (oc * s.InChannels + ic) * k * k;
+                for (int ky = 0; ky < k; ky++)
+                {
+                    int iy = y0 + ky;
+                    if (iy < 0 || iy >= s.Height) continue;
+                    for (int kx = 0; kx < k; kx++)
+                    {
+                        int ix = x0 + kx;
+                        if (ix >= 0 && ix < s.Width) sum += x[xBase + iy * s.Width + ix] * w[wBase + ky * k + kx];
+                    }
+                }
+            }
+            y[i] = sum;
+        }
+    }
+
+    /// <summary>One thread per input element: gathers every output whose window covers it (no atomics).</summary>
+    static void BackwardDataKernel(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, ConvShape s)
+    {
+        int oh = s.OutHeight, ow = s.OutWidth, k = s.Kernel;
+        int n = s.Batch * s.InChannels * s.Height * s.Width, stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride)
+        {
+            int ix = i % s.Width, t = i / s.Width, iy = t % s.Height;
+            t /= s.Height;
+            int ic = t % s.InChannels, b = t / s.InChannels;
+            float sum = 0f;
+            for (int oc = 0; oc < s.OutChannels; oc++)
+            {
+                int dyBase = (b * s.OutChannels + oc) * oh * ow, wBase = (oc * s.InChannels + ic) * k * k;
+                for (int ky = 0; ky < k; ky++)
+                {
+                    int ny = iy + s.Pad - ky;
+                    if (ny < 0 || ny % s.StrideH != 0 || ny / s.StrideH >= oh) continue;
+                    int oy = ny / s.StrideH;
+                    for (int kx = 0; kx < k; kx++)
+                    {
+                        int nx = ix + s.Pad - kx;
+                        if (nx >= 0 && nx % s.StrideW == 0 && nx / s.StrideW < ow)
+                            sum += dy[dyBase + oy * ow + nx / s.StrideW] * w[wBase + ky * k + kx];
+                    }
+                }
+            }
+            dx[i] = sum;
+        }
+    }
+
+    /// <summary>Σ over (image, output position) of dy·x for weight <paramref name="wi"/>, positions
+    /// first..end by step, in that order.</summary>
+    static float WeightSum(ArrayView<float> dy, ArrayView<float> x, ConvShape s, int wi, int first, int step)
+    {
+        int k = s.Kernel, oh = s.OutHeight, ow = s.OutWidth;
+        int kx = wi % k, t = wi / k, ky = t % k;
+        t /= k;
+        int ic = t % s.InChannels, oc = t / s.InChannels;
+        int positions = s.Batch * oh * ow;
+        float sum = 0f;
+        for (int j = first; j < positions; j += step)
+        {
+            int ox = j % ow, u = j / ow, oy = u % oh, b = u / oh;
+            int iy = oy * s.StrideH - s.Pad + ky, ix = ox * s.StrideW - s.Pad + kx;
+            if (iy >= 0 && iy < s.Height && ix >= 0 && ix < s.Width)
+                sum += dy[((b * s.OutChannels + oc) * oh + oy) * ow + ox] * x[((b * s.InChannels + ic) * s.Height + iy) * s.Width + ix];
+        }
+        return sum;
+    }
+
+    /// <summary>CPU shape: one thread per weight, a sequential sum over the batch and output positions.</summary>
+    static void WeightPerThreadKernel(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, ConvShape s)
+    {
+        int n = s.OutChannels * s.InChannels * s.Kernel * s.Kernel, stride = Grid.DimX * Group.DimX;
+        for (int wi = Grid.GlobalIndex.X; wi < n; wi += stride) dw[wi] = WeightSum(dy, x, s, wi, 0, 1);
+    }
+
+    /// <summary>GPU shape: a group takes <paramref name="perGroup"/> weights at a time, each summed by a segment
+    /// of Group.DimX/perGroup threads (a strided share each, then a tree in shared memory).</summary>
+    static void WeightGroupedKernel(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, ConvShape s, int perGroup)
+    {
+        var scratch = SharedMemory.Allocate<float>(GroupReduction.MaxGroupSize);
+        int tid = Group.IdxX, threads = Group.DimX, groups = Grid.DimX;
+        int width = threads / perGroup, segment = tid / width, lane = tid % width;
+        int n = s.OutChannels * s.InChannels * s.Kernel * s.Kernel;
+        for (int first = Grid.IdxX * perGroup; first < n; first += groups * perGroup)
+        {
+            int wi = first + segment;
+            bool owner = segment < perGroup && wi < n;
+            float sum = GroupReduction.SegmentSum(owner ? WeightSum(dy, x, s, wi, lane, width) : 0f, scratch, tid, threads, width);
+            if (owner && lane == 0) dw[wi] = sum;
+        }
+    }
+}
+
+/// <summary>Argument checks and launch choices shared by the convolution families.</summary>
+internal static class Conv
+{
+    public static void CheckLength(ArrayView<float> view, long expected, string name, ConvShape s)
+    {
+        if (view.Length != expected)
+            throw new ArgumentException($"{name} has {view.Length} elements, expected {expected} for convolution {s}");
+    }
+
+    public static WeightGradientVariant PreferredWeightVariant(Device device) =>
+        device.GroupSize >= 256 ? WeightGradientVariant.Grouped : WeightGradientVariant.PerThread;
+
+    public static WeightGradientVariant Resolve(WeightGradientVariant variant, Device device) =>
+        variant == WeightGradientVariant.Auto ? PreferredWeightVariant(device) : variant;
+
+    /// <summary>
+    /// Launch of a grouped reduction over <paramref name="outputs"/> sums: each group takes perGroup outputs at
+    /// a time, as few as keep the device's groups busy, so every output gets as many threads as possible.
+    /// </summary>
+    public static (KernelConfig Config, int PerGroup) GroupedConfig(Device device, int outputs)
+    {
+        if (device.GroupSize > GroupReduction.MaxGroupSize)
+            throw new ArgumentException($"group size {device.GroupSize} exceeds the reduction scratch of {GroupReduction.MaxGroupSize}");
+        int perGroup = Math.Clamp((outputs + device.MaxGroups - 1) / device.MaxGroups, 1, device.GroupSize);
+        int groups = Math.Min((outputs + perGroup - 1) / perGroup, device.MaxGroups);
+        return (device.Groups(groups, device.GroupSize), perGroup);
+    }
+}

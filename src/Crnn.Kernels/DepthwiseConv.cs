@@ -1,0 +1,165 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace Crnn.Kernels;
+
+/// <summary>
+/// Depthwise 2-D convolution (groups = channels, no bias) over NCHW: weights [channels, 1, k, k], any
+/// kernel, strides and padding of <see cref="ConvShape"/> (the model uses k 3 or 5, stride (1,1) or (2,1),
+/// padding (k − 1)/2: <see cref="ConvShape.Depthwise"/>). The shape's OutChannels must equal InChannels.
+/// </summary>
+public sealed class DepthwiseConv
+{
+    readonly Device _device;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape> _forward, _backwardData, _weightPerThread;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int> _weightGrouped;
+
+    public DepthwiseConv(Device device)
+    {
+        _device = device;
+        var acc = device.Accelerator;
+        _forward = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape>(ForwardKernel);
+        _backwardData = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape>(BackwardDataKernel);
+        _weightPerThread = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape>(WeightPerThreadKernel);
+        _weightGrouped = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>(WeightGroupedKernel);
+    }
+
+    /// <summary>Elements of the weight tensor [channels, 1, Kernel, Kernel].</summary>
+    public static int WeightLength(ConvShape s) => s.InChannels * s.Kernel * s.Kernel;
+
+    /// <summary>The variant Auto picks: grouped where groups are GPU-sized (256 threads).</summary>
+    public WeightGradientVariant Preferred => Conv.PreferredWeightVariant(_device);
+
+    /// <summary>y = depthwise conv(x, w); y is overwritten.</summary>
+    public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s)
+    {
+        Check(x, w, y, s, "y");
+        _forward(_device.GridStride(s.OutputLength), x, w, y, s);
+    }
+
+    /// <summary>dx = the gradient of Σ y·dy with respect to x (overwrites dx).</summary>
+    public void BackwardData(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, ConvShape s)
+    {
+        Check(dx, w, dy, s, "dy");
+        _backwardData(_device.GridStride(s.InputLength), dy, w, dx, s);
+    }
+
+    /// <summary>dw = the gradient of Σ y·dy with respect to w, summed over batch and positions in a fixed order (overwrites dw).</summary>
+    public void BackwardWeight(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, ConvShape s,
+        WeightGradientVariant variant = WeightGradientVariant.Auto)
+    {
+        Check(x, dw, dy, s, "dy");
+        int weights = WeightLength(s);
+        if (Conv.Resolve(variant, _device) == WeightGradientVariant.Grouped)
+        {
+            var (config, perGroup) = Conv.GroupedConfig(_device, weights);
+            _weightGrouped(config, dy, x, dw, s, perGroup);
+        }
+        else
+            _weightPerThread(_device.GridStride(weights), dy, x, dw, s);
+    }
+
+    static void Check(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s, string output)
+    {
+        s.Validate();
+        if (s.OutChannels != s.InChannels)
+            throw new ArgumentException($"a depthwise convolution keeps its channels, but the shape maps {s.InChannels}→{s.OutChannels}");
+        Conv.CheckLength(x, s.InputLength, "x", s);
+        Conv.CheckLength(w, WeightLength(s), "w", s);
+        Conv.CheckLength(y, s.OutputLength, output, s);
+    }
+
+    /// <summary>One thread per output element: Σ over its channel's k×k window.</summary>
+    static void ForwardKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s)
+    {
+        int oh = s.OutHeight, ow = s.OutWidth, k = s.Kernel;
+        int n = s.Batch * s.InChannels * oh * ow, stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride)
+        {
+            int ox = i % ow, t = i / ow, oy = t % oh, bc = t / oh;
+            int xBase = bc * s.Height * s.Width, wBase = bc % s.InChannels * k * k;
+            int y0 = oy * s.StrideH - s.Pad, x0 = ox * s.StrideW - s.Pad;
+            float sum = 0f;
+            for (int ky = 0; ky < k; ky++)
+            {
+                int iy = y0 + ky;
+                if (iy < 0 || iy >= s.Height) continue;
+                for (int kx = 0; kx < k; kx++)
+                {
+                    int ix = x0 + kx;
+                    if (ix >= 0 && ix < s.Width) sum += x[xBase + iy * s.Width + ix] * w[wBase + ky * k + kx];
+                }
+            }
+            y[i] = sum;
+        }
+    }
+
+    /// <summary>One thread per input element: gathers the outputs whose windows cover it (no atomics).</summary>
+    static void BackwardDataKernel(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, ConvShape s)
+    {
+        int oh = s.OutHeight, ow = s.OutWidth, k = s.Kernel;
+        int n = s.Batch * s.InChannels * s.Height * s.Width, stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride)
+        {
+            int ix = i % s.Width, t = i / s.Width, iy = t % s.Height, bc = t / s.Height;
+            int dyBase = bc * oh * ow, wBase = bc % s.InChannels * k * k;
+            float sum = 0f;
+            for (int ky = 0; ky < k; ky++)
+            {
+                int ny = iy + s.Pad - ky;
+                if (ny < 0 || ny % s.StrideH != 0 || ny / s.StrideH >= oh) continue;
+                int oy = ny / s.StrideH;
+                for (int kx = 0; kx < k; kx++)
+                {
+                    int nx = ix + s.Pad - kx;
+                    if (nx >= 0 && nx % s.StrideW == 0 && nx / s.StrideW < ow)
+                        sum += dy[dyBase + oy * ow + nx / s.StrideW] * w[wBase + ky * k + kx];
+                }
+            }
+            dx[i] = sum;
+        }
+    }
+
+    /// <summary>Σ over (image, output position) of dy·x for weight <paramref name="wi"/>, positions
+    /// first..end by step, in that order.</summary>
+    static float WeightSum(ArrayView<float> dy, ArrayView<float> x, ConvShape s, int wi, int first, int step)
+    {
+        int k = s.Kernel, oh = s.OutHeight, ow = s.OutWidth;
+        int kx = wi % k, t = wi / k, ky = t % k, c = t / k;
+        int positions = s.Batch * oh * ow;
+        float sum = 0f;
+        for (int j = first; j < positions; j += step)
+        {
+            int ox = j % ow, u = j / ow, oy = u % oh, b = u / oh;
+            int iy = oy * s.StrideH - s.Pad + ky, ix = ox * s.StrideW - s.Pad + kx;
+            int bc = b * s.InChannels + c;
+            if (iy >= 0 && iy < s.Height && ix >= 0 && ix < s.Width)
+                sum += dy[(bc * oh + oy) * ow + ox] * x[(bc * s.Height + iy) * s.Width + ix];
+        }
+        return sum;
+    }
+
+    /// <summary>CPU shape: one thread per weight, a sequential sum over the batch and output positions.</summary>
+    static void WeightPerThreadKernel(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, ConvShape s)
+    {
+        int n = s.InChannels * s.Kernel * s.Kernel, stride = Grid.DimX * Group.DimX;
+        for (int wi = Grid.GlobalIndex.X; wi < n; wi += stride) dw[wi] = WeightSum(dy, x, s, wi, 0, 1);
+    }
+
+    /// <summary>GPU shape: a group takes <paramref name="perGroup"/> weights at a time, each summed by a segment
+    /// of Group.DimX/perGroup threads (a strided share each, then a tree in shared memory).</summary>
+    static void WeightGroupedKernel(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, ConvShape s, int perGroup)
+    {
+        var scratch = SharedMemory.Allocate<float>(GroupReduction.MaxGroupSize);
+        int tid = Group.IdxX, threads = Group.DimX, groups = Grid.DimX;
+        int width = threads / perGroup, segment = tid / width, lane = tid % width;
+        int n = s.InChannels * s.Kernel * s.Kernel;
+        for (int first = Grid.IdxX * perGroup; first < n; first += groups * perGroup)
+        {
+            int wi = first + segment;
+            bool owner = segment < perGroup && wi < n;
+            float sum = GroupReduction.SegmentSum(owner ? WeightSum(dy, x, s, wi, lane, width) : 0f, scratch, tid, threads, width);
+            if (owner && lane == 0) dw[wi] = sum;
+        }
+    }
+}

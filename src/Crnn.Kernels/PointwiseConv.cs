@@ -1,0 +1,95 @@
+using ILGPU;
+
+namespace Crnn.Kernels;
+
+/// <summary>Shape of a 1×1 convolution: input [Batch, InChannels, Positions], output [Batch, OutChannels,
+/// Positions] (Positions = H·W of NCHW), weights [OutChannels, InChannels], optional bias [OutChannels].</summary>
+public readonly record struct PointwiseShape(int Batch, int InChannels, int OutChannels, int Positions)
+{
+    public int InputLength => Batch * InChannels * Positions;
+    public int OutputLength => Batch * OutChannels * Positions;
+    public int WeightLength => OutChannels * InChannels;
+
+    /// <summary>Multiply-adds of the forward product.</summary>
+    public long MultiplyAdds => (long)Batch * OutChannels * InChannels * Positions;
+}
+
+/// <summary>
+/// 1×1 convolution (expand, linear and SE layers, conv2) as matrix products on <see cref="Gemm"/>: per image
+/// y_b = W·x_b, with the weights shared across the batch (batch stride 0), bias through <see cref="Bias"/>.
+/// Inputs with one position (SE on pooled [B, C, 1, 1]) run as a single product over the batch instead.
+/// </summary>
+public sealed class PointwiseConv
+{
+    readonly Gemm _gemm;
+    readonly Bias _bias;
+
+    public PointwiseConv(Device device)
+    {
+        _gemm = new Gemm(device);
+        _bias = new Bias(device);
+    }
+
+    /// <summary>y = W·x (overwrites y).</summary>
+    public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, PointwiseShape s)
+    {
+        Check(s, (x, s.InputLength, "x"), (w, s.WeightLength, "w"), (y, s.OutputLength, "y"));
+        int p = s.Positions;
+        if (p == 1) // y[B,out] = x[B,in]·Wᵀ
+            _gemm.Run(x, w, y, GemmShape.RowMajor(s.Batch, s.OutChannels, s.InChannels, transB: true));
+        else
+            _gemm.Run(w, x, y, GemmShape.RowMajor(s.OutChannels, p, s.InChannels).Batched(s.Batch, 0, s.InChannels * p, s.OutChannels * p));
+    }
+
+    /// <summary>y = W·x + bias (overwrites y).</summary>
+    public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> bias, ArrayView<float> y, PointwiseShape s)
+    {
+        Check(s, (bias, s.OutChannels, "bias"));
+        Forward(x, w, y, s);
+        _bias.Add(y, bias, s.Batch, s.OutChannels, s.Positions);
+    }
+
+    /// <summary>dx = Wᵀ·dy, overwriting dx, or added to it with <paramref name="accumulate"/> (a tensor that
+    /// feeds two layers, e.g. the residual shortcut's input, sums both gradients).</summary>
+    public void BackwardData(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, PointwiseShape s, bool accumulate = false)
+    {
+        Check(s, (dy, s.OutputLength, "dy"), (w, s.WeightLength, "w"), (dx, s.InputLength, "dx"));
+        int p = s.Positions;
+        float beta = accumulate ? 1f : 0f;
+        if (p == 1) // dx[B,in] = dy[B,out]·W
+            _gemm.Run(dy, w, dx, GemmShape.RowMajor(s.Batch, s.InChannels, s.OutChannels, beta: beta));
+        else
+            _gemm.Run(w, dy, dx, GemmShape.RowMajor(s.InChannels, p, s.OutChannels, transA: true, beta: beta)
+                .Batched(s.Batch, 0, s.OutChannels * p, s.InChannels * p));
+    }
+
+    /// <summary>dw = Σ_b dy_b·x_bᵀ (overwrites dw), summed over the batch in a fixed order.</summary>
+    public void BackwardWeight(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, PointwiseShape s)
+    {
+        Check(s, (dy, s.OutputLength, "dy"), (x, s.InputLength, "x"), (dw, s.WeightLength, "dw"));
+        int p = s.Positions;
+        if (p == 1) // dw[out,in] = dy[B,out]ᵀ·x[B,in]
+            _gemm.Run(dy, x, dw, GemmShape.RowMajor(s.OutChannels, s.InChannels, s.Batch, transA: true));
+        else
+            _gemm.Run(dy, x, dw, GemmShape.RowMajor(s.OutChannels, s.InChannels, p, transB: true)
+                .Batched(s.Batch, s.OutChannels * p, s.InChannels * p, 0, sumBatches: true));
+    }
+
+    /// <summary>dbias[o] = Σ over images and positions of dy[b, o, ·] (overwrites dbias).</summary>
+    public void BiasGradient(ArrayView<float> dy, ArrayView<float> dbias, PointwiseShape s)
+    {
+        Check(s, (dy, s.OutputLength, "dy"), (dbias, s.OutChannels, "dbias"));
+        _bias.Gradient(dy, dbias, s.Batch, s.OutChannels, s.Positions);
+    }
+
+    static void Check(PointwiseShape s, params ReadOnlySpan<(ArrayView<float> View, int Expected, string Name)> operands)
+    {
+        if (s.Batch < 1 || s.InChannels < 1 || s.OutChannels < 1 || s.Positions < 1)
+            throw new ArgumentException($"1×1 convolution sizes must be positive: {s}");
+        if ((long)s.Batch * Math.Max(s.InChannels, s.OutChannels) * s.Positions > int.MaxValue)
+            throw new ArgumentException($"1×1 convolution tensors exceed the 2^31 element limit: {s}");
+        foreach (var (view, expected, name) in operands)
+            if (view.Length != expected)
+                throw new ArgumentException($"{name} has {view.Length} elements, expected {expected} for 1×1 convolution {s}");
+    }
+}

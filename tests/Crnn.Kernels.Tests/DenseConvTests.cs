@@ -1,0 +1,107 @@
+using Xunit;
+
+namespace Crnn.Kernels.Tests;
+
+public class DenseConvTests
+{
+    /// <summary>(batch, in, height, width, out, kernel, strideH, strideW, pad): ones, odd sizes, both
+    /// strides, kernels 3 and 5, padding 0 and "same", and the seed model's conv1 (3→8, 32×100, stride 2).</summary>
+    static readonly int[][] Shapes =
+    [
+        [1, 1, 1, 1, 1, 3, 1, 1, 1],
+        [3, 7, 5, 97, 3, 3, 2, 2, 1],
+        [1, 33, 3, 7, 7, 5, 1, 1, 2],
+        [3, 3, 7, 1, 33, 5, 2, 1, 2],
+        [3, 7, 6, 9, 5, 3, 1, 2, 0],
+        [1, 3, 32, 100, 8, 3, 2, 2, 1],
+    ];
+
+    public static TheoryData<string, int> Cases()
+    {
+        var data = new TheoryData<string, int>();
+        foreach (var device in TestDevices.Names)
+            for (int i = 0; i < Shapes.Length; i++) data.Add(device, i);
+        return data;
+    }
+
+    static ConvShape ShapeOf(int index)
+    {
+        var p = Shapes[index];
+        return ConvShape.Dense(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]);
+    }
+
+    static double[] Forward(double[] x, double[] w, ConvShape s) =>
+        ConvReference.Forward(x, w, null, s.Batch, s.InChannels, s.Height, s.Width, s.OutChannels, 1, s.Kernel, s.StrideH, s.StrideW, s.Pad);
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void ForwardMatchesReference(string device, int shape)
+    {
+        var dev = TestDevices.Get(device);
+        var s = ShapeOf(shape);
+        var x = Reference.Random(s.InputLength, 1);
+        var w = Reference.Random(DenseConv.WeightLength(s), 2);
+        using var tx = dev.Upload(x, x.Length);
+        using var tw = dev.Upload(w, w.Length);
+        using var ty = Reference.NaNs(dev, s.OutputLength);
+        new DenseConv(dev).Forward(tx.View, tw.View, ty.View, s);
+        Reference.AssertClose(Forward(Reference.ToDouble(x), Reference.ToDouble(w), s), ty.ToHost(), 1e-5, $"y {s}");
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void BackwardDataMatchesFiniteDifferences(string device, int shape)
+    {
+        var dev = TestDevices.Get(device);
+        var s = ShapeOf(shape);
+        var x = Reference.Random(s.InputLength, 3);
+        var w = Reference.Random(DenseConv.WeightLength(s), 4);
+        var r = Reference.Random(s.OutputLength, 5);
+        using var tw = dev.Upload(w, w.Length);
+        using var tdy = dev.Upload(r, r.Length);
+        using var tdx = Reference.NaNs(dev, s.InputLength);
+        new DenseConv(dev).BackwardData(tdy.View, tw.View, tdx.View, s);
+        var (wd, rd) = (Reference.ToDouble(w), Reference.ToDouble(r));
+        var (numeric, kernel) = ConvReference.SampledGradient(xs => Reference.Dot(Forward(xs, wd, s), rd), Reference.ToDouble(x), tdx.ToHost());
+        Reference.AssertNormClose(numeric, kernel, 1e-5, $"dx {s}");
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void BackwardWeightMatchesFiniteDifferences(string device, int shape)
+    {
+        var dev = TestDevices.Get(device);
+        var s = ShapeOf(shape);
+        var x = Reference.Random(s.InputLength, 6);
+        var w = Reference.Random(DenseConv.WeightLength(s), 7);
+        var r = Reference.Random(s.OutputLength, 8);
+        using var tx = dev.Upload(x, x.Length);
+        using var tdy = dev.Upload(r, r.Length);
+        var conv = new DenseConv(dev);
+        var (xd, rd) = (Reference.ToDouble(x), Reference.ToDouble(r));
+        foreach (var variant in ConvReference.WeightVariants(dev, w.Length))
+        {
+            using var tdw = Reference.NaNs(dev, w.Length);
+            conv.BackwardWeight(tdy.View, tx.View, tdw.View, s, variant);
+            var (numeric, kernel) = ConvReference.SampledGradient(ws => Reference.Dot(Forward(xd, ws, s), rd), Reference.ToDouble(w), tdw.ToHost());
+            Reference.AssertNormClose(numeric, kernel, 1e-5, $"dw {variant} {s}");
+        }
+    }
+
+    [Fact]
+    public void RejectsBadShapesAndLengths()
+    {
+        var dev = TestDevices.Get(TestDevices.Default);
+        var conv = new DenseConv(dev);
+        var s = ConvShape.Dense(1, 2, 4, 4, 3, 3, 1, 1, 1);
+        using var x = dev.Allocate(s.InputLength);
+        using var w = dev.Allocate(DenseConv.WeightLength(s));
+        using var y = dev.Allocate(s.OutputLength);
+        var e = Assert.Throws<ArgumentException>(() => conv.Forward(x.View, y.View, y.View, s));
+        Assert.Contains("w has", e.Message);
+        Assert.Throws<ArgumentException>(() => conv.BackwardData(y.View, w.View, y.View, s));
+        Assert.Throws<ArgumentException>(() => conv.Forward(x.View, w.View, y.View, ConvShape.Dense(1, 2, 1, 1, 3, 5, 1, 1, 1)));
+        Assert.Throws<ArgumentException>(() => conv.Forward(x.View, w.View, y.View, ConvShape.Dense(1, 2, 4, 4, 3, 3, 0, 1, 1)));
+        Assert.Throws<ArgumentException>(() => conv.BackwardWeight(y.View, x.View, x.View, s));
+    }
+}
