@@ -1,5 +1,7 @@
 using Crnn.Kernels;
 using ILGPU;
+using ILGPU.Runtime;
+using Device = Crnn.Kernels.Device;
 
 namespace Crnn.Engine;
 

@@ -1,4 +1,5 @@
 using Crnn.Kernels;
+using ILGPU.Runtime;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -10,7 +11,7 @@ namespace Crnn.Engine.Tests;
 /// </summary>
 public class EngineVsReferenceTests(ITestOutputHelper output)
 {
-    static readonly Lazy<Device> Device = new(() => Kernels.Device.Open(Environment.GetEnvironmentVariable("CRNN_TEST_DEVICE") is { Length: > 0 } s ? s : "cpu"));
+    static readonly Lazy<Kernels.Device> Device = new(() => Kernels.Device.Open(Environment.GetEnvironmentVariable("CRNN_TEST_DEVICE") is { Length: > 0 } s ? s : "cpu"));
 
     static (float[] Images, int[][] Labels) RandomBatch(ModelConfig config, int batch, int seed)
     {
@@ -35,7 +36,7 @@ public class EngineVsReferenceTests(ITestOutputHelper output)
         using var model = new CrnnModel(Device.Value, config);
         var (parameters, buffers) = model.Layout.Initialize(seed: 3);
         model.Load(parameters, buffers);
-        var (images, labels) = RandomBatch(config, batch, seed: 4);
+        var (images, labels) = RandomBatch(config, batch, seed: 8);
         using var deviceImages = model.Device.Upload(images, images.Length);
 
         var losses = model.ForwardBackward(deviceImages.View, labels);
@@ -52,14 +53,16 @@ public class EngineVsReferenceTests(ITestOutputHelper output)
         // construction (a unit's linear.bn.bias: every consumer ends in a BatchNorm that removes per-channel
         // shifts) are held to 1e-3 of the typical tensor gradient instead, since float32 leaves rounding noise.
         double typical = Norm(reference.Gradients) / Math.Sqrt(model.Layout.Parameters.Count);
+        var failures = new List<string>();
         foreach (var p in model.Layout.Parameters)
         {
             var r = reference.Gradients.AsSpan(p.Offset, p.Length).ToArray();
             var e = gradients.AsSpan(p.Offset, p.Length).ToArray();
             double diff = Norm(r.Zip(e, (a, b) => a - b)), norm = Norm(r);
             output.WriteLine($"{p.Name,-45} |g| {norm:E3} rel {diff / norm:E2}");
-            Assert.True(diff <= 1e-3 * Math.Max(norm, 1e-3 * typical), $"{p.Name}: ‖Δ‖ {diff:E3} vs ‖g‖ {norm:E3}");
+            if (!(diff <= 1e-3 * Math.Max(norm, 1e-3 * typical))) failures.Add($"{p.Name}: ‖Δ‖ {diff:E3} vs ‖g‖ {norm:E3}");
         }
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
 
         // The running statistics took the same batch statistics.
         for (int i = 0; i < runningStats.Length; i++)
@@ -86,9 +89,8 @@ public class EngineVsReferenceTests(ITestOutputHelper output)
         model.Forward(deviceImages.View, batch, training: false).CopyToCPU(logits);
 
         var reference = new ReferenceModel(config, model.Layout).Forward(D(parameters), D(buffers), D(images), batch, labels, training: false);
-        double scale = Norm(reference.Logits) / Math.Sqrt(logits.Length);
-        for (int i = 0; i < logits.Length; i++)
-            Assert.True(Math.Abs(logits[i] - reference.Logits[i]) <= 1e-4 * (Math.Abs(reference.Logits[i]) + scale),
-                $"logit {i}: {logits[i]} vs {reference.Logits[i]}");
+        double diff = Norm(logits.Select((v, i) => v - reference.Logits[i])), norm = Norm(reference.Logits);
+        output.WriteLine($"eval logits: relative error {diff / norm:E2}, rms {norm / Math.Sqrt(logits.Length):E3}");
+        Assert.True(diff <= 1e-4 * norm, $"evaluation logits differ by {diff / norm:E2} relative");
     }
 }
