@@ -1,5 +1,4 @@
 using System.CommandLine;
-using Crnn.Kernels;
 
 namespace Crnn.Cli;
 
@@ -10,6 +9,9 @@ public static class Program
     public static RootCommand BuildRoot()
     {
         var root = new RootCommand("crnn: train and run a CRNN text-line recognizer on CUDA, OpenCL or CPU (ILGPU).");
+        root.Subcommands.Add(TrainCommand.Create());
+        root.Subcommands.Add(PredictCommand.CreatePredict());
+        root.Subcommands.Add(PredictCommand.CreateEval());
         root.Subcommands.Add(DevicesCommand.Create());
         return root;
     }

@@ -1,0 +1,132 @@
+using System.CommandLine;
+using Crnn.Engine;
+using Crnn.Engine.Data;
+using Crnn.Engine.Training;
+using Crnn.Kernels;
+
+namespace Crnn.Cli;
+
+/// <summary><c>crnn train</c>: trains on label files, or on the built-in synthetic words when none is given.</summary>
+public static class TrainCommand
+{
+    public static Command Create()
+    {
+        var train = new Option<string[]>("--train") { Description = "PaddleOCR label file(s) (image_path<TAB>text); default: built-in synthetic words", AllowMultipleArgumentsPerToken = false };
+        var val = new Option<string?>("--val") { Description = "validation label file (default: held-out synthetic words)" };
+        var dict = new Option<string?>("--dict") { Description = "dictionary file, one symbol per line (default: 0-9a-z)" };
+        var space = new Option<bool>("--use-space-char") { Description = "append ' ' to the dictionary" };
+        var steps = new Option<int>("--steps") { Description = "total training steps (a resumed run continues up to it)", DefaultValueFactory = _ => 2000 };
+        var batch = new Option<int>("--batch-size") { Description = "images per step", DefaultValueFactory = _ => 32 };
+        var lr = new Option<float>("--lr") { Description = "Adam learning rate", DefaultValueFactory = _ => 5e-4f };
+        var seed = new Option<int>("--seed") { Description = "seed for weights and data", DefaultValueFactory = _ => 1 };
+        var device = new Option<string?>("--device") { Description = "cpu, cuda or opencl[:index] (default: $CRNN_DEVICE, else best available)" };
+        var output = new Option<string>("--output") { Description = "checkpoint and metrics folder", DefaultValueFactory = _ => "runs/crnn" };
+        var resume = new Option<string?>("--resume") { Description = "continue from the checkpoint in this folder" };
+        var clip = new Option<float?>("--clip-norm") { Description = "clip the global gradient norm to this value" };
+        var warmup = new Option<int>("--warmup") { Description = "linear learning-rate warm-up steps" };
+        var cosine = new Option<bool>("--cosine") { Description = "cosine learning-rate decay to zero at the last step" };
+        var logEvery = new Option<int>("--log-every") { Description = "steps between log lines", DefaultValueFactory = _ => 10 };
+        var valEvery = new Option<int>("--val-every") { Description = "steps between validations and checkpoints (0: at the end only)", DefaultValueFactory = _ => 500 };
+        var valCount = new Option<int>("--val-count") { Description = "held-out synthetic words for validation", DefaultValueFactory = _ => 256 };
+
+        var command = new Command("train", "Train the recognizer; without --train it renders synthetic words to train on.");
+        foreach (var o in new Option[] { train, val, dict, space, steps, batch, lr, seed, device, output, resume, clip, warmup, cosine, logEvery, valEvery, valCount })
+            command.Options.Add(o);
+        command.SetAction(p => UserError.Guard(() => Run(new Settings(
+            p.GetValue(train) ?? [], p.GetValue(val), p.GetValue(dict), p.GetValue(space), p.GetValue(device),
+            p.GetValue(output)!, p.GetValue(resume), p.GetValue(valCount),
+            new TrainOptions
+            {
+                Steps = p.GetValue(steps), BatchSize = p.GetValue(batch), LearningRate = p.GetValue(lr), Seed = p.GetValue(seed),
+                ClipNorm = p.GetValue(clip), WarmupSteps = p.GetValue(warmup), Cosine = p.GetValue(cosine),
+                LogEvery = p.GetValue(logEvery), ValidateEvery = p.GetValue(valEvery),
+            }), Console.Out)));
+        return command;
+    }
+
+    public sealed record Settings(string[] Train, string? Val, string? Dict, bool UseSpaceChar, string? Device,
+        string Output, string? Resume, int ValCount, TrainOptions Options);
+
+    public static int Run(Settings s, TextWriter log)
+    {
+        s.Options.Validate();
+        if (s.ValCount < 1) throw new ArgumentException($"--val-count must be at least 1, got {s.ValCount}");
+        var checkpoint = s.Resume is null ? null : Checkpoint.Load(s.Resume);
+        var dictionary = checkpoint?.Dictionary ?? (s.Dict is null ? CharDictionary.Default : CharDictionary.Load(s.Dict, s.UseSpaceChar));
+        var config = checkpoint?.Config ?? new ModelConfig(Classes: dictionary.Classes);
+        int steps = config.TimeSteps;
+
+        using IBatchSource source = s.Train.Length == 0
+            ? new SyntheticSource(dictionary, s.Options.Seed)
+            : new LabelFileSource(ReadLabels(s.Train, dictionary, steps, log), s.Options.Seed);
+        var validation = s.Val is null
+            ? ValidationSet.Synthetic(dictionary, s.ValCount, seed: s.Options.Seed + 1_000_000)
+            : LoadValidation(s.Val, dictionary, steps, log);
+
+        using var device = Device.Open(s.Device);
+        log.WriteLine($"device: {device}");
+        using var model = new CrnnModel(device, config);
+        model.Initialize(s.Options.Seed);
+        log.WriteLine($"model: {config.ParameterCount:N0} parameters, {config.Classes} classes, input 3x{config.Height}x{config.Width}, {steps} time steps");
+        log.WriteLine($"data: {(s.Train.Length == 0 ? "synthetic words (built-in)" : string.Join(", ", s.Train))}; validation: {validation.Texts.Count} images");
+
+        using var trainer = new Trainer(model, dictionary, source, s.Options, s.Output, validation);
+        if (checkpoint != null)
+        {
+            trainer.Resume(checkpoint);
+            log.WriteLine($"resumed from {s.Resume} at step {trainer.Step}");
+        }
+        trainer.Logged += r => log.WriteLine(
+            $"step {r.Step}/{s.Options.Steps}  loss {r.Loss:F4}  lr {r.LearningRate:E2}  {r.ImagesPerSecond:F1} img/s" +
+            (r.ValAccuracy is { } a ? $"  val accuracy {a:P1}  norm edit {r.ValNormEditDistance:F4}" : ""));
+        using var cancel = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); log.WriteLine("stopping: saving a checkpoint..."); };
+        Console.CancelKeyPress += onCancel;
+        try { trainer.Run(cancel.Token); }
+        finally { Console.CancelKeyPress -= onCancel; }
+        log.WriteLine($"checkpoint: {Path.GetFullPath(s.Output)} (step {trainer.Step})");
+        if (s.Train.Length == 0) ShowSamples(model, dictionary, s, log);
+        return 0;
+    }
+
+    static IReadOnlyList<LabeledImage> ReadLabels(string[] files, CharDictionary dictionary, int steps, TextWriter log)
+    {
+        var all = new List<LabeledImage>();
+        foreach (var file in files)
+        {
+            var result = LabelFile.Read(file, dictionary, steps);
+            foreach (var skip in result.Skipped.Take(5)) log.WriteLine($"skipped {skip}");
+            if (result.Skipped.Count > 5) log.WriteLine($"... {result.Skipped.Count - 5} more lines skipped in {file}");
+            all.AddRange(result.Samples);
+        }
+        return all;
+    }
+
+    static ValidationSet LoadValidation(string file, CharDictionary dictionary, int steps, TextWriter log)
+    {
+        var samples = ReadLabels([file], dictionary, steps, log);
+        var images = new float[samples.Count * 3 * 32 * 100];
+        for (int i = 0; i < samples.Count; i++) Preprocess.LoadFile(samples[i].Path).CopyTo(images.AsSpan(i * 9600, 9600));
+        return new ValidationSet(images, samples.Select(x => x.Text).ToList());
+    }
+
+    /// <summary>Ends a synthetic run by reading a few unseen synthetic words back, saved as PNGs to try `crnn predict` on.</summary>
+    static void ShowSamples(CrnnModel model, CharDictionary dictionary, Settings s, TextWriter log)
+    {
+        const int count = 6;
+        string folder = Path.Combine(s.Output, "samples");
+        Directory.CreateDirectory(folder);
+        using var words = new SyntheticWords(dictionary, seed: s.Options.Seed + 2_000_000);
+        var images = new float[count * 9600];
+        var texts = new string[count];
+        for (int i = 0; i < count; i++)
+        {
+            texts[i] = words.Sample(i, images.AsSpan(i * 9600, 9600)).Text;
+            words.SavePng(i, Path.Combine(folder, $"{i}.png"));
+        }
+        var predictions = new Recognizer(model, dictionary, count).Read(images, count);
+        log.WriteLine($"reading {count} unseen synthetic words (saved in {folder}):");
+        for (int i = 0; i < count; i++)
+            log.WriteLine($"  {texts[i],-12} -> {predictions[i].Text,-12} ({predictions[i].Confidence:F2}){(predictions[i].Text == texts[i] ? "" : "  x")}");
+    }
+}

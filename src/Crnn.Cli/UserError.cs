@@ -1,0 +1,24 @@
+using Crnn.Engine;
+using Crnn.Kernels;
+
+namespace Crnn.Cli;
+
+/// <summary>Turns the errors a user can cause (bad options, missing or corrupt files, no such device)
+/// into one line on stderr and exit code 2; anything else is a bug and keeps its stack trace.</summary>
+public static class UserError
+{
+    public static int Guard(Func<int> action)
+    {
+        try
+        {
+            return action();
+        }
+        catch (Exception e) when (e is ArgumentException or FileNotFoundException or DirectoryNotFoundException
+                                      or InvalidDataException or FormatException or CheckpointException or DeviceException
+                                      or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"error: {e.Message.Split('\n')[0]}");
+            return 2;
+        }
+    }
+}
