@@ -161,7 +161,8 @@ public sealed class DenseConv
                 for (int ky = kyFirst; ky <= kyLast; ky += sh)
                 {
                     int dr = dyBase + (iy + s.Pad - ky) / sh * ow, wr = wBase + ky * k;
-                    for (int kx = kxFirst; kx <= kxLast; kx += sw) sum += dy[dr + (ix + s.Pad - kx) / sw] * w[wr + kx];
+                    // Each further tap (kx += sw) reaches the output one column to the left.
+                    for (int kx = kxFirst, o = dr + (ix + s.Pad - kxFirst) / sw; kx <= kxLast; kx += sw, o--) sum += dy[o] * w[wr + kx];
                 }
             }
             dx[i] = sum;
