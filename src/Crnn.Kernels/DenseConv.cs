@@ -115,7 +115,7 @@ public sealed class DenseConv
         Conv.CheckLength(y, s.OutputLength, output, s);
     }
 
-    /// <summary>One thread per output element: Σ over input channels and the kernel window.</summary>
+    /// <summary>One thread per output element: Σ over input channels and the part of the window inside the input.</summary>
     static void ForwardKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s)
     {
         int oh = s.OutHeight, ow = s.OutWidth, k = s.Kernel, plane = s.Height * s.Width;
@@ -126,50 +126,43 @@ public sealed class DenseConv
             t /= oh;
             int oc = t % s.OutChannels, b = t / s.OutChannels;
             int y0 = oy * s.StrideH - s.Pad, x0 = ox * s.StrideW - s.Pad;
+            int kyFirst = Math.Max(0, -y0), kyEnd = Math.Min(k, s.Height - y0), kxFirst = Math.Max(0, -x0), kxEnd = Math.Min(k, s.Width - x0);
             float sum = 0f;
             for (int ic = 0; ic < s.InChannels; ic++)
             {
-                int xBase = (b * s.InChannels + ic) * plane, wBase = (oc * s.InChannels + ic) * k * k;
-                for (int ky = 0; ky < k; ky++)
+                int xBase = (b * s.InChannels + ic) * plane + x0, wBase = (oc * s.InChannels + ic) * k * k;
+                for (int ky = kyFirst; ky < kyEnd; ky++)
                 {
-                    int iy = y0 + ky;
-                    if (iy < 0 || iy >= s.Height) continue;
-                    for (int kx = 0; kx < k; kx++)
-                    {
-                        int ix = x0 + kx;
-                        if (ix >= 0 && ix < s.Width) sum += x[xBase + iy * s.Width + ix] * w[wBase + ky * k + kx];
-                    }
+                    int xr = xBase + (y0 + ky) * s.Width, wr = wBase + ky * k;
+                    for (int kx = kxFirst; kx < kxEnd; kx++) sum += x[xr + kx] * w[wr + kx];
                 }
             }
             y[i] = sum;
         }
     }
 
-    /// <summary>One thread per input element: gathers every output whose window covers it (no atomics).</summary>
+    /// <summary>One thread per input element: gathers every output whose window covers it (no atomics), visiting
+    /// only the taps that stride onto an output.</summary>
     static void BackwardDataKernel(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, ConvShape s)
     {
-        int oh = s.OutHeight, ow = s.OutWidth, k = s.Kernel;
+        int oh = s.OutHeight, ow = s.OutWidth, k = s.Kernel, sh = s.StrideH, sw = s.StrideW;
         int n = s.Batch * s.InChannels * s.Height * s.Width, stride = Grid.DimX * Group.DimX;
         for (int i = Grid.GlobalIndex.X; i < n; i += stride)
         {
             int ix = i % s.Width, t = i / s.Width, iy = t % s.Height;
             t /= s.Height;
             int ic = t % s.InChannels, b = t / s.InChannels;
+            int kyFirst = Conv.FirstTap(iy, s.Pad, sh, oh), kyLast = Math.Min(k - 1, iy + s.Pad);
+            int kxFirst = Conv.FirstTap(ix, s.Pad, sw, ow), kxLast = Math.Min(k - 1, ix + s.Pad);
             float sum = 0f;
             for (int oc = 0; oc < s.OutChannels; oc++)
             {
                 int dyBase = (b * s.OutChannels + oc) * oh * ow, wBase = (oc * s.InChannels + ic) * k * k;
-                for (int ky = 0; ky < k; ky++)
+                for (int ky = kyFirst; ky <= kyLast; ky += sh)
                 {
-                    int ny = iy + s.Pad - ky;
-                    if (ny < 0 || ny % s.StrideH != 0 || ny / s.StrideH >= oh) continue;
-                    int oy = ny / s.StrideH;
-                    for (int kx = 0; kx < k; kx++)
-                    {
-                        int nx = ix + s.Pad - kx;
-                        if (nx >= 0 && nx % s.StrideW == 0 && nx / s.StrideW < ow)
-                            sum += dy[dyBase + oy * ow + nx / s.StrideW] * w[wBase + ky * k + kx];
-                    }
+                    int dr = dyBase + (iy + s.Pad - ky) / sh * ow, wr = wBase + ky * k;
+                    // Each further tap (kx += sw) reaches the output one column to the left.
+                    for (int kx = kxFirst, o = dr + (ix + s.Pad - kxFirst) / sw; kx <= kxLast; kx += sw, o--) sum += dy[o] * w[wr + kx];
                 }
             }
             dx[i] = sum;
@@ -196,11 +189,31 @@ public sealed class DenseConv
         return sum;
     }
 
-    /// <summary>CPU shape: one thread per weight, a sequential sum over the batch and output positions.</summary>
+    /// <summary>CPU shape: one thread per weight, a sequential sum over the batch and the output positions its tap reaches.</summary>
     static void WeightPerThreadKernel(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, ConvShape s)
     {
         int n = s.OutChannels * s.InChannels * s.Kernel * s.Kernel, stride = Grid.DimX * Group.DimX;
-        for (int wi = Grid.GlobalIndex.X; wi < n; wi += stride) dw[wi] = WeightSum(dy, x, s, wi, 0, 1);
+        int oh = s.OutHeight, ow = s.OutWidth, k = s.Kernel;
+        for (int wi = Grid.GlobalIndex.X; wi < n; wi += stride)
+        {
+            int kx = wi % k, t = wi / k, ky = t % k;
+            t /= k;
+            int ic = t % s.InChannels, oc = t / s.InChannels;
+            // Only the output rows and columns whose tap (ky, kx) lands inside the input.
+            int oyFirst = Conv.FirstOutput(s.Pad, ky, s.StrideH), oyEnd = Conv.EndOutput(s.Height, s.Pad, ky, s.StrideH, oh);
+            int oxFirst = Conv.FirstOutput(s.Pad, kx, s.StrideW), oxEnd = Conv.EndOutput(s.Width, s.Pad, kx, s.StrideW, ow);
+            float sum = 0f;
+            for (int b = 0; b < s.Batch; b++)
+            {
+                int dyBase = (b * s.OutChannels + oc) * oh, xBase = (b * s.InChannels + ic) * s.Height;
+                for (int oy = oyFirst; oy < oyEnd; oy++)
+                {
+                    int dr = (dyBase + oy) * ow, xr = (xBase + oy * s.StrideH - s.Pad + ky) * s.Width - s.Pad + kx;
+                    for (int ox = oxFirst; ox < oxEnd; ox++) sum += dy[dr + ox] * x[xr + ox * s.StrideW];
+                }
+            }
+            dw[wi] = sum;
+        }
     }
 
     /// <summary>GPU shape: a group takes <paramref name="perGroup"/> weights at a time, each summed by a segment
@@ -229,6 +242,24 @@ internal static class Conv
         if (view.Length != expected)
             throw new ArgumentException($"{name} has {view.Length} elements, expected {expected} for convolution {s}");
     }
+
+    /// <summary>First output index o whose tap <paramref name="tap"/> lands in the input: o·stride − pad + tap ≥ 0.</summary>
+    public static int FirstOutput(int pad, int tap, int stride)
+    {
+        int d = pad - tap;
+        return d > 0 ? (d + stride - 1) / stride : 0;
+    }
+
+    /// <summary>One past the last output index o whose tap lands in an input of <paramref name="size"/>: o·stride − pad + tap ≤ size − 1.</summary>
+    public static int EndOutput(int size, int pad, int tap, int stride, int outSize)
+    {
+        int e = size - 1 + pad - tap;
+        return e < 0 ? 0 : Math.Min(outSize, e / stride + 1);
+    }
+
+    /// <summary>First tap that maps input index <paramref name="i"/> onto an output: (i + pad − tap) divisible by the
+    /// stride and (i + pad − tap)/stride below outSize. Further taps follow every <paramref name="stride"/>, up to min(k − 1, i + pad).</summary>
+    public static int FirstTap(int i, int pad, int stride, int outSize) => Math.Max((i + pad) % stride, i + pad - (outSize - 1) * stride);
 
     public static WeightGradientVariant PreferredWeightVariant(Device device) =>
         device.GroupSize >= 256 ? WeightGradientVariant.Grouped : WeightGradientVariant.PerThread;

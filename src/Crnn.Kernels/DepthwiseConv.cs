@@ -69,7 +69,7 @@ public sealed class DepthwiseConv
         Conv.CheckLength(y, s.OutputLength, output, s);
     }
 
-    /// <summary>One thread per output element: Σ over its channel's k×k window.</summary>
+    /// <summary>One thread per output element: Σ over the part of its channel's k×k window inside the input.</summary>
     static void ForwardKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s)
     {
         int oh = s.OutHeight, ow = s.OutWidth, k = s.Kernel;
@@ -77,44 +77,36 @@ public sealed class DepthwiseConv
         for (int i = Grid.GlobalIndex.X; i < n; i += stride)
         {
             int ox = i % ow, t = i / ow, oy = t % oh, bc = t / oh;
-            int xBase = bc * s.Height * s.Width, wBase = bc % s.InChannels * k * k;
             int y0 = oy * s.StrideH - s.Pad, x0 = ox * s.StrideW - s.Pad;
+            int kyEnd = Math.Min(k, s.Height - y0), kxFirst = Math.Max(0, -x0), kxEnd = Math.Min(k, s.Width - x0);
+            int xBase = bc * s.Height * s.Width + x0, wBase = bc % s.InChannels * k * k;
             float sum = 0f;
-            for (int ky = 0; ky < k; ky++)
+            for (int ky = Math.Max(0, -y0); ky < kyEnd; ky++)
             {
-                int iy = y0 + ky;
-                if (iy < 0 || iy >= s.Height) continue;
-                for (int kx = 0; kx < k; kx++)
-                {
-                    int ix = x0 + kx;
-                    if (ix >= 0 && ix < s.Width) sum += x[xBase + iy * s.Width + ix] * w[wBase + ky * k + kx];
-                }
+                int xr = xBase + (y0 + ky) * s.Width, wr = wBase + ky * k;
+                for (int kx = kxFirst; kx < kxEnd; kx++) sum += x[xr + kx] * w[wr + kx];
             }
             y[i] = sum;
         }
     }
 
-    /// <summary>One thread per input element: gathers the outputs whose windows cover it (no atomics).</summary>
+    /// <summary>One thread per input element: gathers the outputs whose windows cover it (no atomics), visiting
+    /// only the taps that stride onto an output.</summary>
     static void BackwardDataKernel(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, ConvShape s)
     {
-        int oh = s.OutHeight, ow = s.OutWidth, k = s.Kernel;
+        int oh = s.OutHeight, ow = s.OutWidth, k = s.Kernel, sh = s.StrideH, sw = s.StrideW;
         int n = s.Batch * s.InChannels * s.Height * s.Width, stride = Grid.DimX * Group.DimX;
         for (int i = Grid.GlobalIndex.X; i < n; i += stride)
         {
             int ix = i % s.Width, t = i / s.Width, iy = t % s.Height, bc = t / s.Height;
             int dyBase = bc * oh * ow, wBase = bc % s.InChannels * k * k;
+            int kyLast = Math.Min(k - 1, iy + s.Pad), kxFirst = Conv.FirstTap(ix, s.Pad, sw, ow), kxLast = Math.Min(k - 1, ix + s.Pad);
             float sum = 0f;
-            for (int ky = 0; ky < k; ky++)
+            for (int ky = Conv.FirstTap(iy, s.Pad, sh, oh); ky <= kyLast; ky += sh)
             {
-                int ny = iy + s.Pad - ky;
-                if (ny < 0 || ny % s.StrideH != 0 || ny / s.StrideH >= oh) continue;
-                int oy = ny / s.StrideH;
-                for (int kx = 0; kx < k; kx++)
-                {
-                    int nx = ix + s.Pad - kx;
-                    if (nx >= 0 && nx % s.StrideW == 0 && nx / s.StrideW < ow)
-                        sum += dy[dyBase + oy * ow + nx / s.StrideW] * w[wBase + ky * k + kx];
-                }
+                int dr = dyBase + (iy + s.Pad - ky) / sh * ow, wr = wBase + ky * k;
+                // Each further tap (kx += sw) reaches the output one column to the left.
+                for (int kx = kxFirst, o = dr + (ix + s.Pad - kxFirst) / sw; kx <= kxLast; kx += sw, o--) sum += dy[o] * w[wr + kx];
             }
             dx[i] = sum;
         }
@@ -139,11 +131,29 @@ public sealed class DepthwiseConv
         return sum;
     }
 
-    /// <summary>CPU shape: one thread per weight, a sequential sum over the batch and output positions.</summary>
+    /// <summary>CPU shape: one thread per weight, a sequential sum over the batch and the output positions its tap reaches.</summary>
     static void WeightPerThreadKernel(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, ConvShape s)
     {
         int n = s.InChannels * s.Kernel * s.Kernel, stride = Grid.DimX * Group.DimX;
-        for (int wi = Grid.GlobalIndex.X; wi < n; wi += stride) dw[wi] = WeightSum(dy, x, s, wi, 0, 1);
+        int oh = s.OutHeight, ow = s.OutWidth, k = s.Kernel;
+        for (int wi = Grid.GlobalIndex.X; wi < n; wi += stride)
+        {
+            int kx = wi % k, t = wi / k, ky = t % k, c = t / k;
+            // Only the output rows and columns whose tap (ky, kx) lands inside the input.
+            int oyFirst = Conv.FirstOutput(s.Pad, ky, s.StrideH), oyEnd = Conv.EndOutput(s.Height, s.Pad, ky, s.StrideH, oh);
+            int oxFirst = Conv.FirstOutput(s.Pad, kx, s.StrideW), oxEnd = Conv.EndOutput(s.Width, s.Pad, kx, s.StrideW, ow);
+            float sum = 0f;
+            for (int b = 0; b < s.Batch; b++)
+            {
+                int bc = b * s.InChannels + c;
+                for (int oy = oyFirst; oy < oyEnd; oy++)
+                {
+                    int dr = (bc * oh + oy) * ow, xr = (bc * s.Height + oy * s.StrideH - s.Pad + ky) * s.Width - s.Pad + kx;
+                    for (int ox = oxFirst; ox < oxEnd; ox++) sum += dy[dr + ox] * x[xr + ox * s.StrideW];
+                }
+            }
+            dw[wi] = sum;
+        }
     }
 
     /// <summary>GPU shape: a group takes <paramref name="perGroup"/> weights at a time, each summed by a segment

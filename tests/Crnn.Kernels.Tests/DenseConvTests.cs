@@ -5,7 +5,7 @@ namespace Crnn.Kernels.Tests;
 public class DenseConvTests
 {
     /// <summary>(batch, in, height, width, out, kernel, strideH, strideW, pad): ones, odd sizes, both
-    /// strides, kernels 3 and 5, padding 0 and "same", and the seed model's conv1 (3→8, 32×100, stride 2).</summary>
+    /// strides, kernels 3 and 5, padding 0 and "same", and the seed model's conv1 (3→8, 32×100, stride 2) last.</summary>
     static readonly int[][] Shapes =
     [
         [1, 1, 1, 1, 1, 3, 1, 1, 1],
@@ -13,6 +13,7 @@ public class DenseConvTests
         [1, 33, 3, 7, 7, 5, 1, 1, 2],
         [3, 3, 7, 1, 33, 5, 2, 1, 2],
         [3, 7, 6, 9, 5, 3, 1, 2, 0],
+        [1, 2, 6, 6, 3, 3, 2, 2, 0], // the last row and column feed no output: their dx is 0
         [1, 3, 32, 100, 8, 3, 2, 2, 1],
     ];
 
