@@ -12,6 +12,7 @@ public static class Program
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(PredictCommand.CreatePredict());
         root.Subcommands.Add(PredictCommand.CreateEval());
+        root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(DevicesCommand.Create());
         return root;
     }

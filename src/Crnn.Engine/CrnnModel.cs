@@ -14,6 +14,7 @@ public sealed class CrnnModel : IDisposable
 {
     Network? _network;
     CtcBuffers? _ctc;
+    Profiler? _profiler;
 
     public ModelConfig Config { get; }
     public ParameterLayout Layout { get; }
@@ -21,6 +22,17 @@ public sealed class CrnnModel : IDisposable
     public ParameterStore Store { get; }
     public Device Device => Kernels.Device;
     public int Steps { get; }
+
+    /// <summary>Times every layer family of forward, CTC and backward when set (measurement only: it synchronizes).</summary>
+    public Profiler? Profiler
+    {
+        get => _profiler;
+        set
+        {
+            _profiler = value;
+            _network?.Profile(value);
+        }
+    }
 
     public CrnnModel(Device device, ModelConfig config)
     {
@@ -55,6 +67,7 @@ public sealed class CrnnModel : IDisposable
             _network?.Dispose();
             _ctc?.Dispose();
             _network = new Network(Kernels, Store, Config, batch);
+            _network.Profile(_profiler);
             _ctc = new CtcBuffers(Kernels, batch, Steps, Config.Classes);
         }
         return _network;
@@ -71,14 +84,25 @@ public sealed class CrnnModel : IDisposable
     {
         int batch = labels.Length;
         var network = NetworkFor(batch);
+        SetPhase("forward");
         var logits = network.Forward(images, training: true);
         var ctc = _ctc!;
-        ctc.Upload(labels);
-        Kernels.Ctc.LossAndGradient(logits, ctc.LabelView, ctc.Lengths.View, ctc.Losses.View, ctc.Gradient.View,
-            ctc.Workspace, blank: 0, zeroInfinity: true);
-        Kernels.Activations.Scale(ctc.Gradient.View, 1f / batch); // loss = mean over the batch
+        using (_profiler?.Measure("ctc") ?? default)
+        {
+            ctc.Upload(labels);
+            Kernels.Ctc.LossAndGradient(logits, ctc.LabelView, ctc.Lengths.View, ctc.Losses.View, ctc.Gradient.View,
+                ctc.Workspace, blank: 0, zeroInfinity: true);
+            Kernels.Activations.Scale(ctc.Gradient.View, 1f / batch); // loss = mean over the batch
+        }
+        SetPhase("backward");
         network.Backward(ctc.Gradient.View);
+        SetPhase("");
         return ctc.Losses.ToHost();
+    }
+
+    void SetPhase(string phase)
+    {
+        if (_profiler != null) _profiler.Phase = phase;
     }
 
     /// <summary>Greedy decoding of the last forward's logits: class ids per sample and confidences.</summary>

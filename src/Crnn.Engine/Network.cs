@@ -41,6 +41,17 @@ public sealed class Network : IDisposable
         _layers.Add(new LinearHead(kernels, store, batch * Steps, 2 * config.Hidden, config.Classes));
     }
 
+    /// <summary>Attaches a profiler to every layer (null detaches it).</summary>
+    public void Profile(Profiler? profiler)
+    {
+        foreach (var layer in _layers)
+        {
+            layer.Profiler = profiler;
+            if (layer is ResidualUnit unit)
+                foreach (var child in unit.Children) child.Profiler = profiler;
+        }
+    }
+
     /// <summary>Logits [B, T, C] of the last forward.</summary>
     public ArrayView<float> Logits => _layers[^1].Output;
 

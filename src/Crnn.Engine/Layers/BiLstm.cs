@@ -32,12 +32,14 @@ public sealed class BiLstm : Layer
 
     public override void Forward(ArrayView<float> input, bool training)
     {
+        using var section = Time("lstm");
         _input = input;
         K.Lstm.Forward(_shape, Block(_store.Parameters), input, _output.View, _saved.View);
     }
 
     public override ArrayView<float> Backward(ArrayView<float> outputGradient)
     {
+        using var section = Time("lstm");
         K.Lstm.Backward(_shape, Block(_store.Parameters), _input, _output.View, _saved.View, outputGradient,
             _dInput.View, Block(_store.Gradients), _scratch.View);
         return _dInput.View;

@@ -41,27 +41,35 @@ public sealed class ConvBnAct : Layer
     public ConvShape Shape => _shape;
     public override ArrayView<float> Output => _activated.View;
     int Spatial => _shape.OutHeight * _shape.OutWidth;
+    string ConvFamily => $"conv {_kind.ToString().ToLowerInvariant()}";
     PointwiseShape Pointwise => new(_shape.Batch, _shape.InChannels, _shape.OutChannels, Spatial);
 
     public override void Forward(ArrayView<float> input, bool training)
     {
         _input = input;
         var w = _store.Param($"{_name}.weight");
-        switch (_kind)
+        using (Time(ConvFamily))
         {
-            case ConvKind.Dense: K.DenseConv.Forward(input, w, _conv.View, _shape); break;
-            case ConvKind.Depthwise: K.DepthwiseConv.Forward(input, w, _conv.View, _shape); break;
-            case ConvKind.Pointwise: K.PointwiseConv.Forward(input, w, _conv.View, Pointwise); break;
+            switch (_kind)
+            {
+                case ConvKind.Dense: K.DenseConv.Forward(input, w, _conv.View, _shape); break;
+                case ConvKind.Depthwise: K.DepthwiseConv.Forward(input, w, _conv.View, _shape); break;
+                case ConvKind.Pointwise: K.PointwiseConv.Forward(input, w, _conv.View, Pointwise); break;
+            }
         }
         var (gamma, beta) = (_store.Param($"{_name}.bn.weight"), _store.Param($"{_name}.bn.bias"));
         var (runningMean, runningVar) = (_store.Buffer($"{_name}.bn.running_mean"), _store.Buffer($"{_name}.bn.running_var"));
-        if (training)
-            K.BatchNorm.ForwardTraining(_conv.View, gamma, beta, _normalized.View, _mean.View, _invStd.View,
-                runningMean, runningVar, _shape.Batch, _shape.OutChannels, Spatial);
-        else
-            K.BatchNorm.ForwardInference(_conv.View, gamma, beta, runningMean, runningVar, _normalized.View,
-                _shape.Batch, _shape.OutChannels, Spatial);
-        if (_act != Activation.None) K.Activations.Forward(_act, _normalized.View, _activated.View);
+        using (Time("batchnorm"))
+        {
+            if (training)
+                K.BatchNorm.ForwardTraining(_conv.View, gamma, beta, _normalized.View, _mean.View, _invStd.View,
+                    runningMean, runningVar, _shape.Batch, _shape.OutChannels, Spatial);
+            else
+                K.BatchNorm.ForwardInference(_conv.View, gamma, beta, runningMean, runningVar, _normalized.View,
+                    _shape.Batch, _shape.OutChannels, Spatial);
+        }
+        if (_act != Activation.None)
+            using (Time("activation")) K.Activations.Forward(_act, _normalized.View, _activated.View);
     }
 
     public override ArrayView<float> Backward(ArrayView<float> outputGradient)
@@ -69,14 +77,16 @@ public sealed class ConvBnAct : Layer
         var dNormalized = outputGradient;
         if (_act != Activation.None)
         {
-            K.Activations.Backward(_act, _normalized.View, outputGradient, _dNormalized.View);
+            using (Time("activation")) K.Activations.Backward(_act, _normalized.View, outputGradient, _dNormalized.View);
             dNormalized = _dNormalized.View;
         }
         // BatchNorm's input gradient goes into the same scratch buffer (the kernel allows dx = dy).
         var dConv = _dNormalized.View;
-        K.BatchNorm.Backward(_conv.View, dNormalized, _store.Param($"{_name}.bn.weight"), _mean.View, _invStd.View,
-            dConv, _store.Grad($"{_name}.bn.weight"), _store.Grad($"{_name}.bn.bias"), _shape.Batch, _shape.OutChannels, Spatial);
+        using (Time("batchnorm"))
+            K.BatchNorm.Backward(_conv.View, dNormalized, _store.Param($"{_name}.bn.weight"), _mean.View, _invStd.View,
+                dConv, _store.Grad($"{_name}.bn.weight"), _store.Grad($"{_name}.bn.bias"), _shape.Batch, _shape.OutChannels, Spatial);
         var (w, dw) = (_store.Param($"{_name}.weight"), _store.Grad($"{_name}.weight"));
+        using var section = Time(ConvFamily);
         switch (_kind)
         {
             case ConvKind.Dense:

@@ -16,6 +16,12 @@ public abstract class Layer : IDisposable
 
     protected KernelSet K { get; }
 
+    /// <summary>Set to time this layer's sections by family (see <see cref="Engine.Profiler"/>).</summary>
+    public Profiler? Profiler { get; set; }
+
+    /// <summary>A timed section when profiling, a no-op otherwise.</summary>
+    protected Profiler.Section Time(string family) => Profiler?.Measure(family) ?? default;
+
     /// <summary>The last forward's output.</summary>
     public abstract ArrayView<float> Output { get; }
 

@@ -22,12 +22,14 @@ public sealed class LinearHead : Layer
 
     public override void Forward(ArrayView<float> input, bool training)
     {
+        using var section = Time("linear head");
         _input = input;
         K.Linear.Forward(input, _store.Param("head.fc.weight"), _store.Param("head.fc.bias"), _output.View, _rows, _in, _out);
     }
 
     public override ArrayView<float> Backward(ArrayView<float> outputGradient)
     {
+        using var section = Time("linear head");
         K.Linear.Backward(_input, _store.Param("head.fc.weight"), outputGradient, _dInput.View,
             _store.Grad("head.fc.weight"), _store.Grad("head.fc.bias"), _rows, _in, _out);
         return _dInput.View;

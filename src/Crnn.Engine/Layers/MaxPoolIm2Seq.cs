@@ -29,12 +29,14 @@ public sealed class MaxPoolIm2Seq : Layer
 
     public override void Forward(ArrayView<float> input, bool training)
     {
+        using var section = Time("maxpool+im2seq");
         K.Pooling.MaxPoolForward(input, _pooled.View, _indices.View, _pool);
         K.Transpose.Run(_pooled.View, _sequence.View, _pool.Batch, _pool.Channels, _pool.OutWidth);
     }
 
     public override ArrayView<float> Backward(ArrayView<float> outputGradient)
     {
+        using var section = Time("maxpool+im2seq");
         K.Transpose.Run(outputGradient, _dPooled.View, _pool.Batch, _pool.OutWidth, _pool.Channels);
         K.Pooling.MaxPoolBackward(_dPooled.View, _indices.View, _dInput.View, _pool);
         return _dInput.View;

@@ -30,6 +30,9 @@ public sealed class ResidualUnit : Layer
         OutWidth = d.OutWidth;
     }
 
+    /// <summary>The unit's own layers, so a profiler can be attached to each.</summary>
+    public IEnumerable<Layer> Children => new Layer?[] { _expand, _depthwise, _se, _linear }.OfType<Layer>();
+
     public int OutHeight { get; }
     public int OutWidth { get; }
     public override ArrayView<float> Output => _sum?.View ?? _linear.Output;
@@ -45,7 +48,8 @@ public sealed class ResidualUnit : Layer
             features = _se.Output;
         }
         _linear.Forward(features, training);
-        if (_sum != null) K.Activations.Add(input, _linear.Output, _sum.View);
+        if (_sum != null)
+            using (Time("residual add")) K.Activations.Add(input, _linear.Output, _sum.View);
     }
 
     public override ArrayView<float> Backward(ArrayView<float> outputGradient)
@@ -55,7 +59,8 @@ public sealed class ResidualUnit : Layer
         d = _depthwise.Backward(d);
         d = _expand.Backward(d);
         // The shortcut passes the output gradient straight to the input.
-        if (_sum != null) K.Activations.Add(d, outputGradient, d);
+        if (_sum != null)
+            using (Time("residual add")) K.Activations.Add(d, outputGradient, d);
         return d;
     }
 }

@@ -40,6 +40,7 @@ public sealed class SqueezeExcite : Layer
 
     public override void Forward(ArrayView<float> input, bool training)
     {
+        using var section = Time("squeeze-excite");
         _input = input;
         K.Pooling.GlobalAveragePoolForward(input, _pooled.View, _batch, _channels, _spatial);
         K.PointwiseConv.Forward(_pooled.View, W("conv1"), B("conv1"), _squeezed.View, Squeeze);
@@ -51,6 +52,7 @@ public sealed class SqueezeExcite : Layer
 
     public override ArrayView<float> Backward(ArrayView<float> outputGradient)
     {
+        using var section = Time("squeeze-excite");
         K.ChannelScale.Backward(_input, _gate.View, outputGradient, _dInput.View, _dGate.View, _batch, _channels, _spatial);
         K.Activations.Backward(Activation.HardSigmoid, _excited.View, _dGate.View, _dGate.View);
         K.PointwiseConv.BackwardWeight(_dGate.View, _relu.View, DW("conv2"), Excite);

@@ -128,6 +128,7 @@ public sealed class Trainer : IDisposable
         var k = _model.Kernels;
         var grads = _model.Store.Gradients.View;
         var scale = default(ILGPU.ArrayView<float>);
+        using var section = _model.Profiler?.Measure("optimizer (clip + adam)") ?? default;
         if (_options.ClipNorm is { } maxNorm)
         {
             k.GradientNorm.Compute(grads, maxNorm);
