@@ -39,9 +39,10 @@ public struct GemmShape
     public readonly long Flops => 2L * M * N * K * Batch;
 }
 
-/// <summary>Which GEMM kernel runs: the shared-memory tiled one (GPU shape, 256-thread groups) or the
-/// register-blocked one (CPU shape: each thread a 4×4 block, no shared memory).</summary>
-public enum GemmVariant { Auto, Tiled, Blocked }
+/// <summary>Which GEMM runs: the shared-memory tiled kernel (GPU shape, 256-thread groups), the
+/// register-blocked kernel (CPU shape: each thread a 4×4 block, no shared memory), or, on the CPU
+/// accelerator only, the packed SIMD product on the host (<see cref="HostGemm"/>).</summary>
+public enum GemmVariant { Auto, Tiled, Blocked, Host }
 
 /// <summary>Matrix products for 1×1 convolutions, the LSTM and the linear head.</summary>
 public sealed class Gemm
@@ -58,15 +59,26 @@ public sealed class Gemm
         _blocked = device.Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(BlockedKernel);
     }
 
-    /// <summary>The variant Auto picks: tiled where groups have 256 threads (GPUs, GPU-like CPU devices).</summary>
-    public GemmVariant Preferred => _device.GroupSize >= TiledGroupSize ? GemmVariant.Tiled : GemmVariant.Blocked;
+    /// <summary>The variant Auto picks: the host product on the CPU accelerator (its kernels run as scalar
+    /// .NET code), else tiled where groups have 256 threads, else blocked.</summary>
+    public GemmVariant Preferred =>
+        _device.IsCpu ? GemmVariant.Host : _device.GroupSize >= TiledGroupSize ? GemmVariant.Tiled : GemmVariant.Blocked;
 
     public void Run(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, GemmVariant variant = GemmVariant.Auto)
     {
         Validate(a, b, c, s);
         if (s.M == 0 || s.N == 0) return;
         int outputs = s.SumBatches != 0 ? 1 : s.Batch;
-        if ((variant == GemmVariant.Auto ? Preferred : variant) == GemmVariant.Tiled)
+        var chosen = variant == GemmVariant.Auto ? Preferred : variant;
+        if (chosen == GemmVariant.Host)
+        {
+            if (!_device.IsCpu) throw new NotSupportedException("the Host GEMM variant runs only on the CPU accelerator");
+            // Kernels launched earlier must finish before the host touches their memory; the host product
+            // returns when done, so kernels launched after it see its result.
+            _device.Synchronize();
+            unsafe { HostGemm.Run(HostGemm.Pointer(a), HostGemm.Pointer(b), HostGemm.Pointer(c), s); }
+        }
+        else if (chosen == GemmVariant.Tiled)
         {
             long tiles = (long)outputs * ((s.M + Tile - 1) / Tile) * ((s.N + Tile - 1) / Tile);
             int groups = (int)Math.Min(tiles, Math.Max(_device.MaxGroups, 1));
