@@ -23,7 +23,8 @@ namespace Crnn.Kernels;
 /// Rows of activations are r = b·Steps + t. Forward saves <see cref="SavedLength"/> floats for backward:
 /// the activated gates [Batch, Steps, 2, 4H] (i, f, g, o per direction) followed by the cells
 /// [Batch, Steps, 2H]. Backward needs <see cref="ScratchLength"/> floats of scratch: the pre-activation gate
-/// gradients [Batch, Steps, 2, 4H] followed by the cell gradient carried between steps [2, Batch, H].
+/// gradients [Batch, Steps, 2, 4H] followed by the cell gradient carried between steps [2, Batch, H] and the
+/// recurrent part of the hidden gradient [2, Batch, H] (used where the recurrent products run as GEMMs).
 /// </para>
 /// </summary>
 public readonly record struct LstmShape(int Batch, int Steps, int Input, int Hidden)
@@ -50,7 +51,7 @@ public readonly record struct LstmShape(int Batch, int Steps, int Input, int Hid
     public int GatesLength => Batch * Steps * 2 * Gates;
     public int CellsLength => Batch * Steps * 2 * Hidden;
     public int SavedLength => GatesLength + CellsLength;
-    public int ScratchLength => GatesLength + 2 * Batch * Hidden;
+    public int ScratchLength => GatesLength + 4 * Batch * Hidden;
 }
 
 /// <summary>Integers of one recurrent step, passed to the step kernels as one argument.</summary>
@@ -59,6 +60,8 @@ public struct LstmStep
     public int Batch, Steps, Hidden;
     /// <summary>Position in processing order: the forward direction is at t = Step, the reverse at t = Steps−1−Step.</summary>
     public int Step;
+    /// <summary>1 where the recurrent products already ran as GEMMs (CPU accelerator), 0 where the kernel does them.</summary>
+    public int GemmRecurrence;
 }
 
 /// <summary>
@@ -66,7 +69,9 @@ public struct LstmStep
 /// reverse direction runs t = T−1…0). The input projection of all steps and both directions is one GEMM;
 /// then each step is one fused launch for both directions (recurrent product h·W_hhᵀ, biases, gate
 /// nonlinearities, cell and hidden update). Backward runs the steps in reverse the same way and ends with
-/// GEMMs and fixed-order sums for dx and the weight gradients.
+/// GEMMs and fixed-order sums for dx and the weight gradients. On the CPU accelerator, where the host GEMM
+/// is an order of magnitude faster than scalar kernel code, each step's recurrent products run as GEMMs
+/// (one per direction) and the step kernels keep only the elementwise work.
 /// </summary>
 public sealed class Lstm
 {
@@ -74,16 +79,20 @@ public sealed class Lstm
     readonly Gemm _gemm;
     readonly Bias _bias;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LstmStep> _forwardStep;
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LstmStep> _backwardStep;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LstmStep> _backwardStep;
+    readonly bool _gemmRecurrence;
 
-    public Lstm(Device device)
+    /// <param name="gemmRecurrence">Run the recurrent products as GEMMs instead of inside the step kernels;
+    /// by default where the GEMM runs on the host (the CPU accelerator).</param>
+    public Lstm(Device device, bool? gemmRecurrence = null)
     {
         _device = device;
         _gemm = new Gemm(device);
         _bias = new Bias(device);
+        _gemmRecurrence = gemmRecurrence ?? _gemm.Preferred == GemmVariant.Host;
         var acc = device.Accelerator;
         _forwardStep = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LstmStep>(ForwardStepKernel);
-        _backwardStep = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LstmStep>(BackwardStepKernel);
+        _backwardStep = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LstmStep>(BackwardStepKernel);
     }
 
     /// <summary>
@@ -116,7 +125,24 @@ public sealed class Lstm
         var recurrent = parameters.SubView(s.WeightHhOffset, s.ParameterCount - s.WeightHhOffset);
         var config = _device.GridStride(2L * s.Batch * s.Hidden);
         for (int step = 0; step < s.Steps; step++)
+        {
+            if (_gemmRecurrence && step > 0)
+                for (int d = 0; d < 2; d++)
+                {
+                    // gates[b, t, d] += h_prev[b] · W_hh[d]ᵀ, h_prev = y[b, t∓1, d]; the kernel then adds the biases.
+                    int t = d == 0 ? step : s.Steps - 1 - step, tPrev = d == 0 ? t - 1 : t + 1;
+                    int offY = tPrev * 2 * s.Hidden + d * s.Hidden, offG = t * 2 * s.Gates + d * s.Gates;
+                    var shape = new GemmShape
+                    {
+                        M = s.Batch, N = s.Gates, K = s.Hidden, Batch = 1,
+                        AM = s.Steps * 2 * s.Hidden, AK = 1, BK = 1, BN = s.Hidden, Ldc = s.Steps * 2 * s.Gates,
+                        Alpha = 1f, Beta = 1f,
+                    };
+                    _gemm.Run(y.SubView(offY, y.Length - offY), parameters.SubView(s.WeightHh(d), s.Gates * s.Hidden),
+                        gates.SubView(offG, gates.Length - offG), shape);
+                }
             _forwardStep(config, recurrent, gates, cells, y, StepOf(s, step));
+        }
     }
 
     /// <summary>
@@ -140,9 +166,10 @@ public sealed class Lstm
         var cells = saved.SubView(s.GatesLength, s.CellsLength);
         var dGates = scratch.SubView(0, s.GatesLength);
         var dCell = scratch.SubView(s.GatesLength, 2 * s.Batch * s.Hidden);
+        var dHidden = scratch.SubView(s.GatesLength + 2 * s.Batch * s.Hidden, 2 * s.Batch * s.Hidden);
         int rows = s.Batch * s.Steps, g2 = 2 * s.Gates;
 
-        RunBackwardSteps(s, parameters, dy, gates, cells, dGates, dCell);
+        RunBackwardSteps(s, parameters, dy, gates, cells, dGates, dCell, dHidden);
 
         var wIh = parameters.SubView(s.WeightIhOffset, g2 * s.Input);
         // dx [rows, In] = dG [rows, 8H] · W_ih [8H, In]
@@ -157,12 +184,29 @@ public sealed class Lstm
 
     /// <summary>The recurrence backward, one launch per step for both directions, latest step first.</summary>
     void RunBackwardSteps(LstmShape s, ArrayView<float> parameters, ArrayView<float> dy, ArrayView<float> gates,
-        ArrayView<float> cells, ArrayView<float> dGates, ArrayView<float> dCell)
+        ArrayView<float> cells, ArrayView<float> dGates, ArrayView<float> dCell, ArrayView<float> dHidden)
     {
         var recurrent = parameters.SubView(s.WeightHhOffset, 2 * s.Gates * s.Hidden);
         var config = _device.GridStride(2L * s.Batch * s.Hidden);
+        int bh = s.Batch * s.Hidden;
         for (int step = s.Steps - 1; step >= 0; step--)
-            _backwardStep(config, recurrent, gates, cells, dy, dGates, dCell, StepOf(s, step));
+        {
+            if (_gemmRecurrence && step < s.Steps - 1)
+                for (int d = 0; d < 2; d++)
+                {
+                    // dHidden[d, b] = dG[b, t±1, d] · W_hh[d]: the recurrent part of dh, which the kernel adds to dy.
+                    int t = d == 0 ? step : s.Steps - 1 - step, tNext = d == 0 ? t + 1 : t - 1;
+                    int offG = tNext * 2 * s.Gates + d * s.Gates;
+                    var shape = new GemmShape
+                    {
+                        M = s.Batch, N = s.Hidden, K = s.Gates, Batch = 1,
+                        AM = s.Steps * 2 * s.Gates, AK = 1, BK = s.Hidden, BN = 1, Ldc = s.Hidden, Alpha = 1f,
+                    };
+                    _gemm.Run(dGates.SubView(offG, dGates.Length - offG), parameters.SubView(s.WeightHh(d), s.Gates * s.Hidden),
+                        dHidden.SubView(d * bh, bh), shape);
+                }
+            _backwardStep(config, recurrent, gates, cells, dy, dGates, dCell, dHidden, StepOf(s, step));
+        }
     }
 
     /// <summary>
@@ -193,7 +237,8 @@ public sealed class Lstm
         }
     }
 
-    static LstmStep StepOf(LstmShape s, int step) => new() { Batch = s.Batch, Steps = s.Steps, Hidden = s.Hidden, Step = step };
+    LstmStep StepOf(LstmShape s, int step) =>
+        new() { Batch = s.Batch, Steps = s.Steps, Hidden = s.Hidden, Step = step, GemmRecurrence = _gemmRecurrence ? 1 : 0 };
 
     static void Validate(LstmShape s)
     {
@@ -212,7 +257,8 @@ public sealed class Lstm
 
     /// <summary>
     /// One thread per (direction, batch, hidden unit): the four recurrent dot products with its W_hh rows,
-    /// plus the input projection and both biases, then the gates, cell and hidden state. Gates are overwritten
+    /// plus the input projection and both biases, then the gates, cell and hidden state (with
+    /// <see cref="LstmStep.GemmRecurrence"/> the recurrent products are already in the gates). Gates are overwritten
     /// in place with their activated values (each thread owns its four), which backward reads.
     /// <paramref name="recurrent"/> starts at W_hh: [2, 4H, H] then b_ih [2, 4H] then b_hh [2, 4H].
     /// </summary>
@@ -236,13 +282,16 @@ public sealed class Lstm
             if (p.Step > 0)
             {
                 int hRow = (b * p.Steps + tPrev) * 2 * h + d * h;
-                for (int m = 0; m < h; m++)
+                if (p.GemmRecurrence == 0)
                 {
-                    float hm = y[hRow + m];
-                    ai += recurrent[w + m] * hm;
-                    af += recurrent[w + h * h + m] * hm;
-                    ag += recurrent[w + 2 * h * h + m] * hm;
-                    ao += recurrent[w + 3 * h * h + m] * hm;
+                    for (int m = 0; m < h; m++)
+                    {
+                        float hm = y[hRow + m];
+                        ai += recurrent[w + m] * hm;
+                        af += recurrent[w + h * h + m] * hm;
+                        ag += recurrent[w + 2 * h * h + m] * hm;
+                        ao += recurrent[w + 3 * h * h + m] * hm;
+                    }
                 }
                 cPrev = cells[hRow + j];
             }
@@ -263,9 +312,10 @@ public sealed class Lstm
     /// recurrent gradient Σ_r dG_next[r]·W_hh[r, j] from the step processed after this one (column j of W_hh,
     /// a fixed-order sum); dc adds the carried f_next⊙dc_next. Writes the pre-activation gate gradients and
     /// carries dc⊙f to the next launch in <paramref name="dCell"/> [2, B, H] (each thread owns its element).
+    /// With <see cref="LstmStep.GemmRecurrence"/> the recurrent sum was computed by a GEMM into <paramref name="dHidden"/> [2, B, H].
     /// </summary>
     static void BackwardStepKernel(ArrayView<float> wHh, ArrayView<float> gates, ArrayView<float> cells, ArrayView<float> dy,
-        ArrayView<float> dGates, ArrayView<float> dCell, LstmStep p)
+        ArrayView<float> dGates, ArrayView<float> dCell, ArrayView<float> dHidden, LstmStep p)
     {
         int h = p.Hidden, g4 = 4 * h, n = 2 * p.Batch * h;
         int stride = Grid.DimX * Group.DimX;
@@ -281,7 +331,8 @@ public sealed class Lstm
                 int tNext = d == 0 ? t + 1 : t - 1;
                 int nextRow = (b * p.Steps + tNext) * 2 * g4 + d * g4;
                 int w = d * g4 * h + j;
-                for (int r = 0; r < g4; r++) dh += dGates[nextRow + r] * wHh[w + r * h];
+                if (p.GemmRecurrence != 0) dh += dHidden[idx];
+                else for (int r = 0; r < g4; r++) dh += dGates[nextRow + r] * wHh[w + r * h];
                 dc = dCell[idx];
             }
             int gRow = (b * p.Steps + t) * 2 * g4 + d * g4;
