@@ -109,25 +109,13 @@ public sealed class CrnnModel : IDisposable
     public (int[][] Ids, float[] Confidences) DecodeLast()
     {
         var network = _network ?? throw new InvalidOperationException("no forward pass has run yet");
-        var view = network.Logits;
-        var ids = Device.Allocate<int>(network.Batch * Steps);
-        var lengths = Device.Allocate<int>(network.Batch);
-        var confidences = Device.Allocate(network.Batch);
-        try
-        {
-            Kernels.Decoder.Decode(view, network.Batch, Steps, Config.Classes, ids.View, lengths.View, confidences.View);
-            var flat = ids.ToHost();
-            var lens = lengths.ToHost();
-            var result = new int[network.Batch][];
-            for (int b = 0; b < network.Batch; b++) result[b] = flat.AsSpan(b * Steps, lens[b]).ToArray();
-            return (result, confidences.ToHost());
-        }
-        finally
-        {
-            ids.Dispose();
-            lengths.Dispose();
-            confidences.Dispose();
-        }
+        var b = _ctc!;
+        Kernels.Decoder.Decode(network.Logits, network.Batch, Steps, Config.Classes, b.DecodedIds.View, b.DecodedLengths.View, b.Confidences.View);
+        var flat = b.DecodedIds.ToHost();
+        var lengths = b.DecodedLengths.ToHost();
+        var ids = new int[network.Batch][];
+        for (int i = 0; i < network.Batch; i++) ids[i] = flat.AsSpan(i * Steps, lengths[i]).ToArray();
+        return (ids, b.Confidences.ToHost());
     }
 
     public void Dispose()
@@ -138,7 +126,7 @@ public sealed class CrnnModel : IDisposable
         Kernels.Dispose();
     }
 
-    /// <summary>CTC's device buffers for one batch size.</summary>
+    /// <summary>CTC's and the decoder's device buffers for one batch size.</summary>
     sealed class CtcBuffers : IDisposable
     {
         readonly int _steps;
@@ -152,6 +140,9 @@ public sealed class CrnnModel : IDisposable
             Losses = kernels.Device.Allocate(batch);
             Gradient = kernels.Device.Allocate(batch, steps, classes);
             Workspace = kernels.Ctc.CreateWorkspace(batch, steps, classes);
+            DecodedIds = kernels.Device.Allocate<int>(batch * steps);
+            DecodedLengths = kernels.Device.Allocate<int>(batch);
+            Confidences = kernels.Device.Allocate(batch);
         }
 
         public Tensor<int> Labels { get; }
@@ -159,6 +150,9 @@ public sealed class CrnnModel : IDisposable
         public Tensor<float> Losses { get; }
         public Tensor<float> Gradient { get; }
         public CtcWorkspace Workspace { get; }
+        public Tensor<int> DecodedIds { get; }
+        public Tensor<int> DecodedLengths { get; }
+        public Tensor<float> Confidences { get; }
         public ArrayView<int> LabelView => Labels.View.SubView(0, Math.Max(_labelCount, 1));
 
         public void Upload(int[][] labels)
@@ -178,6 +172,9 @@ public sealed class CrnnModel : IDisposable
             Losses.Dispose();
             Gradient.Dispose();
             Workspace.Dispose();
+            DecodedIds.Dispose();
+            DecodedLengths.Dispose();
+            Confidences.Dispose();
         }
     }
 }
