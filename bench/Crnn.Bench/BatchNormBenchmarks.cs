@@ -20,8 +20,9 @@ public class BatchNormBenchmarks : IWork
     [Params("480x2x50", "8x16x50")]
     public string Shape { get; set; } = "480x2x50";
 
-    /// <summary>Grouped (GPU shape) against per-thread (CPU shape); Auto picks per device.</summary>
-    [Params(BatchNormVariant.Grouped, BatchNormVariant.PerThread)]
+    /// <summary>Grouped (GPU shape) against per-thread (CPU shape) and the host SIMD code (CPU accelerator only);
+    /// Auto picks per device.</summary>
+    [Params(BatchNormVariant.Grouped, BatchNormVariant.PerThread, BatchNormVariant.Host)]
     public BatchNormVariant Variant { get; set; } = BatchNormVariant.Auto;
 
     int Channels => int.Parse(Shape.Split('x')[0]);

@@ -6,7 +6,8 @@ namespace Crnn.Kernels;
 /// <summary>The activations of MODEL.md. Values are the kernel's integer switch, so keep them stable.</summary>
 public enum Activation { None = 0, Relu = 1, HardSwish = 2, HardSigmoid = 3 }
 
-/// <summary>Element-wise activations (forward and backward), the residual add and scaling.</summary>
+/// <summary>Element-wise activations (forward and backward), the residual add and scaling. Each runs the ILGPU
+/// kernel or, on the CPU accelerator (where Auto picks it), SIMD host code (<see cref="HostElementwise"/>).</summary>
 public sealed class Activations
 {
     readonly Device _device;
@@ -26,30 +27,46 @@ public sealed class Activations
     }
 
     /// <summary>y = act(x); y may be x (in place).</summary>
-    public void Forward(Activation act, ArrayView<float> x, ArrayView<float> y)
+    public void Forward(Activation act, ArrayView<float> x, ArrayView<float> y, ComputeVariant variant = ComputeVariant.Auto)
     {
         int n = SameLength(x, y);
-        _forward(_device.GridStride(n), x, y, n, (int)act);
+        if (Host(variant, n)) unsafe { HostElementwise.Forward((int)act, HostMemory.Pointer(x), HostMemory.Pointer(y), n); }
+        else _forward(_device.GridStride(n), x, y, n, (int)act);
     }
 
     /// <summary>dx = dy·act'(x), from the pre-activation input x; dx may be dy (in place).</summary>
-    public void Backward(Activation act, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dx)
+    public void Backward(Activation act, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dx, ComputeVariant variant = ComputeVariant.Auto)
     {
         int n = SameLength(x, dy);
         SameLength(x, dx);
-        _backward(_device.GridStride(n), x, dy, dx, n, (int)act);
+        if (Host(variant, n)) unsafe { HostElementwise.Backward((int)act, HostMemory.Pointer(x), HostMemory.Pointer(dy), HostMemory.Pointer(dx), n); }
+        else _backward(_device.GridStride(n), x, dy, dx, n, (int)act);
     }
 
     /// <summary>y = a + b (the residual shortcut; its backward passes dy to both inputs unchanged).</summary>
-    public void Add(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y)
+    public void Add(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y, ComputeVariant variant = ComputeVariant.Auto)
     {
         int n = SameLength(a, b);
         SameLength(a, y);
-        _add(_device.GridStride(n), a, b, y, n);
+        if (Host(variant, n)) unsafe { HostElementwise.Add(HostMemory.Pointer(a), HostMemory.Pointer(b), HostMemory.Pointer(y), n); }
+        else _add(_device.GridStride(n), a, b, y, n);
     }
 
     /// <summary>x *= factor, in place (e.g. the 1/batch of a mean loss).</summary>
-    public void Scale(ArrayView<float> x, float factor) => _scale(_device.GridStride(x.Length), x, factor, (int)x.Length);
+    public void Scale(ArrayView<float> x, float factor, ComputeVariant variant = ComputeVariant.Auto)
+    {
+        int n = (int)x.Length;
+        if (Host(variant, n)) unsafe { HostElementwise.Scale(HostMemory.Pointer(x), factor, n); }
+        else _scale(_device.GridStride(n), x, factor, n);
+    }
+
+    /// <summary>Whether to run on the host (then after the kernels launched before have finished).</summary>
+    bool Host(ComputeVariant variant, int n)
+    {
+        if (!HostMemory.UseHost(_device, variant)) return false;
+        HostMemory.Enter(_device, "the element-wise operations");
+        return n > 0;
+    }
 
     static int SameLength(ArrayView<float> a, ArrayView<float> b)
     {

@@ -5,8 +5,9 @@ using ILGPU.Runtime;
 namespace Crnn.Kernels;
 
 /// <summary>How a batch-norm reduction is spread: one group per channel with a shared-memory tree
-/// (GPU shape) or one thread per channel with no barriers (CPU shape, where a barrier is an OS wait).</summary>
-public enum BatchNormVariant { Auto, Grouped, PerThread }
+/// (GPU shape), one thread per channel with no barriers (CPU shape, where a barrier is an OS wait), or, on the
+/// CPU accelerator only, SIMD host code on the accelerator's memory (<see cref="HostBatchNorm"/>).</summary>
+public enum BatchNormVariant { Auto, Grouped, PerThread, Host }
 
 /// <summary>
 /// Batch normalization over NCHW activations, per channel over (batch, H, W), eps 1e-5. Training mode
@@ -16,8 +17,9 @@ public enum BatchNormVariant { Auto, Grouped, PerThread }
 /// <remarks>
 /// Per-channel sums are deterministic. Grouped: each thread sums a strided share of the channel in a fixed
 /// order, then a shared-memory tree sized by the group combines the partial sums. PerThread: one thread
-/// sums the channel in order. Either way the order depends only on the group size, so one device gives
-/// bit-identical results run to run. No float atomics.
+/// sums the channel in order. Host: one task sums the channel in fixed 8-lane SIMD blocks. Either way the
+/// order depends only on the group size (or the shape), so one device gives bit-identical results run to run.
+/// No float atomics.
 /// </remarks>
 public sealed class BatchNorm
 {
@@ -49,9 +51,10 @@ public sealed class BatchNorm
             ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape>(BackwardPerThreadKernel);
     }
 
-    /// <summary>The variant Auto picks: grouped where groups are warp-sized or larger (GPUs, GPU-like CPU
-    /// devices), per-thread on the default CPU device.</summary>
-    public BatchNormVariant Preferred => _device.GroupSize >= 32 ? BatchNormVariant.Grouped : BatchNormVariant.PerThread;
+    /// <summary>The variant Auto picks: the host code on the CPU accelerator (its kernels run as scalar .NET
+    /// code), else grouped where groups are warp-sized or larger, else per-thread.</summary>
+    public BatchNormVariant Preferred =>
+        _device.IsCpu ? BatchNormVariant.Host : _device.GroupSize >= 32 ? BatchNormVariant.Grouped : BatchNormVariant.PerThread;
 
     /// <summary>
     /// y = gamma·(x − mean)·invStd + beta with the batch's mean and biased variance per channel; writes
@@ -70,20 +73,42 @@ public sealed class BatchNorm
         if (!(momentum >= 0f && momentum <= 1f)) throw new ArgumentException($"momentum {momentum} is outside [0, 1]");
         RequireStatistics(batch, spatial);
         if (channels == 0) return;
-        if (Grouped(variant))
+        var chosen = Resolve(variant);
+        if (chosen == BatchNormVariant.Host)
+        {
+            HostMemory.Enter(_device, "batch norm");
+            unsafe
+            {
+                HostBatchNorm.ForwardTraining(HostMemory.Pointer(x), HostMemory.Pointer(gamma), HostMemory.Pointer(beta), HostMemory.Pointer(y),
+                    HostMemory.Pointer(saveMean), HostMemory.Pointer(saveInvStd), HostMemory.Pointer(runningMean), HostMemory.Pointer(runningVar), s, momentum);
+            }
+        }
+        else if (chosen == BatchNormVariant.Grouped)
             _forwardGrouped(PerGroup(channels), x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, s, momentum);
         else
             _forwardPerThread(_device.GridStride(channels), x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, s, momentum);
     }
 
-    /// <summary>y = gamma·(x − runningMean)/√(runningVar + eps) + beta; y may be x.</summary>
+    /// <summary>y = gamma·(x − runningMean)/√(runningVar + eps) + beta; y may be x. Host runs the host code
+    /// (Auto does on the CPU accelerator); any other variant, the one element-wise kernel.</summary>
     public void ForwardInference(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
-        ArrayView<float> runningMean, ArrayView<float> runningVar, ArrayView<float> y, int batch, int channels, int spatial)
+        ArrayView<float> runningMean, ArrayView<float> runningVar, ArrayView<float> y, int batch, int channels, int spatial,
+        BatchNormVariant variant = BatchNormVariant.Auto)
     {
         var s = Check(batch, channels, spatial, ("x", x), ("y", y));
         CheckChannels(channels, ("gamma", gamma), ("beta", beta), ("runningMean", runningMean), ("runningVar", runningVar));
         if (x.Length == 0) return;
-        _forwardInference(_device.GridStride(x.Length), x, gamma, beta, runningMean, runningVar, y, s);
+        if (Resolve(variant) == BatchNormVariant.Host)
+        {
+            HostMemory.Enter(_device, "batch norm");
+            unsafe
+            {
+                HostBatchNorm.ForwardInference(HostMemory.Pointer(x), HostMemory.Pointer(gamma), HostMemory.Pointer(beta),
+                    HostMemory.Pointer(runningMean), HostMemory.Pointer(runningVar), HostMemory.Pointer(y), s);
+            }
+        }
+        else
+            _forwardInference(_device.GridStride(x.Length), x, gamma, beta, runningMean, runningVar, y, s);
     }
 
     /// <summary>
@@ -99,13 +124,23 @@ public sealed class BatchNorm
         CheckChannels(channels, ("gamma", gamma), ("saveMean", saveMean), ("saveInvStd", saveInvStd), ("dgamma", dgamma), ("dbeta", dbeta));
         RequireStatistics(batch, spatial);
         if (channels == 0) return;
-        if (Grouped(variant))
+        var chosen = Resolve(variant);
+        if (chosen == BatchNormVariant.Host)
+        {
+            HostMemory.Enter(_device, "batch norm");
+            unsafe
+            {
+                HostBatchNorm.Backward(HostMemory.Pointer(x), HostMemory.Pointer(dy), HostMemory.Pointer(gamma), HostMemory.Pointer(saveMean),
+                    HostMemory.Pointer(saveInvStd), HostMemory.Pointer(dx), HostMemory.Pointer(dgamma), HostMemory.Pointer(dbeta), s);
+            }
+        }
+        else if (chosen == BatchNormVariant.Grouped)
             _backwardGrouped(PerGroup(channels), x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, s);
         else
             _backwardPerThread(_device.GridStride(channels), x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, s);
     }
 
-    bool Grouped(BatchNormVariant variant) => (variant == BatchNormVariant.Auto ? Preferred : variant) == BatchNormVariant.Grouped;
+    BatchNormVariant Resolve(BatchNormVariant variant) => variant == BatchNormVariant.Auto ? Preferred : variant;
 
     /// <summary>One group per channel (groups loop over channels when there are more channels than groups).</summary>
     KernelConfig PerGroup(int channels) =>

@@ -51,9 +51,10 @@ public struct ConvShape
         $"[{Batch},{InChannels},{Height},{Width}]→[{Batch},{OutChannels},{OutHeight},{OutWidth}] k{Kernel} s({StrideH},{StrideW}) p{Pad}";
 }
 
-/// <summary>How a weight gradient is reduced: each weight by one thread (CPU shape: a long sequential sum) or
-/// by a whole group with a shared-memory tree (GPU shape). Both are deterministic on a given device.</summary>
-public enum WeightGradientVariant { Auto, PerThread, Grouped }
+/// <summary>How a weight gradient is reduced: each weight by one thread (CPU shape: a long sequential sum),
+/// by a whole group with a shared-memory tree (GPU shape), or (depthwise only, CPU accelerator only) by SIMD
+/// host code on the accelerator's memory. All are deterministic on a given device.</summary>
+public enum WeightGradientVariant { Auto, PerThread, Grouped, Host }
 
 /// <summary>Dense 2-D convolution (the stem conv1), no bias: forward, data gradient and weight gradient.</summary>
 public sealed class DenseConv
@@ -97,6 +98,7 @@ public sealed class DenseConv
         WeightGradientVariant variant = WeightGradientVariant.Auto)
     {
         Check(x, dw, dy, s, "dy");
+        if (variant == WeightGradientVariant.Host) throw new NotSupportedException("the dense convolution has no Host weight-gradient variant");
         int weights = WeightLength(s);
         if (Conv.Resolve(variant, _device) == WeightGradientVariant.Grouped)
         {

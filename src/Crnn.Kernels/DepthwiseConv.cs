@@ -27,21 +27,34 @@ public sealed class DepthwiseConv
     /// <summary>Elements of the weight tensor [channels, 1, Kernel, Kernel].</summary>
     public static int WeightLength(ConvShape s) => s.InChannels * s.Kernel * s.Kernel;
 
-    /// <summary>The variant Auto picks: grouped where groups are GPU-sized (256 threads).</summary>
-    public WeightGradientVariant Preferred => Conv.PreferredWeightVariant(_device);
+    /// <summary>The weight-gradient variant Auto picks: the host code on the CPU accelerator (<see cref="HostDepthwise"/>),
+    /// else grouped where groups are GPU-sized (256 threads), else per-thread.</summary>
+    public WeightGradientVariant Preferred => _device.IsCpu ? WeightGradientVariant.Host : Conv.PreferredWeightVariant(_device);
 
-    /// <summary>y = depthwise conv(x, w); y is overwritten.</summary>
-    public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s)
+    /// <summary>y = depthwise conv(x, w); y is overwritten. Auto runs the host code on the CPU accelerator.</summary>
+    public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s, ComputeVariant variant = ComputeVariant.Auto)
     {
         Check(x, w, y, s, "y");
-        _forward(_device.GridStride(s.OutputLength), x, w, y, s);
+        if (HostMemory.UseHost(_device, variant))
+        {
+            HostMemory.Enter(_device, "the depthwise convolution");
+            unsafe { HostDepthwise.Forward(HostMemory.Pointer(x), HostMemory.Pointer(w), HostMemory.Pointer(y), s); }
+        }
+        else
+            _forward(_device.GridStride(s.OutputLength), x, w, y, s);
     }
 
-    /// <summary>dx = the gradient of Σ y·dy with respect to x (overwrites dx).</summary>
-    public void BackwardData(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, ConvShape s)
+    /// <summary>dx = the gradient of Σ y·dy with respect to x (overwrites dx). Auto runs the host code on the CPU accelerator.</summary>
+    public void BackwardData(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, ConvShape s, ComputeVariant variant = ComputeVariant.Auto)
     {
         Check(dx, w, dy, s, "dy");
-        _backwardData(_device.GridStride(s.InputLength), dy, w, dx, s);
+        if (HostMemory.UseHost(_device, variant))
+        {
+            HostMemory.Enter(_device, "the depthwise convolution");
+            unsafe { HostDepthwise.BackwardData(HostMemory.Pointer(dy), HostMemory.Pointer(w), HostMemory.Pointer(dx), s); }
+        }
+        else
+            _backwardData(_device.GridStride(s.InputLength), dy, w, dx, s);
     }
 
     /// <summary>dw = the gradient of Σ y·dy with respect to w, summed over batch and positions in a fixed order (overwrites dw).</summary>
@@ -50,7 +63,13 @@ public sealed class DepthwiseConv
     {
         Check(x, dw, dy, s, "dy");
         int weights = WeightLength(s);
-        if (Conv.Resolve(variant, _device) == WeightGradientVariant.Grouped)
+        var chosen = variant == WeightGradientVariant.Auto ? Preferred : variant;
+        if (chosen == WeightGradientVariant.Host)
+        {
+            HostMemory.Enter(_device, "the depthwise weight gradient");
+            unsafe { HostDepthwise.BackwardWeight(HostMemory.Pointer(dy), HostMemory.Pointer(x), HostMemory.Pointer(dw), s); }
+        }
+        else if (chosen == WeightGradientVariant.Grouped)
         {
             var (config, perGroup) = Conv.GroupedConfig(_device, weights);
             _weightGrouped(config, dy, x, dw, s, perGroup);

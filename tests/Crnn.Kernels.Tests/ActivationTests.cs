@@ -12,33 +12,47 @@ public class ActivationTests
         _ => x,
     };
 
-    public static TheoryData<string, Activation, int> Cases()
+    /// <summary>Every activation on both devices with the kernel, and with the host code on the default device
+    /// (when it is the CPU accelerator; sizes with and without vector tails, and one split into parallel blocks).</summary>
+    public static TheoryData<string, ComputeVariant, Activation, int> Cases()
     {
-        var data = new TheoryData<string, Activation, int>();
+        var data = new TheoryData<string, ComputeVariant, Activation, int>();
         foreach (var device in TestDevices.Names)
             foreach (var act in Enum.GetValues<Activation>())
                 foreach (int n in new[] { 1, 97, 3 * 33 * 7 })
-                    data.Add(device, act, n);
+                    data.Add(device, ComputeVariant.Kernel, act, n);
+        foreach (var act in Enum.GetValues<Activation>())
+            foreach (int n in new[] { 1, 8, 97, 3 * 33 * 7, 100_003 })
+                data.Add(TestDevices.Default, ComputeVariant.Host, act, n);
         return data;
     }
 
+    /// <summary>The variants the single-case tests check on a device.</summary>
+    static ComputeVariant[] Variants(string device) =>
+        device == TestDevices.Default && TestDevices.Get(device).IsCpu ? [ComputeVariant.Kernel, ComputeVariant.Host] : [ComputeVariant.Kernel];
+
     [Theory]
     [MemberData(nameof(Cases))]
-    public void ForwardMatchesReference(string device, Activation act, int n)
+    public void ForwardMatchesReference(string device, ComputeVariant variant, Activation act, int n)
     {
         var dev = TestDevices.Get(device);
+        if (variant == ComputeVariant.Host && !dev.IsCpu) return;
         var x = Reference.Random(n, 11, -5f, 5f);
         using var tx = dev.Upload(x, n);
         using var ty = Reference.NaNs(dev, n);
-        new Activations(dev).Forward(act, tx.View, ty.View);
-        Reference.AssertClose(Array.ConvertAll(x, v => Act(act, v)), ty.ToHost(), 1e-6, act.ToString());
+        new Activations(dev).Forward(act, tx.View, ty.View, variant);
+        Reference.AssertClose(Array.ConvertAll(x, v => Act(act, v)), ty.ToHost(), 1e-6, $"{act} {variant}");
+        // In place (y = x) gives the same values.
+        new Activations(dev).Forward(act, tx.View, tx.View, variant);
+        Assert.Equal(ty.ToHost(), tx.ToHost());
     }
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void BackwardMatchesFiniteDifferences(string device, Activation act, int n)
+    public void BackwardMatchesFiniteDifferences(string device, ComputeVariant variant, Activation act, int n)
     {
         var dev = TestDevices.Get(device);
+        if (variant == ComputeVariant.Host && !dev.IsCpu) return;
         var x = Reference.Random(n, 12, -5f, 5f);
         // Keep clear of the kinks (-3, 3 for hardswish; ±2.5 for hardsigmoid; 0 for relu), where the
         // derivative is a convention rather than a limit.
@@ -49,10 +63,19 @@ public class ActivationTests
         using var tx = dev.Upload(x, n);
         using var tdy = dev.Upload(r, n);
         using var tdx = Reference.NaNs(dev, n);
-        new Activations(dev).Backward(act, tx.View, tdy.View, tdx.View);
+        new Activations(dev).Backward(act, tx.View, tdy.View, tdx.View, variant);
         var rd = Reference.ToDouble(r);
-        var expected = Reference.NumericGradient(xs => Reference.Dot(Array.ConvertAll(xs, v => Act(act, v)), rd), Reference.ToDouble(x));
-        Reference.AssertNormClose(expected, tdx.ToHost(), 1e-6, act.ToString());
+        // The reference is element-wise, so one finite difference per element is the whole gradient.
+        var expected = new double[n];
+        for (int i = 0; i < n; i++)
+        {
+            double h = 1e-5, xi = x[i];
+            expected[i] = (Act(act, xi + h) - Act(act, xi - h)) / (2 * h) * rd[i];
+        }
+        Reference.AssertNormClose(expected, tdx.ToHost(), 1e-6, $"{act} {variant}");
+        // In place (dx = dy) gives the same values.
+        new Activations(dev).Backward(act, tx.View, tdy.View, tdy.View, variant);
+        Assert.Equal(tdx.ToHost(), tdy.ToHost());
     }
 
     [Theory]
@@ -64,9 +87,12 @@ public class ActivationTests
         var b = Reference.Random(97, 2);
         using var ta = dev.Upload(a, 97);
         using var tb = dev.Upload(b, 97);
-        using var ty = Reference.NaNs(dev, 97);
-        new Activations(dev).Add(ta.View, tb.View, ty.View);
-        Reference.AssertClose(a.Zip(b, (p, q) => (double)p + q).ToArray(), ty.ToHost(), 1e-7, "sum");
+        foreach (var variant in Variants(device))
+        {
+            using var ty = Reference.NaNs(dev, 97);
+            new Activations(dev).Add(ta.View, tb.View, ty.View, variant);
+            Reference.AssertClose(a.Zip(b, (p, q) => (double)p + q).ToArray(), ty.ToHost(), 1e-7, $"sum {variant}");
+        }
     }
 
     [Theory]
@@ -75,8 +101,43 @@ public class ActivationTests
     {
         var dev = TestDevices.Get(device);
         var x = Reference.Random(97, 4);
-        using var tx = dev.Upload(x, 97);
-        new Activations(dev).Scale(tx.View, 0.125f);
-        Reference.AssertClose(x.Select(v => v * 0.125).ToArray(), tx.ToHost(), 1e-7, "scaled");
+        foreach (var variant in Variants(device))
+        {
+            using var tx = dev.Upload(x, 97);
+            new Activations(dev).Scale(tx.View, 0.125f, variant);
+            Reference.AssertClose(x.Select(v => v * 0.125).ToArray(), tx.ToHost(), 1e-7, $"scaled {variant}");
+        }
+    }
+
+    /// <summary>Host add and scale over sizes split into parallel blocks, with tails; two runs bit-identical.</summary>
+    [Fact]
+    public void HostAddScaleLargeAndDeterministic()
+    {
+        var dev = TestDevices.Get(TestDevices.Default);
+        if (!dev.IsCpu) return;
+        const int n = 100_003;
+        var a = Reference.Random(n, 1);
+        var b = Reference.Random(n, 2);
+        using var ta = dev.Upload(a, n);
+        using var tb = dev.Upload(b, n);
+        var acts = new Activations(dev);
+        float[] Run()
+        {
+            using var ty = Reference.NaNs(dev, n);
+            acts.Add(ta.View, tb.View, ty.View, ComputeVariant.Host);
+            acts.Scale(ty.View, 0.375f, ComputeVariant.Host);
+            acts.Forward(Activation.HardSwish, ty.View, ty.View, ComputeVariant.Host);
+            acts.Backward(Activation.HardSigmoid, ta.View, ty.View, ty.View, ComputeVariant.Host);
+            return ty.ToHost();
+        }
+        var first = Run();
+        Assert.Equal(first, Run());
+        var expected = new double[n];
+        for (int i = 0; i < n; i++)
+        {
+            double v = Act(Activation.HardSwish, ((double)a[i] + b[i]) * 0.375);
+            expected[i] = v * (a[i] > -2.5 && a[i] < 2.5 ? 0.2 : 0);
+        }
+        Reference.AssertClose(expected, first, 1e-6, "add, scale, hardswish, hardsigmoid'");
     }
 }

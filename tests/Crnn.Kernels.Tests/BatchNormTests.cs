@@ -33,8 +33,9 @@ public class BatchNormTests
         return (y, mean, variance);
     }
 
-    /// <summary>Both variants on both devices, shapes [batch, channels, H, W]; grouped runs on the GPU-like
-    /// device (a barrier per tree level, each costly there) get the small ones.</summary>
+    /// <summary>Both kernel variants on both devices, shapes [batch, channels, H, W]; grouped runs on the GPU-like
+    /// device (a barrier per tree level, each costly there) get the small ones. The host code runs on the
+    /// default device (when it is the CPU accelerator), also on spatial runs of full vectors and tails.</summary>
     public static TheoryData<string, BatchNormVariant, int, int, int, int> Cases()
     {
         var data = new TheoryData<string, BatchNormVariant, int, int, int, int>();
@@ -47,6 +48,8 @@ public class BatchNormTests
                 data.Add(device, variant, 3, cheap ? 33 : 2, 3, 1);
                 if (cheap) data.Add(device, variant, 1, 1, 1, 1);
             }
+        foreach (var (batch, channels, h, w) in new[] { (1, 7, 1, 97), (3, 1, 5, 97), (3, 33, 3, 1), (1, 1, 1, 1), (3, 5, 4, 50), (2, 3, 1, 16), (2, 2, 1, 13) })
+            data.Add(TestDevices.Default, BatchNormVariant.Host, batch, channels, h, w);
         return data;
     }
 
@@ -88,6 +91,7 @@ public class BatchNormTests
     public void ForwardTrainingMatchesReference(string device, BatchNormVariant variant, int batch, int channels, int h, int w)
     {
         var dev = TestDevices.Get(device);
+        if (variant == BatchNormVariant.Host && !dev.IsCpu) return;
         int spatial = h * w;
         using var inputs = new Inputs(dev, batch, channels, spatial).Upload();
         using var ty = Reference.NaNs(dev, inputs.N);
@@ -116,16 +120,21 @@ public class BatchNormTests
         var dev = TestDevices.Get(device);
         const int batch = 3, channels = 7, spatial = 97;
         using var inputs = new Inputs(dev, batch, channels, spatial).Upload();
-        using var ty = Reference.NaNs(dev, inputs.N);
-        new BatchNorm(dev).ForwardInference(inputs.TX.View, inputs.TGamma.View, inputs.TBeta.View, inputs.TRunMean.View,
-            inputs.TRunVar.View, ty.View, batch, channels, spatial);
         var expected = new double[inputs.N];
         for (int i = 0; i < inputs.N; i++)
         {
             int c = i / spatial % channels;
             expected[i] = inputs.Gamma[c] * (inputs.X[i] - (double)inputs.RunningMean[c]) / Math.Sqrt(inputs.RunningVar[c] + Eps) + inputs.Beta[c];
         }
-        Reference.AssertClose(expected, ty.ToHost(), 1e-5, "y");
+        var variants = device == TestDevices.Default && dev.IsCpu
+            ? new[] { BatchNormVariant.PerThread, BatchNormVariant.Host } : [BatchNormVariant.PerThread];
+        foreach (var variant in variants)
+        {
+            using var ty = Reference.NaNs(dev, inputs.N);
+            new BatchNorm(dev).ForwardInference(inputs.TX.View, inputs.TGamma.View, inputs.TBeta.View, inputs.TRunMean.View,
+                inputs.TRunVar.View, ty.View, batch, channels, spatial, variant);
+            Reference.AssertClose(expected, ty.ToHost(), 1e-5, $"y {variant}");
+        }
     }
 
     [Theory]
@@ -133,6 +142,7 @@ public class BatchNormTests
     public void BackwardMatchesFiniteDifferences(string device, BatchNormVariant variant, int batch, int channels, int h, int w)
     {
         var dev = TestDevices.Get(device);
+        if (variant == BatchNormVariant.Host && !dev.IsCpu) return;
         int spatial = h * w;
         var bn = new BatchNorm(dev);
         using var inputs = new Inputs(dev, batch, channels, spatial).Upload();
@@ -157,17 +167,20 @@ public class BatchNormTests
         Reference.AssertNormClose(Reference.NumericGradient(b => Loss(x, gamma, b), beta), tdbeta.ToHost(), 1e-5, "dbeta");
     }
 
-    [Fact]
-    public void InPlaceAndRepeatableBitForBit()
+    [Theory]
+    [InlineData(BatchNormVariant.PerThread)]
+    [InlineData(BatchNormVariant.Host)]
+    public void InPlaceAndRepeatableBitForBit(BatchNormVariant variant)
     {
         var dev = TestDevices.Get(TestDevices.Default);
+        if (variant == BatchNormVariant.Host && !dev.IsCpu) return;
         const int batch = 3, channels = 7, spatial = 33;
         var bn = new BatchNorm(dev);
         using var a = new Inputs(dev, batch, channels, spatial).Upload();
         using var b = new Inputs(dev, batch, channels, spatial).Upload();
         using var ty = Reference.NaNs(dev, a.N);
-        a.ForwardTraining(bn, ty);
-        b.ForwardTraining(bn, b.TX); // y = x
+        a.ForwardTraining(bn, ty, variant);
+        b.ForwardTraining(bn, b.TX, variant); // y = x
         Assert.Equal(ty.ToHost(), b.TX.ToHost());
         Assert.Equal(a.TRunVar.ToHost(), b.TRunVar.ToHost());
 
@@ -179,11 +192,47 @@ public class BatchNormTests
         using var db = Reference.NaNs(dev, channels);
         using var dg2 = Reference.NaNs(dev, channels);
         using var db2 = Reference.NaNs(dev, channels);
-        bn.Backward(a.TX.View, tdy.View, a.TGamma.View, a.TMean.View, a.TInvStd.View, tdx.View, dg.View, db.View, batch, channels, spatial);
-        bn.Backward(a.TX.View, tdyInPlace.View, a.TGamma.View, a.TMean.View, a.TInvStd.View, tdyInPlace.View, dg2.View, db2.View, batch, channels, spatial);
+        bn.Backward(a.TX.View, tdy.View, a.TGamma.View, a.TMean.View, a.TInvStd.View, tdx.View, dg.View, db.View, batch, channels, spatial, variant);
+        bn.Backward(a.TX.View, tdyInPlace.View, a.TGamma.View, a.TMean.View, a.TInvStd.View, tdyInPlace.View, dg2.View, db2.View, batch, channels, spatial, variant);
         Assert.Equal(tdx.ToHost(), tdyInPlace.ToHost());
         Assert.Equal(dg.ToHost(), dg2.ToHost());
         Assert.Equal(db.ToHost(), db2.ToHost());
+    }
+
+    /// <summary>Two host runs (forward and backward) at a model-like shape give bit-identical results.</summary>
+    [Fact]
+    public void HostIsDeterministic()
+    {
+        var dev = TestDevices.Get(TestDevices.Default);
+        if (!dev.IsCpu) return;
+        const int batch = 8, channels = 24, spatial = 2 * 50;
+        var bn = new BatchNorm(dev);
+        var r = Reference.Random(batch * channels * spatial, 6);
+        float[][] Run()
+        {
+            using var inputs = new Inputs(dev, batch, channels, spatial).Upload();
+            using var ty = Reference.NaNs(dev, inputs.N);
+            using var tdy = dev.Upload(r, inputs.N);
+            using var tdx = Reference.NaNs(dev, inputs.N);
+            using var dg = Reference.NaNs(dev, channels);
+            using var db = Reference.NaNs(dev, channels);
+            inputs.ForwardTraining(bn, ty, BatchNormVariant.Host);
+            bn.Backward(inputs.TX.View, tdy.View, inputs.TGamma.View, inputs.TMean.View, inputs.TInvStd.View, tdx.View, dg.View, db.View,
+                batch, channels, spatial, BatchNormVariant.Host);
+            return [ty.ToHost(), inputs.TMean.ToHost(), inputs.TInvStd.ToHost(), inputs.TRunVar.ToHost(), tdx.ToHost(), dg.ToHost(), db.ToHost()];
+        }
+        var first = Run();
+        var second = Run();
+        for (int i = 0; i < first.Length; i++) Assert.Equal(first[i], second[i]);
+    }
+
+    [Fact]
+    public void AutoPicksHostOnTheCpuAccelerator()
+    {
+        var dev = TestDevices.Get(TestDevices.Default);
+        var expected = dev.IsCpu ? BatchNormVariant.Host : dev.GroupSize >= 32 ? BatchNormVariant.Grouped : BatchNormVariant.PerThread;
+        Assert.Equal(expected, new BatchNorm(dev).Preferred);
+        Assert.Equal(BatchNormVariant.Host, new BatchNorm(TestDevices.Get(TestDevices.GpuLike)).Preferred);
     }
 
     [Fact]

@@ -1,0 +1,234 @@
+using System.Runtime.Intrinsics;
+using static Crnn.Kernels.HostMemory;
+
+namespace Crnn.Kernels;
+
+/// <summary>
+/// The CPU path of <see cref="DepthwiseConv"/>: host code on the CPU accelerator's memory (see
+/// <see cref="HostMemory"/>). Forward and data gradient run in parallel over (image, channel) planes, the
+/// weight gradient over channels. With width stride 1 (the model's (1,1) and (2,1)) the rows are copied into a
+/// zero-padded per-thread plane, so every tap is an unaligned 8-wide load along the output width with no
+/// bounds tests; other width strides take a scalar loop.
+/// <para>
+/// Deterministic: every output element (and every weight's gradient, owned by one task that sums its channel's
+/// images and rows in order, in fixed SIMD lanes) is computed in an order fixed by the shape alone.
+/// </para>
+/// </summary>
+internal static unsafe class HostDepthwise
+{
+    const int V = 8; // Vector256<float> lanes
+
+    [ThreadStatic] static float[]? t_plane, t_row;
+
+    /// <summary>Row pitch of a padded input plane: pad zeros, the row, then zeros to cover the last vector's taps.</summary>
+    static int PaddedWidth(ConvShape s) => s.Width + 2 * s.Pad + V;
+
+    /// <summary>Copies input plane x (H×W) into dst (H×pitch), shifted right by <paramref name="left"/> zeros, zeros after.</summary>
+    static void PadPlane(float* x, int height, int width, int left, int pitch, float* dst)
+    {
+        for (int r = 0; r < height; r++)
+        {
+            float* d = dst + (long)r * pitch;
+            new Span<float>(d, left).Clear();
+            new ReadOnlySpan<float>(x + (long)r * width, width).CopyTo(new Span<float>(d + left, width));
+            new Span<float>(d + left + width, pitch - left - width).Clear();
+        }
+    }
+
+    public static void Forward(float* x, float* w, float* y, ConvShape s)
+    {
+        int planes = s.Batch * s.InChannels, k = s.Kernel;
+        nint px = (nint)x, pw = (nint)w, py = (nint)y;
+        For(planes, (long)s.OutHeight * s.OutWidth * k * k, (first, end) =>
+        {
+            for (int p = first; p < end; p++)
+            {
+                float* xp = (float*)px + (long)p * s.Height * s.Width, yp = (float*)py + (long)p * s.OutHeight * s.OutWidth;
+                float* wp = (float*)pw + p % s.InChannels * k * k;
+                if (s.StrideW == 1) ForwardPlane(xp, wp, yp, s);
+                else ForwardPlaneScalar(xp, wp, yp, s);
+            }
+        });
+    }
+
+    /// <summary>y row oy = Σ over in-range ky, all kx of w[ky,kx]·padded row (oy·sh − pad + ky) shifted by kx.</summary>
+    static void ForwardPlane(float* x, float* w, float* y, ConvShape s)
+    {
+        int k = s.Kernel, oh = s.OutHeight, ow = s.OutWidth, pitch = PaddedWidth(s), rowLength = (ow + V - 1) / V * V;
+        float* plane = Scratch(ref t_plane, s.Height * pitch), row = Scratch(ref t_row, rowLength);
+        PadPlane(x, s.Height, s.Width, s.Pad, pitch, plane);
+        for (int oy = 0; oy < oh; oy++)
+        {
+            int y0 = oy * s.StrideH - s.Pad;
+            int kyFirst = Math.Max(0, -y0), kyEnd = Math.Min(k, s.Height - y0);
+            for (int ox = 0; ox < ow; ox += V)
+            {
+                var acc = Vector256<float>.Zero;
+                for (int ky = kyFirst; ky < kyEnd; ky++)
+                {
+                    float* src = plane + (long)(y0 + ky) * pitch + ox, wr = w + ky * k;
+                    for (int kx = 0; kx < k; kx++) acc = MultiplyAdd(Vector256.Load(src + kx), Vector256.Create(wr[kx]), acc);
+                }
+                acc.Store(row + ox);
+            }
+            new ReadOnlySpan<float>(row, ow).CopyTo(new Span<float>(y + (long)oy * ow, ow));
+        }
+    }
+
+    static void ForwardPlaneScalar(float* x, float* w, float* y, ConvShape s)
+    {
+        int k = s.Kernel, oh = s.OutHeight, ow = s.OutWidth;
+        for (int oy = 0; oy < oh; oy++)
+        {
+            int y0 = oy * s.StrideH - s.Pad;
+            int kyFirst = Math.Max(0, -y0), kyEnd = Math.Min(k, s.Height - y0);
+            for (int ox = 0; ox < ow; ox++)
+            {
+                int x0 = ox * s.StrideW - s.Pad, kxFirst = Math.Max(0, -x0), kxEnd = Math.Min(k, s.Width - x0);
+                float sum = 0f;
+                for (int ky = kyFirst; ky < kyEnd; ky++)
+                {
+                    float* src = x + (long)(y0 + ky) * s.Width + x0, wr = w + ky * k;
+                    for (int kx = kxFirst; kx < kxEnd; kx++) sum += src[kx] * wr[kx];
+                }
+                y[(long)oy * ow + ox] = sum;
+            }
+        }
+    }
+
+    public static void BackwardData(float* dy, float* w, float* dx, ConvShape s)
+    {
+        int planes = s.Batch * s.InChannels, k = s.Kernel;
+        nint pdy = (nint)dy, pw = (nint)w, pdx = (nint)dx;
+        For(planes, (long)s.Height * s.Width * k * k / s.StrideH, (first, end) =>
+        {
+            for (int p = first; p < end; p++)
+            {
+                float* dyp = (float*)pdy + (long)p * s.OutHeight * s.OutWidth, dxp = (float*)pdx + (long)p * s.Height * s.Width;
+                float* wp = (float*)pw + p % s.InChannels * k * k;
+                if (s.StrideW == 1) BackwardDataPlane(dyp, wp, dxp, s);
+                else BackwardDataPlaneScalar(dyp, wp, dxp, s);
+            }
+        });
+    }
+
+    /// <summary>Width stride 1: dx[iy, ix] = Σ over taps ky reaching an output row oy, and j in [0, k), of
+    /// w[ky, k−1−j]·pd[oy, ix + j], where pd is dy's row shifted right by k − 1 − pad zeros (a correlation with
+    /// the flipped kernel row).</summary>
+    static void BackwardDataPlane(float* dy, float* w, float* dx, ConvShape s)
+    {
+        int k = s.Kernel, oh = s.OutHeight, ow = s.OutWidth, sh = s.StrideH, left = k - 1 - s.Pad;
+        int pitch = s.Width + 2 * k + V, rowLength = (s.Width + V - 1) / V * V;
+        float* plane = Scratch(ref t_plane, oh * pitch), row = Scratch(ref t_row, rowLength);
+        PadPlane(dy, oh, ow, left, pitch, plane);
+        for (int iy = 0; iy < s.Height; iy++)
+        {
+            int kyFirst = Conv.FirstTap(iy, s.Pad, sh, oh), kyLast = Math.Min(k - 1, iy + s.Pad);
+            float* dst = dx + (long)iy * s.Width;
+            if (kyFirst > kyLast) { new Span<float>(dst, s.Width).Clear(); continue; }
+            for (int ix = 0; ix < s.Width; ix += V)
+            {
+                var acc = Vector256<float>.Zero;
+                for (int ky = kyFirst; ky <= kyLast; ky += sh)
+                {
+                    float* src = plane + (long)((iy + s.Pad - ky) / sh) * pitch + ix, wr = w + ky * k + k - 1;
+                    for (int j = 0; j < k; j++) acc = MultiplyAdd(Vector256.Load(src + j), Vector256.Create(wr[-j]), acc);
+                }
+                acc.Store(row + ix);
+            }
+            new ReadOnlySpan<float>(row, s.Width).CopyTo(new Span<float>(dst, s.Width));
+        }
+    }
+
+    static void BackwardDataPlaneScalar(float* dy, float* w, float* dx, ConvShape s)
+    {
+        int k = s.Kernel, oh = s.OutHeight, ow = s.OutWidth, sh = s.StrideH, sw = s.StrideW;
+        for (int iy = 0; iy < s.Height; iy++)
+        {
+            int kyFirst = Conv.FirstTap(iy, s.Pad, sh, oh), kyLast = Math.Min(k - 1, iy + s.Pad);
+            for (int ix = 0; ix < s.Width; ix++)
+            {
+                int kxFirst = Conv.FirstTap(ix, s.Pad, sw, ow), kxLast = Math.Min(k - 1, ix + s.Pad);
+                float sum = 0f;
+                for (int ky = kyFirst; ky <= kyLast; ky += sh)
+                {
+                    float* dr = dy + (long)((iy + s.Pad - ky) / sh) * ow, wr = w + ky * k;
+                    for (int kx = kxFirst, o = (ix + s.Pad - kxFirst) / sw; kx <= kxLast; kx += sw, o--) sum += dr[o] * wr[kx];
+                }
+                dx[(long)iy * s.Width + ix] = sum;
+            }
+        }
+    }
+
+    public static void BackwardWeight(float* dy, float* x, float* dw, ConvShape s)
+    {
+        int k = s.Kernel;
+        nint pdy = (nint)dy, px = (nint)x, pdw = (nint)dw;
+        For(s.InChannels, (long)s.Batch * s.OutHeight * s.OutWidth * k * k, (first, end) =>
+        {
+            for (int c = first; c < end; c++)
+            {
+                if (s.StrideW == 1) WeightChannel((float*)pdy, (float*)px, (float*)pdw + c * k * k, s, c);
+                else WeightChannelScalar((float*)pdy, (float*)px, (float*)pdw + c * k * k, s, c);
+            }
+        });
+    }
+
+    /// <summary>Channel c's k·k weight gradients, width stride 1: one 8-lane accumulator per weight, summed over
+    /// images, output rows and 8-wide column blocks in that order, then across lanes in a fixed order. Columns past
+    /// the output's width meet zeros in the padded dy row.</summary>
+    static void WeightChannel(float* dy, float* x, float* dw, ConvShape s, int c)
+    {
+        int k = s.Kernel, oh = s.OutHeight, ow = s.OutWidth, pitch = PaddedWidth(s), dyPitch = (ow + V - 1) / V * V;
+        float* plane = Scratch(ref t_plane, s.Height * pitch), dyRow = Scratch(ref t_row, dyPitch);
+        var acc = stackalloc Vector256<float>[k * k];
+        for (int i = 0; i < k * k; i++) acc[i] = Vector256<float>.Zero;
+        for (int b = 0; b < s.Batch; b++)
+        {
+            long bc = (long)b * s.InChannels + c;
+            PadPlane(x + bc * s.Height * s.Width, s.Height, s.Width, s.Pad, pitch, plane);
+            float* dyp = dy + bc * oh * ow;
+            for (int oy = 0; oy < oh; oy++)
+            {
+                new ReadOnlySpan<float>(dyp + (long)oy * ow, ow).CopyTo(new Span<float>(dyRow, ow));
+                new Span<float>(dyRow + ow, dyPitch - ow).Clear();
+                int y0 = oy * s.StrideH - s.Pad;
+                int kyFirst = Math.Max(0, -y0), kyEnd = Math.Min(k, s.Height - y0);
+                for (int ky = kyFirst; ky < kyEnd; ky++)
+                {
+                    float* src = plane + (long)(y0 + ky) * pitch;
+                    for (int kx = 0; kx < k; kx++)
+                    {
+                        // The weight's lanes stay in a register along the row (dy's row is in L1 for every kx).
+                        var a = acc[ky * k + kx];
+                        for (int ox = 0; ox < ow; ox += V) a = MultiplyAdd(Vector256.Load(dyRow + ox), Vector256.Load(src + ox + kx), a);
+                        acc[ky * k + kx] = a;
+                    }
+                }
+            }
+        }
+        for (int i = 0; i < k * k; i++) dw[i] = Sum(acc[i]);
+    }
+
+    static void WeightChannelScalar(float* dy, float* x, float* dw, ConvShape s, int c)
+    {
+        int k = s.Kernel, oh = s.OutHeight, ow = s.OutWidth;
+        for (int wi = 0; wi < k * k; wi++)
+        {
+            int kx = wi % k, ky = wi / k;
+            int oyFirst = Conv.FirstOutput(s.Pad, ky, s.StrideH), oyEnd = Conv.EndOutput(s.Height, s.Pad, ky, s.StrideH, oh);
+            int oxFirst = Conv.FirstOutput(s.Pad, kx, s.StrideW), oxEnd = Conv.EndOutput(s.Width, s.Pad, kx, s.StrideW, ow);
+            float sum = 0f;
+            for (int b = 0; b < s.Batch; b++)
+            {
+                long bc = (long)b * s.InChannels + c;
+                for (int oy = oyFirst; oy < oyEnd; oy++)
+                {
+                    float* dr = dy + (bc * oh + oy) * ow, xr = x + (bc * s.Height + oy * s.StrideH - s.Pad + ky) * s.Width - s.Pad + kx;
+                    for (int ox = oxFirst; ox < oxEnd; ox++) sum += dr[ox] * xr[(long)ox * s.StrideW];
+                }
+            }
+            dw[wi] = sum;
+        }
+    }
+}

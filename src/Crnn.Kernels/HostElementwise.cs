@@ -1,0 +1,144 @@
+using System.Runtime.Intrinsics;
+using static Crnn.Kernels.HostMemory;
+
+namespace Crnn.Kernels;
+
+/// <summary>
+/// The CPU path of <see cref="Activations"/>: 8-wide SIMD host code on the CPU accelerator's memory (see
+/// <see cref="HostMemory"/>), in parallel over blocks of elements when there are many. Every element is
+/// computed alone, so the result does not depend on the blocks; in-place calls (y = x, dx = dy) are fine.
+/// </summary>
+internal static unsafe class HostElementwise
+{
+    const int V = 8;
+    /// <summary>Elements per parallel block (a multiple of the vector width).</summary>
+    const int Block = 8192;
+
+    /// <summary>body(first, end) over [0, n) in blocks of <see cref="Block"/> elements.</summary>
+    static void Blocks(int n, Action<int, int> body) =>
+        For((n + Block - 1) / Block, Block, (first, end) => body(first * Block, (int)Math.Min((long)end * Block, n)));
+
+    public static void Forward(int act, float* x, float* y, int n)
+    {
+        nint px = (nint)x, py = (nint)y;
+        Blocks(n, (first, end) => ForwardRange(act, (float*)px, (float*)py, first, end));
+    }
+
+    static void ForwardRange(int act, float* x, float* y, int first, int end)
+    {
+        int i = first;
+        var zero = Vector256<float>.Zero;
+        switch (act)
+        {
+            case 1:
+                for (; i + V <= end; i += V) Vector256.Max(Vector256.Load(x + i), zero).Store(y + i);
+                break;
+            case 2:
+            {
+                var three = Vector256.Create(3f);
+                var six = Vector256.Create(6f);
+                for (; i + V <= end; i += V)
+                {
+                    var v = Vector256.Load(x + i);
+                    (v * Vector256.Min(Vector256.Max(v + three, zero), six) / six).Store(y + i);
+                }
+                break;
+            }
+            case 3:
+            {
+                var slope = Vector256.Create(0.2f);
+                var half = Vector256.Create(0.5f);
+                var one = Vector256.Create(1f);
+                for (; i + V <= end; i += V)
+                    Vector256.Min(Vector256.Max(slope * Vector256.Load(x + i) + half, zero), one).Store(y + i);
+                break;
+            }
+            default:
+                if (x != y) new ReadOnlySpan<float>(x + first, end - first).CopyTo(new Span<float>(y + first, end - first));
+                return;
+        }
+        for (; i < end; i++) y[i] = Activations.Apply(act, x[i]);
+    }
+
+    public static void Backward(int act, float* x, float* dy, float* dx, int n)
+    {
+        nint px = (nint)x, pdy = (nint)dy, pdx = (nint)dx;
+        Blocks(n, (first, end) => BackwardRange(act, (float*)px, (float*)pdy, (float*)pdx, first, end));
+    }
+
+    /// <summary>dx = dy·act'(x), the derivative chosen per lane with the kernel's conventions at the kinks.</summary>
+    static void BackwardRange(int act, float* x, float* dy, float* dx, int first, int end)
+    {
+        int i = first;
+        var zero = Vector256<float>.Zero;
+        var one = Vector256.Create(1f);
+        switch (act)
+        {
+            case 1:
+                for (; i + V <= end; i += V)
+                {
+                    var d = Vector256.ConditionalSelect(Vector256.GreaterThan(Vector256.Load(x + i), zero), one, zero);
+                    (Vector256.Load(dy + i) * d).Store(dx + i);
+                }
+                break;
+            case 2:
+            {
+                var three = Vector256.Create(3f);
+                var minusThree = Vector256.Create(-3f);
+                var two = Vector256.Create(2f);
+                var six = Vector256.Create(6f);
+                for (; i + V <= end; i += V)
+                {
+                    var v = Vector256.Load(x + i);
+                    var d = (two * v + three) / six;
+                    d = Vector256.ConditionalSelect(Vector256.GreaterThan(v, three), one, d);
+                    d = Vector256.ConditionalSelect(Vector256.LessThan(v, minusThree), zero, d);
+                    (Vector256.Load(dy + i) * d).Store(dx + i);
+                }
+                break;
+            }
+            case 3:
+            {
+                var low = Vector256.Create(-2.5f);
+                var high = Vector256.Create(2.5f);
+                var slope = Vector256.Create(0.2f);
+                for (; i + V <= end; i += V)
+                {
+                    var v = Vector256.Load(x + i);
+                    var d = Vector256.ConditionalSelect(Vector256.GreaterThan(v, low) & Vector256.LessThan(v, high), slope, zero);
+                    (Vector256.Load(dy + i) * d).Store(dx + i);
+                }
+                break;
+            }
+            default:
+                for (; i + V <= end; i += V) Vector256.Load(dy + i).Store(dx + i);
+                break;
+        }
+        for (; i < end; i++) dx[i] = dy[i] * Activations.Derivative(act, x[i]);
+    }
+
+    public static void Add(float* a, float* b, float* y, int n)
+    {
+        nint pa = (nint)a, pb = (nint)b, py = (nint)y;
+        Blocks(n, (first, end) =>
+        {
+            float* sa = (float*)pa, sb = (float*)pb, sy = (float*)py;
+            int i = first;
+            for (; i + V <= end; i += V) (Vector256.Load(sa + i) + Vector256.Load(sb + i)).Store(sy + i);
+            for (; i < end; i++) sy[i] = sa[i] + sb[i];
+        });
+    }
+
+    public static void Scale(float* x, float factor, int n)
+    {
+        nint px = (nint)x;
+        Blocks(n, (first, end) =>
+        {
+            float* sx = (float*)px;
+            var f = Vector256.Create(factor);
+            int i = first;
+            for (; i + V <= end; i += V) (Vector256.Load(sx + i) * f).Store(sx + i);
+            for (; i < end; i++) sx[i] *= factor;
+        });
+    }
+}

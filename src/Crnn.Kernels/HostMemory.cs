@@ -1,0 +1,80 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using ILGPU;
+
+namespace Crnn.Kernels;
+
+/// <summary>How an element-wise or convolution operation runs: the ILGPU kernel, or (CPU accelerator only)
+/// SIMD .NET code on the host, straight on the accelerator's memory. Auto picks Host on the CPU accelerator.</summary>
+public enum ComputeVariant { Auto, Kernel, Host }
+
+/// <summary>
+/// What the host variants (<see cref="HostGemm"/>, <see cref="HostDepthwise"/>, <see cref="HostBatchNorm"/>,
+/// <see cref="HostElementwise"/>) share: entering host code on the CPU accelerator, host addresses of views,
+/// deterministic parallel loops, per-thread scratch and SIMD helpers.
+/// </summary>
+internal static unsafe class HostMemory
+{
+    /// <summary>Host address of a CPU-accelerator view (null when empty): its buffer's native pointer plus the view's offset.</summary>
+    public static float* Pointer(ArrayView<float> view) => HostGemm.Pointer(view);
+
+    /// <summary>Prepares host code that touches device memory: only the CPU accelerator's memory is host
+    /// memory, and kernels launched earlier must finish first. The host code returns when done, so kernels
+    /// launched after it see its result.</summary>
+    public static void Enter(Device device, string operation)
+    {
+        if (!device.IsCpu) throw new NotSupportedException($"the Host variant of {operation} runs only on the CPU accelerator");
+        device.Synchronize();
+    }
+
+    /// <summary>Whether Auto means Host: on the CPU accelerator, whose kernels run as scalar .NET code.</summary>
+    public static bool UseHost(Device device, ComputeVariant variant) => variant switch
+    {
+        ComputeVariant.Host => true,
+        ComputeVariant.Kernel => false,
+        _ => device.IsCpu,
+    };
+
+    /// <summary>
+    /// body(first, end) over [0, count) cut into contiguous ranges, in parallel when there is enough work
+    /// (<paramref name="workPerItem"/> is a rough cost per item in element operations). Results must not depend
+    /// on the cut: each item is computed whole by one call, so the host variants stay deterministic.
+    /// </summary>
+    public static void For(int count, long workPerItem, Action<int, int> body)
+    {
+        if (count <= 0) return;
+        int cores = Environment.ProcessorCount;
+        long work = count * Math.Max(workPerItem, 1);
+        int ranges = work < SerialWork || cores == 1 ? 1 : (int)Math.Min(count, 4L * cores);
+        if (ranges == 1) { body(0, count); return; }
+        Parallel.For(0, ranges, new ParallelOptions { MaxDegreeOfParallelism = cores },
+            r => body((int)((long)count * r / ranges), (int)((long)count * (r + 1) / ranges)));
+    }
+
+    /// <summary>Below this many element operations Parallel.For costs more than it saves.</summary>
+    const long SerialWork = 1 << 15;
+
+    /// <summary>A per-thread pinned buffer of at least <paramref name="length"/> floats, grown only when a larger shape
+    /// comes (steady-state steps allocate nothing).</summary>
+    public static float* Scratch(ref float[]? buffer, int length)
+    {
+        if (buffer == null || buffer.Length < length) buffer = GC.AllocateUninitializedArray<float>(Math.Max(length, 64), pinned: true);
+        return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(buffer));
+    }
+
+    /// <summary>a·b + c, fused where the hardware has FMA (the choice is a JIT constant: one machine, one rounding).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) =>
+        Fma.IsSupported ? Fma.MultiplyAdd(a, b, c) : a * b + c;
+
+    /// <summary>The sum of the eight lanes in a fixed order: ((0+4)+(2+6)) + ((1+5)+(3+7)).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Sum(Vector256<float> v)
+    {
+        var q = v.GetLower() + v.GetUpper();
+        var h = q + Vector128.Shuffle(q, Vector128.Create(2, 3, 0, 1));
+        return h.GetElement(0) + h.GetElement(1);
+    }
+}
