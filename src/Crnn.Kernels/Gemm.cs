@@ -72,11 +72,8 @@ public sealed class Gemm
         var chosen = variant == GemmVariant.Auto ? Preferred : variant;
         if (chosen == GemmVariant.Host)
         {
-            if (!_device.IsCpu) throw new NotSupportedException("the Host GEMM variant runs only on the CPU accelerator");
-            // Kernels launched earlier must finish before the host touches their memory; the host product
-            // returns when done, so kernels launched after it see its result.
-            _device.Synchronize();
-            unsafe { HostGemm.Run(HostGemm.Pointer(a), HostGemm.Pointer(b), HostGemm.Pointer(c), s); }
+            HostMemory.Enter(_device, "GEMM");
+            unsafe { HostGemm.Run(HostMemory.Pointer(a), HostMemory.Pointer(b), HostMemory.Pointer(c), s); }
         }
         else if (chosen == GemmVariant.Tiled)
         {

@@ -29,13 +29,6 @@ internal static unsafe class HostGemm
     /// <summary>Whether the AVX2 + FMA micro-kernel runs; tests turn it off to check the portable one.</summary>
     internal static bool UseAvx2 = Fma.IsSupported && Avx2.IsSupported;
 
-    /// <summary>Host address of a CPU-accelerator view: its buffer's native pointer plus the view's offset.</summary>
-    public static float* Pointer(ArrayView<float> view) => view.Length == 0 ? null : Address(view);
-
-    // ILGPU exposes a view's buffer and offset through these interfaces; the generic constraint avoids boxing.
-    static float* Address<T>(T view) where T : IContiguousArrayView =>
-        (float*)((byte*)view.Buffer.NativePtr + view.IndexInBytes);
-
     /// <summary>C = alpha·op(A)·op(B) + beta·C with the full <see cref="GemmShape"/> semantics; sizes already validated.</summary>
     public static void Run(float* a, float* b, float* c, GemmShape s)
     {
@@ -63,7 +56,7 @@ internal static unsafe class HostGemm
         int m0 = rem / blocksN * mc, n0 = rem % blocksN * NC;
         int mLen = Math.Min(mc, s.M - m0), nLen = Math.Min(NC, s.N - n0);
         int mPanels = (mLen + MR - 1) / MR, nPanels = (nLen + NR - 1) / NR, ldAcc = nPanels * NR;
-        float* packA = Scratch(ref t_packA, MC * KC), packB = Scratch(ref t_packB, NC * KC), acc = Scratch(ref t_acc, MC * NC);
+        float* packA = HostMemory.Scratch(ref t_packA, MC * KC), packB = HostMemory.Scratch(ref t_packB, NC * KC), acc = HostMemory.Scratch(ref t_acc, MC * NC);
 
         bool accumulate = false;
         int bFirst = s.SumBatches != 0 ? 0 : ob, bEnd = s.SumBatches != 0 ? s.Batch : ob + 1;
@@ -186,12 +179,5 @@ internal static unsafe class HostGemm
             }
             v0.Store(row); v1.Store(row + 4); v2.Store(row + 8); v3.Store(row + 12);
         }
-    }
-
-    /// <summary>A per-thread pinned buffer, allocated once per thread at its largest size (steps allocate nothing).</summary>
-    static float* Scratch(ref float[]? buffer, int length)
-    {
-        buffer ??= GC.AllocateUninitializedArray<float>(length, pinned: true);
-        return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(buffer));
     }
 }

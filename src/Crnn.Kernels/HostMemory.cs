@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using ILGPU;
+using ILGPU.Runtime;
 
 namespace Crnn.Kernels;
 
@@ -18,7 +19,11 @@ public enum ComputeVariant { Auto, Kernel, Host }
 internal static unsafe class HostMemory
 {
     /// <summary>Host address of a CPU-accelerator view (null when empty): its buffer's native pointer plus the view's offset.</summary>
-    public static float* Pointer(ArrayView<float> view) => HostGemm.Pointer(view);
+    public static float* Pointer(ArrayView<float> view) => view.Length == 0 ? null : Address(view);
+
+    // ILGPU exposes a view's buffer and offset through these interfaces; the generic constraint avoids boxing.
+    static float* Address<T>(T view) where T : IContiguousArrayView =>
+        (float*)((byte*)view.Buffer.NativePtr + view.IndexInBytes);
 
     /// <summary>Prepares host code that touches device memory: only the CPU accelerator's memory is host
     /// memory, and kernels launched earlier must finish first. The host code returns when done, so kernels
