@@ -37,11 +37,13 @@ public class TrainerTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public void OverfitsEightImagesFromALabelFile()
     {
-        var samples = LabelFile.Read(WriteLabelFile(8, seed: 21), CharDictionary.Default, Small.TimeSteps).Samples;
-        using var model = new CrnnModel(Device.Value, Small);
+        var samples = LabelFile.Read(WriteLabelFile(8, seed: 21), CharDictionary.Default, new ModelConfig().TimeSteps).Samples;
+        // The seed model: it memorizes faster than the narrow one (a one-symbol word, "g", sits longest on the
+        // all-blank plateau), and all eight words are decoded after a few hundred steps.
+        using var model = new CrnnModel(Device.Value, new ModelConfig());
         model.Initialize(seed: 1);
         using var source = new LabelFileSource(samples, seed: 1);
-        var options = new TrainOptions { Steps = 400, BatchSize = 8, LearningRate = 2e-3f, WarmupSteps = 20, Cosine = true, ClipNorm = 5f, LogEvery = 50, ValidateEvery = 0 };
+        var options = new TrainOptions { Steps = 400, BatchSize = 8, LearningRate = 2e-3f, WarmupSteps = 20, ClipNorm = 5f, LogEvery = 50, ValidateEvery = 0 };
         using var trainer = new Trainer(model, CharDictionary.Default, source, options, Path.Combine(_folder, "run"), validation: null);
         trainer.Logged += r => output.WriteLine($"step {r.Step} loss {r.Loss:F4} {r.ImagesPerSecond:F1} img/s");
         trainer.Run();
