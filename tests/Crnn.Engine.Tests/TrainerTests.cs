@@ -43,7 +43,7 @@ public class TrainerTests(ITestOutputHelper output) : IDisposable
         using var model = new CrnnModel(Device.Value, new ModelConfig());
         model.Initialize(seed: 1);
         using var source = new LabelFileSource(samples, seed: 1);
-        var options = new TrainOptions { Steps = 400, BatchSize = 8, LearningRate = 2e-3f, WarmupSteps = 20, ClipNorm = 5f, LogEvery = 50, ValidateEvery = 0 };
+        var options = new TrainOptions { Steps = 300, BatchSize = 8, LearningRate = 2e-3f, WarmupSteps = 20, ClipNorm = 5f, LogEvery = 50, ValidateEvery = 0 };
         using var trainer = new Trainer(model, CharDictionary.Default, source, options, Path.Combine(_folder, "run"), validation: null);
         trainer.Logged += r => output.WriteLine($"step {r.Step} loss {r.Loss:F4} {r.ImagesPerSecond:F1} img/s");
         trainer.Run();
