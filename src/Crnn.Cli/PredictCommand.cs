@@ -39,8 +39,7 @@ public static class PredictCommand
     public static int Predict(string modelFolder, string[] paths, string? deviceSpec, TextWriter output)
     {
         var checkpoint = Checkpoint.Load(modelFolder);
-        var images = new float[paths.Length * 9600];
-        for (int i = 0; i < paths.Length; i++) Preprocess.LoadFile(paths[i]).CopyTo(images.AsSpan(i * 9600, 9600));
+        var images = Preprocess.LoadFiles(paths);
         using var device = Device.Open(deviceSpec);
         using var model = Load(device, checkpoint);
         var predictions = new Recognizer(model, checkpoint.Dictionary).Read(images, paths.Length);
@@ -53,8 +52,7 @@ public static class PredictCommand
         var checkpoint = Checkpoint.Load(modelFolder);
         var result = LabelFile.Read(labels, checkpoint.Dictionary, checkpoint.Config.TimeSteps);
         foreach (var skip in result.Skipped) Console.Error.WriteLine($"skipped {skip}");
-        var images = new float[result.Samples.Count * 9600];
-        for (int i = 0; i < result.Samples.Count; i++) Preprocess.LoadFile(result.Samples[i].Path).CopyTo(images.AsSpan(i * 9600, 9600));
+        var images = Preprocess.LoadFiles(result.Samples.Select(s => s.Path).ToList());
         using var device = Device.Open(deviceSpec);
         using var model = Load(device, checkpoint);
         var metrics = new Recognizer(model, checkpoint.Dictionary).Evaluate(images, result.Samples.Select(s => s.Text).ToList());

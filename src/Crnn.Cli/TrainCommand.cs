@@ -105,9 +105,7 @@ public static class TrainCommand
     static ValidationSet LoadValidation(string file, CharDictionary dictionary, int steps, TextWriter log)
     {
         var samples = ReadLabels([file], dictionary, steps, log);
-        var images = new float[samples.Count * 3 * 32 * 100];
-        for (int i = 0; i < samples.Count; i++) Preprocess.LoadFile(samples[i].Path).CopyTo(images.AsSpan(i * 9600, 9600));
-        return new ValidationSet(images, samples.Select(x => x.Text).ToList());
+        return new ValidationSet(Preprocess.LoadFiles(samples.Select(x => x.Path).ToList()), samples.Select(x => x.Text).ToList());
     }
 
     /// <summary>Ends a synthetic run by reading a few unseen synthetic words back, saved as PNGs to try `crnn predict` on.</summary>
@@ -117,11 +115,12 @@ public static class TrainCommand
         string folder = Path.Combine(s.Output, "samples");
         Directory.CreateDirectory(folder);
         using var words = new SyntheticWords(dictionary, seed: s.Options.Seed + 2_000_000);
-        var images = new float[count * 9600];
+        int size = Preprocess.Channels * 32 * 100;
+        var images = new float[count * size];
         var texts = new string[count];
         for (int i = 0; i < count; i++)
         {
-            texts[i] = words.Sample(i, images.AsSpan(i * 9600, 9600)).Text;
+            texts[i] = words.Sample(i, images.AsSpan(i * size, size)).Text;
             words.SavePng(i, Path.Combine(folder, $"{i}.png"));
         }
         var predictions = new Recognizer(model, dictionary, count).Read(images, count);

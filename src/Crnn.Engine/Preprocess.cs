@@ -116,6 +116,15 @@ public static class Preprocess
         return ResizeNormalize(image, outHeight, outWidth);
     }
 
+    /// <summary>Several image files preprocessed into one [N, 3, outHeight, outWidth] batch array.</summary>
+    public static float[] LoadFiles(IReadOnlyList<string> paths, int outHeight = 32, int outWidth = 100)
+    {
+        int size = Channels * outHeight * outWidth;
+        var images = new float[paths.Count * size];
+        for (int i = 0; i < paths.Count; i++) LoadFile(paths[i], outHeight, outWidth).CopyTo(images.AsSpan(i * size, size));
+        return images;
+    }
+
     public static Image<Rgb24> LoadRgb(string path)
     {
         try { return Image.Load<Rgb24>(path); }

@@ -48,8 +48,7 @@ public class TrainerTests(ITestOutputHelper output) : IDisposable
         trainer.Logged += r => output.WriteLine($"step {r.Step} loss {r.Loss:F4} {r.ImagesPerSecond:F1} img/s");
         trainer.Run();
 
-        var images = new float[8 * 9600];
-        for (int i = 0; i < 8; i++) Preprocess.LoadFile(samples[i].Path).CopyTo(images.AsSpan(i * 9600, 9600));
+        var images = Preprocess.LoadFiles(samples.Select(s => s.Path).ToList());
         var predictions = new Recognizer(model, CharDictionary.Default).Read(images, 8);
         for (int i = 0; i < 8; i++) output.WriteLine($"{samples[i].Text} -> {predictions[i].Text} ({predictions[i].Confidence:F3})");
         Assert.Equal(samples.Select(s => s.Text), predictions.Select(p => p.Text));

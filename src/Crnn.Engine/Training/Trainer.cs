@@ -12,7 +12,7 @@ public sealed record ValidationSet(float[] Images, IReadOnlyList<string> Texts)
     public static ValidationSet Synthetic(CharDictionary dictionary, int count, int seed)
     {
         using var words = new SyntheticWords(dictionary, seed);
-        var images = new float[count * 3 * 32 * 100];
+        var images = new float[count * Preprocess.Channels * words.OutHeight * words.OutWidth];
         var texts = new string[count];
         words.NextBatch(images, texts, new int[count][]);
         return new ValidationSet(images, texts);
