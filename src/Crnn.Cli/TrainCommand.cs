@@ -15,7 +15,7 @@ public static class TrainCommand
         var val = new Option<string?>("--val") { Description = "validation label file (default: held-out synthetic words)" };
         var dict = new Option<string?>("--dict") { Description = "dictionary file, one symbol per line (default: 0-9a-z)" };
         var space = new Option<bool>("--use-space-char") { Description = "append ' ' to the dictionary" };
-        var steps = new Option<int>("--steps") { Description = "total training steps (a resumed run continues up to it)", DefaultValueFactory = _ => 3000 };
+        var steps = new Option<int>("--steps") { Description = "total training steps (a resumed run continues up to it)", DefaultValueFactory = _ => 4000 };
         var batch = new Option<int>("--batch-size") { Description = "images per step", DefaultValueFactory = _ => 32 };
         var lr = new Option<float>("--lr") { Description = "Adam learning rate", DefaultValueFactory = _ => 5e-4f };
         var seed = new Option<int>("--seed") { Description = "seed for weights and data", DefaultValueFactory = _ => 1 };

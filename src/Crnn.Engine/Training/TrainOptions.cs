@@ -3,7 +3,7 @@ namespace Crnn.Engine.Training;
 /// <summary>Training settings; the defaults are MODEL.md's recipe except the batch size, which fits a CPU.</summary>
 public sealed record TrainOptions
 {
-    public int Steps { get; init; } = 3000;
+    public int Steps { get; init; } = 4000;
     public int BatchSize { get; init; } = 32;
     /// <summary>Adam's learning rate (MODEL.md: 0.0005).</summary>
     public float LearningRate { get; init; } = 5e-4f;
