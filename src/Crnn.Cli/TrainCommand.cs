@@ -11,8 +11,8 @@ public static class TrainCommand
 {
     public static Command Create()
     {
-        var train = new Option<string[]>("--train") { Description = "PaddleOCR label file(s) (image_path<TAB>text); default: built-in synthetic words", AllowMultipleArgumentsPerToken = false };
-        var val = new Option<string?>("--val") { Description = "validation label file (default: held-out synthetic words)" };
+        var train = new Option<string[]>("--train") { Description = "label file (image_path<TAB>text) or LMDB folder; repeat to concatenate (default: built-in synthetic words)", AllowMultipleArgumentsPerToken = false };
+        var val = new Option<string?>("--val") { Description = "validation label file or LMDB folder (default: held-out synthetic words)" };
         var dict = new Option<string?>("--dict") { Description = "dictionary file, one symbol per line (default: 0-9a-z)" };
         var space = new Option<bool>("--use-space-char") { Description = "append ' ' to the dictionary" };
         var steps = new Option<int>("--steps") { Description = "total training steps (a resumed run continues up to it)", DefaultValueFactory = _ => 4000 };
@@ -28,9 +28,11 @@ public static class TrainCommand
         var logEvery = new Option<int>("--log-every") { Description = "steps between log lines", DefaultValueFactory = _ => 10 };
         var valEvery = new Option<int>("--val-every") { Description = "steps between validations and checkpoints (0: at the end only)", DefaultValueFactory = _ => 500 };
         var valCount = new Option<int>("--val-count") { Description = "held-out synthetic words for validation", DefaultValueFactory = _ => 256 };
+        var labelCase = PredictCommand.CaseOption();
+        var strict = new Option<bool>("--strict") { Description = "stop at the first bad sample (label or image) instead of skipping it" };
 
         var command = new Command("train", "Train the recognizer; without --train it renders synthetic words to train on.");
-        foreach (var o in new Option[] { train, val, dict, space, steps, batch, lr, seed, device, output, resume, clip, warmup, cosine, logEvery, valEvery, valCount })
+        foreach (var o in new Option[] { train, val, dict, space, steps, batch, lr, seed, device, output, resume, clip, warmup, cosine, logEvery, valEvery, valCount, labelCase, strict })
             command.Options.Add(o);
         command.SetAction(p => UserError.Guard(() => Run(new Settings(
             p.GetValue(train) ?? [], p.GetValue(val), p.GetValue(dict), p.GetValue(space), p.GetValue(device),
@@ -40,12 +42,18 @@ public static class TrainCommand
                 Steps = p.GetValue(steps), BatchSize = p.GetValue(batch), LearningRate = p.GetValue(lr), Seed = p.GetValue(seed),
                 ClipNorm = p.GetValue(clip), WarmupSteps = p.GetValue(warmup), Cosine = p.GetValue(cosine),
                 LogEvery = p.GetValue(logEvery), ValidateEvery = p.GetValue(valEvery),
-            }), Console.Out)));
+            }) { Case = LabelCases.Parse(p.GetValue(labelCase)!), Strict = p.GetValue(strict) }, Console.Out)));
         return command;
     }
 
     public sealed record Settings(string[] Train, string? Val, string? Dict, bool UseSpaceChar, string? Device,
-        string Output, string? Resume, int ValCount, TrainOptions Options);
+        string Output, string? Resume, int ValCount, TrainOptions Options)
+    {
+        /// <summary>How label texts are cased (train and validation data).</summary>
+        public LabelCase Case { get; init; } = LabelCase.Auto;
+        /// <summary>A bad sample (label or image) stops the run instead of being skipped.</summary>
+        public bool Strict { get; init; }
+    }
 
     public static int Run(Settings s, TextWriter log)
     {
@@ -58,17 +66,17 @@ public static class TrainCommand
 
         using IBatchSource source = s.Train.Length == 0
             ? new SyntheticSource(dictionary, s.Options.Seed)
-            : new LabelFileSource(ReadLabels(s.Train, dictionary, steps, log), s.Options.Seed);
+            : OpenTraining(s, dictionary, steps, log);
         var validation = s.Val is null
             ? ValidationSet.Synthetic(dictionary, s.ValCount, seed: s.Options.Seed + 1_000_000)
-            : LoadValidation(s.Val, dictionary, steps, log);
+            : LoadValidation(s, dictionary, steps, log);
 
         using var device = Device.Open(s.Device);
         log.WriteLine($"device: {device}");
         using var model = new CrnnModel(device, config);
         model.Initialize(s.Options.Seed);
         log.WriteLine($"model: {config.ParameterCount:N0} parameters, {config.Classes} classes, input 3x{config.Height}x{config.Width}, {steps} time steps");
-        log.WriteLine($"data: {(s.Train.Length == 0 ? "synthetic words (built-in)" : string.Join(", ", s.Train))}; validation: {validation.Texts.Count} images");
+        log.WriteLine($"data: {(source is LabelFileSource files ? $"{files.EpochSize:N0} samples from {string.Join(", ", s.Train)} (case: {s.Case.Resolve(dictionary).ToString().ToLowerInvariant()})" : "synthetic words (built-in)")}; validation: {validation.Texts.Count} images");
 
         using var trainer = new Trainer(model, dictionary, source, s.Options, s.Output, validation);
         if (checkpoint != null)
@@ -85,27 +93,35 @@ public static class TrainCommand
         try { trainer.Run(cancel.Token); }
         finally { Console.CancelKeyPress -= onCancel; }
         log.WriteLine($"checkpoint: {Path.GetFullPath(s.Output)} (step {trainer.Step})");
+        if (source is LabelFileSource { BadImages: > 0 } read) log.WriteLine($"bad images skipped: {read.BadImages:N0} in all");
         if (s.Train.Length == 0) ShowSamples(model, dictionary, s, log);
         return 0;
     }
 
-    static IReadOnlyList<LabeledImage> ReadLabels(string[] files, CharDictionary dictionary, int steps, TextWriter log)
+    /// <summary>The --train datasets, concatenated, as a seeded stream; bad images are logged once each.</summary>
+    static LabelFileSource OpenTraining(Settings s, CharDictionary dictionary, int steps, TextWriter log)
     {
-        var all = new List<LabeledImage>();
-        foreach (var file in files)
-        {
-            var result = LabelFile.Read(file, dictionary, steps);
-            foreach (var skip in result.Skipped.Take(5)) log.WriteLine($"skipped {skip}");
-            if (result.Skipped.Count > 5) log.WriteLine($"... {result.Skipped.Count - 5} more lines skipped in {file}");
-            all.AddRange(result.Samples);
-        }
-        return all;
+        var data = Datasets.Open(s.Train, dictionary, steps, s.Case, s.Strict);
+        data.Skipped.Report(log, string.Join(", ", s.Train));
+        return new LabelFileSource(data, s.Options.Seed, s.Strict, log.WriteLine);
     }
 
-    static ValidationSet LoadValidation(string file, CharDictionary dictionary, int steps, TextWriter log)
+    /// <summary>The --val dataset, decoded once; bad images are left out (or stop the run with --strict).</summary>
+    static ValidationSet LoadValidation(Settings s, CharDictionary dictionary, int steps, TextWriter log)
     {
-        var samples = ReadLabels([file], dictionary, steps, log);
-        return new ValidationSet(Preprocess.LoadFiles(samples.Select(x => x.Path).ToList()), samples.Select(x => x.Text).ToList());
+        using var data = Datasets.Open(s.Val!, dictionary, steps, s.Case, s.Strict);
+        data.Skipped.Report(log, s.Val!);
+        var images = new float[data.Count * ImageDecoding.Size];
+        var errors = ImageDecoding.DecodePacked(data.Count, data.Decode, images);
+        var texts = new List<string>(data.Count);
+        for (int i = 0; i < data.Count; i++)
+        {
+            if (errors[i] is null) { texts.Add(data.Text(i)); continue; }
+            if (s.Strict) throw new InvalidDataException($"{data.Describe(i)}: {errors[i]} (--strict)");
+            log.WriteLine($"skipped bad validation image {data.Describe(i)}: {errors[i]}");
+        }
+        if (texts.Count == 0) throw new InvalidDataException($"no validation image of {s.Val} can be read");
+        return new ValidationSet(images[..(texts.Count * ImageDecoding.Size)], texts);
     }
 
     /// <summary>Ends a synthetic run by reading a few unseen synthetic words back, saved as PNGs to try `crnn predict` on.</summary>
