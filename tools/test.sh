@@ -8,6 +8,11 @@ if ! ls /usr/share/fonts/truetype/*/*.ttf >/dev/null 2>&1 && command -v apt-get 
   (apt-get update -qq && apt-get install -y -qq fonts-dejavu-core) >/dev/null 2>&1 || echo "warning: could not install fonts-dejavu-core" >&2
 fi
 
+# LMDB datasets are read with the system's LMDB 0.9, the format Python's lmdb writes (src/Crnn.Engine/Data/LmdbLibrary.cs).
+if ! ldconfig -p 2>/dev/null | grep -q 'liblmdb\.so\.0' && command -v apt-get >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq liblmdb0) >/dev/null 2>&1 || echo "warning: could not install liblmdb0" >&2
+fi
+
 results="$(mktemp -d)"
 trap 'rm -rf "$results"' EXIT
 
