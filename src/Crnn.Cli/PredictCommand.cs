@@ -22,7 +22,7 @@ public static class PredictCommand
         var model = new Option<string>("--model") { Description = "checkpoint folder (model.json + model.safetensors)", Required = true };
         var device = new Option<string?>("--device") { Description = "cpu, cuda or opencl[:index]" };
         var json = new Option<bool>("--json") { Description = "one JSON object per line: {path, text, confidence}" };
-        var strict = new Option<bool>("--strict") { Description = "stop at the first unreadable image instead of skipping it" };
+        var strict = DataOptions.Strict("image");
         var images = new Argument<string[]>("paths") { Description = "image files, folders (their images, sorted) or glob patterns ('imgs/*.png')", Arity = ArgumentArity.OneOrMore };
         var command = new Command("predict", "Print path<TAB>text<TAB>confidence for each image (exit code 1 when some could not be read).");
         foreach (var o in new Option[] { model, device, json, strict }) command.Options.Add(o);
@@ -38,26 +38,14 @@ public static class PredictCommand
         var data = new Option<string[]>("--data") { Description = "label file (image_path<TAB>text) or LMDB folder; repeat for several", Required = true, AllowMultipleArgumentsPerToken = false };
         var device = new Option<string?>("--device") { Description = "cpu, cuda or opencl[:index]" };
         var benchmark = new Option<bool>("--benchmark-convention") { Description = "score as the scene-text benchmarks do: lower-case, ASCII letters and digits only" };
-        var labelCase = CaseOption();
-        var strict = new Option<bool>("--strict") { Description = "stop at the first bad sample (label or image) instead of skipping it" };
+        var labelCase = DataOptions.Case();
+        var strict = DataOptions.Strict();
         var json = new Option<bool>("--json") { Description = "print one JSON object instead of a table" };
         var command = new Command("eval", "Accuracy and normalized edit distance of a model on labelled data.");
         foreach (var o in new Option[] { model, data, device, benchmark, labelCase, strict, json }) command.Options.Add(o);
         command.SetAction(p => UserError.Guard(() => Eval(p.GetValue(model)!, p.GetValue(data)!, p.GetValue(device), Console.Out,
             new EvalOptions(p.GetValue(benchmark), p.GetValue(strict), p.GetValue(json), LabelCases.Parse(p.GetValue(labelCase)!)))));
         return command;
-    }
-
-    /// <summary>--case auto|keep|lower, shared by train and eval.</summary>
-    public static Option<string> CaseOption()
-    {
-        var option = new Option<string>("--case")
-        {
-            Description = "label case: auto (lower-case when the dictionary has no upper-case letter), keep or lower",
-            DefaultValueFactory = _ => "auto",
-        };
-        option.AcceptOnlyFromAmong(LabelCases.Names);
-        return option;
     }
 
     /// <summary>Returns 0 when every image was read, 1 when some were skipped as unreadable.</summary>
@@ -81,7 +69,7 @@ public static class PredictCommand
             {
                 if (failures[k] is null) { readable.Add(chunk[k]); continue; }
                 if (strict) throw new InvalidDataException($"{failures[k]} (--strict)");
-                errors.WriteLine($"skipped {chunk[k]}: {failures[k]}");
+                errors.WriteLine($"skipped: {failures[k]}");
                 unreadable++;
             }
             if (readable.Count == 0) continue;

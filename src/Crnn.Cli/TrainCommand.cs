@@ -28,8 +28,8 @@ public static class TrainCommand
         var logEvery = new Option<int>("--log-every") { Description = "steps between log lines", DefaultValueFactory = _ => 10 };
         var valEvery = new Option<int>("--val-every") { Description = "steps between validations and checkpoints (0: at the end only)", DefaultValueFactory = _ => 500 };
         var valCount = new Option<int>("--val-count") { Description = "held-out synthetic words for validation", DefaultValueFactory = _ => 256 };
-        var labelCase = PredictCommand.CaseOption();
-        var strict = new Option<bool>("--strict") { Description = "stop at the first bad sample (label or image) instead of skipping it" };
+        var labelCase = DataOptions.Case();
+        var strict = DataOptions.Strict();
 
         var command = new Command("train", "Train the recognizer; without --train it renders synthetic words to train on.");
         foreach (var o in new Option[] { train, val, dict, space, steps, batch, lr, seed, device, output, resume, clip, warmup, cosine, logEvery, valEvery, valCount, labelCase, strict })
@@ -76,7 +76,10 @@ public static class TrainCommand
         using var model = new CrnnModel(device, config);
         model.Initialize(s.Options.Seed);
         log.WriteLine($"model: {config.ParameterCount:N0} parameters, {config.Classes} classes, input 3x{config.Height}x{config.Width}, {steps} time steps");
-        log.WriteLine($"data: {(source is LabelFileSource files ? $"{files.EpochSize:N0} samples from {string.Join(", ", s.Train)} (case: {s.Case.Resolve(dictionary).ToString().ToLowerInvariant()})" : "synthetic words (built-in)")}; validation: {validation.Texts.Count} images");
+        string data = source is LabelFileSource files
+            ? $"{files.EpochSize:N0} samples from {string.Join(", ", s.Train)} (case: {s.Case.Resolve(dictionary).ToString().ToLowerInvariant()})"
+            : "synthetic words (built-in)";
+        log.WriteLine($"data: {data}; validation: {validation.Texts.Count} images");
 
         using var trainer = new Trainer(model, dictionary, source, s.Options, s.Output, validation);
         if (checkpoint != null)
