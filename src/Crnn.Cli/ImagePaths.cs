@@ -4,8 +4,8 @@ using System.Text.RegularExpressions;
 namespace Crnn.Cli;
 
 /// <summary>
-/// The image paths of <c>crnn predict</c>'s arguments: a file as given, a folder as its images (sorted by
-/// name), a glob pattern (<c>*</c>, <c>?</c>, <c>[abc]</c>, <c>**</c> for any depth) as its matching files,
+/// The image paths of <c>crnn predict</c>'s arguments: a file as given, a folder as its images (by extension,
+/// not hidden, sorted by name; not recursive), a glob pattern (<c>*</c>, <c>?</c>, <c>[abc]</c>, <c>**</c> for any depth) as its matching files,
 /// sorted — expanded here because a shell may pass the pattern through (quoted, or on Windows).
 /// </summary>
 public static class ImagePaths
@@ -23,7 +23,9 @@ public static class ImagePaths
         {
             if (Directory.Exists(input))
             {
-                var images = Directory.EnumerateFiles(input).Where(IsImageName).Order(StringComparer.Ordinal).ToList();
+                var images = Directory.EnumerateFiles(input)
+                    .Where(f => IsImageName(f) && !Path.GetFileName(f).StartsWith('.')) // hidden files, e.g. macOS's ._x.png
+                    .Order(StringComparer.Ordinal).ToList();
                 if (images.Count == 0) throw new ArgumentException($"no images in folder '{input}'");
                 paths.AddRange(images);
             }
