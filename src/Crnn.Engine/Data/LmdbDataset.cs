@@ -85,15 +85,29 @@ public sealed class LmdbDataset : ILabeledDataset
         return [.. usable];
     }
 
-    /// <summary>The raw label of a sample, or the problem with it.</summary>
+    /// <summary>The raw label of a sample, or the problem with it. (Called millions of times when an MJSynth-sized
+    /// LMDB opens: the key is formatted on the stack and the value decoded in place.)</summary>
     string? ReadLabel(LightningTransaction transaction, int number, out string text)
     {
         text = "";
-        var bytes = Get(transaction, $"label-{number:D9}");
-        if (bytes is null) return "missing label";
-        try { text = StrictUtf8.GetString(bytes); }
+        Span<byte> key = stackalloc byte[KeyLength];
+        var (code, _, value) = transaction.Get(_database, Key("label-"u8, number, key));
+        if (code == MDBResultCode.NotFound) return "missing label";
+        code.ThrowOnError();
+        try { text = StrictUtf8.GetString(value.AsSpan()); }
         catch (DecoderFallbackException) { return "label is not valid UTF-8"; }
         return null;
+    }
+
+    const int KeyLength = 6 + 9; // "image-" or "label-", then 9 digits
+
+    /// <summary>"image-%09d" / "label-%09d" as ASCII bytes.</summary>
+    static ReadOnlySpan<byte> Key(ReadOnlySpan<byte> prefix, int number, Span<byte> key)
+    {
+        prefix.CopyTo(key);
+        if (!number.TryFormat(key[prefix.Length..], out int written, "D9") || written != 9)
+            throw new InvalidDataException($"sample number {number} does not fit the LMDB key format");
+        return key;
     }
 
     byte[]? Get(LightningTransaction transaction, string key)
@@ -119,8 +133,9 @@ public sealed class LmdbDataset : ILabeledDataset
     public void Decode(int index, Span<float> chw)
     {
         string key = $"image-{_numbers[index]:D9}";
+        Span<byte> keyBytes = stackalloc byte[KeyLength];
         using var transaction = _environment.BeginTransaction(TransactionBeginFlags.ReadOnly);
-        var (code, _, value) = transaction.Get(_database, Encoding.ASCII.GetBytes(key));
+        var (code, _, value) = transaction.Get(_database, Key("image-"u8, _numbers[index], keyBytes));
         if (code == MDBResultCode.NotFound) throw new InvalidDataException($"{Name}: no {key}");
         if (code != MDBResultCode.Success) throw new InvalidDataException($"{Name}: cannot read {key} ({code})");
         // The value points into the memory map and is valid while the transaction is open: decode it in place.
