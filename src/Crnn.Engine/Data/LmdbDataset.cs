@@ -77,13 +77,14 @@ public sealed class LmdbDataset : ILabeledDataset
         var usable = new List<int>();
         for (int number = 1; number <= total; number++)
         {
-            string where = $"{Name} label-{number:D9}";
-            if (ReadLabel(transaction, number, out var raw) is { } problem) { Skipped.Add(where, problem, problem); continue; }
+            if (ReadLabel(transaction, number, out var raw) is { } problem) { Skipped.Add(LabelKey(number), problem, problem); continue; }
             if (LabelCheck.TryEncode(raw, _dictionary, maxSteps, _case, out _, out _, out var reason, out var detail)) usable.Add(number);
-            else Skipped.Add(where, reason, detail);
+            else Skipped.Add(LabelKey(number), reason, detail);
         }
         return [.. usable];
     }
+
+    string LabelKey(int number) => $"{Name} label-{number:D9}";
 
     /// <summary>The raw label of a sample, or the problem with it. (Called millions of times when an MJSynth-sized
     /// LMDB opens: the key is formatted on the stack and the value decoded in place.)</summary>
