@@ -64,9 +64,8 @@ public static class TrainCommand
         var config = checkpoint?.Config ?? new ModelConfig(Classes: dictionary.Classes);
         int steps = config.TimeSteps;
 
-        using IBatchSource source = s.Train.Length == 0
-            ? new SyntheticSource(dictionary, s.Options.Seed)
-            : OpenTraining(s, dictionary, steps, log);
+        var files = s.Train.Length == 0 ? null : OpenTraining(s, dictionary, steps, log);
+        using IBatchSource source = files ?? (IBatchSource)new SyntheticSource(dictionary, s.Options.Seed);
         var validation = s.Val is null
             ? ValidationSet.Synthetic(dictionary, s.ValCount, seed: s.Options.Seed + 1_000_000)
             : LoadValidation(s, dictionary, steps, log);
@@ -76,7 +75,7 @@ public static class TrainCommand
         using var model = new CrnnModel(device, config);
         model.Initialize(s.Options.Seed);
         log.WriteLine($"model: {config.ParameterCount:N0} parameters, {config.Classes} classes, input 3x{config.Height}x{config.Width}, {steps} time steps");
-        string data = source is LabelFileSource files
+        string data = files != null
             ? $"{files.EpochSize:N0} samples from {string.Join(", ", s.Train)} (case: {s.Case.Resolve(dictionary).ToString().ToLowerInvariant()})"
             : "synthetic words (built-in)";
         log.WriteLine($"data: {data}; validation: {validation.Texts.Count} images");
@@ -96,7 +95,7 @@ public static class TrainCommand
         try { trainer.Run(cancel.Token); }
         finally { Console.CancelKeyPress -= onCancel; }
         log.WriteLine($"checkpoint: {Path.GetFullPath(s.Output)} (step {trainer.Step})");
-        if (source is LabelFileSource { BadImages: > 0 } read) log.WriteLine($"bad images skipped: {read.BadImages:N0} in all");
+        if (files is { BadImages: > 0 }) log.WriteLine($"bad images skipped: {files.BadImages:N0} in all");
         if (s.Train.Length == 0) ShowSamples(model, dictionary, s, log);
         return 0;
     }
