@@ -115,20 +115,20 @@ public static class OnnxExport
         };
     }
 
-    internal static AttributeProto Ints(string name, params long[] values)
+    static AttributeProto Ints(string name, params long[] values)
     {
         var a = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };
         a.Ints.Add(values);
         return a;
     }
 
-    internal static AttributeProto Int(string name, long value) =>
+    static AttributeProto Int(string name, long value) =>
         new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
 
-    internal static AttributeProto Float(string name, float value) =>
+    static AttributeProto Float(string name, float value) =>
         new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = value };
 
-    internal static AttributeProto String(string name, string value) =>
+    static AttributeProto String(string name, string value) =>
         new() { Name = name, Type = AttributeProto.Types.AttributeType.String, S = ByteString.CopyFromUtf8(value) };
 
     /// <summary>Appends nodes and initializers to one graph, reading weights by their layout names.</summary>
