@@ -14,6 +14,7 @@ public static class Program
         root.Subcommands.Add(PredictCommand.CreateEval());
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(DevicesCommand.Create());
+        root.Subcommands.Add(SynthCommand.Create());
         return root;
     }
 }
