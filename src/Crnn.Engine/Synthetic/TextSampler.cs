@@ -21,8 +21,9 @@ public sealed class TextSampler
     readonly string[] _words; // list words with at least one encodable case form
     readonly bool _space;
 
-    /// <summary>The embedded word list: ~20 k lower-case English words of 1–12 letters (every third word of
-    /// Debian's wamerican /usr/share/dict/words, SCOWL size 50, letters a–z only).</summary>
+    /// <summary>The embedded word list: ~36 k lower-case English words of 1–12 letters a–z from Debian's wamerican
+    /// (/usr/share/dict/words, SCOWL size 50): every base form, plus every fourth inflected form (-s, -ed, -ing,
+    /// -er, -est, -ly, -ness of a listed word), so common words are all there without the list being mostly plurals.</summary>
     public static IReadOnlyList<string> WordList { get; } = LoadWordList();
 
     public TextSampler(CharDictionary dictionary, double wordRatio, int steps = 25)
