@@ -3,10 +3,8 @@
 # totals as the last line: "N passed, N failed[, N skipped]". Exits non-zero on any failure or if no test ran.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-# The synthetic-word tests render text with a TrueType font; install DejaVu where none is present.
-if ! ls /usr/share/fonts/truetype/*/*.ttf >/dev/null 2>&1 && command -v apt-get >/dev/null; then
-  (apt-get update -qq && apt-get install -y -qq fonts-dejavu-core) >/dev/null 2>&1 || echo "warning: could not install fonts-dejavu-core" >&2
-fi
+# The synthetic-word tests render text with TrueType fonts; install them where missing (warns, never fails).
+tools/setup.sh
 
 results="$(mktemp -d)"
 trap 'rm -rf "$results"' EXIT

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Crnn.Engine;
 using Crnn.Engine.Data;
+using Crnn.Engine.Synthetic;
 using Crnn.Engine.Training;
 using Crnn.Kernels;
 
@@ -28,9 +29,11 @@ public static class TrainCommand
         var logEvery = new Option<int>("--log-every") { Description = "steps between log lines", DefaultValueFactory = _ => 10 };
         var valEvery = new Option<int>("--val-every") { Description = "steps between validations and checkpoints (0: at the end only)", DefaultValueFactory = _ => 500 };
         var valCount = new Option<int>("--val-count") { Description = "held-out synthetic words for validation", DefaultValueFactory = _ => 256 };
+        var fonts = SynthCommand.FontsOption();
+        var excludeFonts = SynthCommand.ExcludeFontsOption();
 
         var command = new Command("train", "Train the recognizer; without --train it renders synthetic words to train on.");
-        foreach (var o in new Option[] { train, val, dict, space, steps, batch, lr, seed, device, output, resume, clip, warmup, cosine, logEvery, valEvery, valCount })
+        foreach (var o in new Option[] { train, val, dict, space, steps, batch, lr, seed, device, output, resume, clip, warmup, cosine, logEvery, valEvery, valCount, fonts, excludeFonts })
             command.Options.Add(o);
         command.SetAction(p => UserError.Guard(() => Run(new Settings(
             p.GetValue(train) ?? [], p.GetValue(val), p.GetValue(dict), p.GetValue(space), p.GetValue(device),
@@ -40,12 +43,18 @@ public static class TrainCommand
                 Steps = p.GetValue(steps), BatchSize = p.GetValue(batch), LearningRate = p.GetValue(lr), Seed = p.GetValue(seed),
                 ClipNorm = p.GetValue(clip), WarmupSteps = p.GetValue(warmup), Cosine = p.GetValue(cosine),
                 LogEvery = p.GetValue(logEvery), ValidateEvery = p.GetValue(valEvery),
-            }), Console.Out)));
+            }) { Fonts = p.GetValue(fonts) ?? [], ExcludeFonts = p.GetValue(excludeFonts) ?? [] }, Console.Out)));
         return command;
     }
 
     public sealed record Settings(string[] Train, string? Val, string? Dict, bool UseSpaceChar, string? Device,
-        string Output, string? Resume, int ValCount, TrainOptions Options);
+        string Output, string? Resume, int ValCount, TrainOptions Options)
+    {
+        /// <summary>Fonts of the synthetic words (training, validation and samples); empty: the default catalog.</summary>
+        public IReadOnlyList<string> Fonts { get; init; } = [];
+        public IReadOnlyList<string> ExcludeFonts { get; init; } = [];
+        public SyntheticOptions Synthetic => new() { Fonts = Fonts, ExcludeFonts = ExcludeFonts };
+    }
 
     public static int Run(Settings s, TextWriter log)
     {
@@ -57,10 +66,10 @@ public static class TrainCommand
         int steps = config.TimeSteps;
 
         using IBatchSource source = s.Train.Length == 0
-            ? new SyntheticSource(dictionary, s.Options.Seed)
+            ? new SyntheticSource(dictionary, s.Options.Seed, options: s.Synthetic)
             : new LabelFileSource(ReadLabels(s.Train, dictionary, steps, log), s.Options.Seed);
         var validation = s.Val is null
-            ? ValidationSet.Synthetic(dictionary, s.ValCount, seed: s.Options.Seed + 1_000_000)
+            ? SyntheticValidation(dictionary, s.ValCount, seed: s.Options.Seed + 1_000_000, s.Synthetic)
             : LoadValidation(s.Val, dictionary, steps, log);
 
         using var device = Device.Open(s.Device);
@@ -102,6 +111,16 @@ public static class TrainCommand
         return all;
     }
 
+    /// <summary>As <see cref="ValidationSet.Synthetic"/>, in the fonts chosen for training.</summary>
+    static ValidationSet SyntheticValidation(CharDictionary dictionary, int count, int seed, SyntheticOptions options)
+    {
+        using var words = new SyntheticWords(dictionary, seed, options);
+        var images = new float[count * Preprocess.Channels * words.OutHeight * words.OutWidth];
+        var texts = new string[count];
+        words.NextBatch(images, texts, new int[count][]);
+        return new ValidationSet(images, texts);
+    }
+
     static ValidationSet LoadValidation(string file, CharDictionary dictionary, int steps, TextWriter log)
     {
         var samples = ReadLabels([file], dictionary, steps, log);
@@ -114,7 +133,7 @@ public static class TrainCommand
         const int count = 6;
         string folder = Path.Combine(s.Output, "samples");
         Directory.CreateDirectory(folder);
-        using var words = new SyntheticWords(dictionary, seed: s.Options.Seed + 2_000_000);
+        using var words = new SyntheticWords(dictionary, seed: s.Options.Seed + 2_000_000, s.Synthetic);
         int size = Preprocess.Channels * 32 * 100;
         var images = new float[count * size];
         var texts = new string[count];
