@@ -107,7 +107,7 @@ public static class BenchCommand
         var report = new StringBuilder();
         report.AppendLine($"# Data-loader benchmark ({DateTime.UtcNow:yyyy-MM-dd})").AppendLine();
         DescribeMachine(report, device);
-        report.AppendLine($"- batch {batch}; loaders run for about {LoaderSeconds} s each; training: the seed model, {steps} steps after {warmup} warm-up steps");
+        report.AppendLine($"- batch {batch}; loaders run for about {LoaderSeconds} s each; training: the seed model, median of {steps} steps after {Math.Max(1, warmup)} warm-up steps");
         report.AppendLine($"- label file: {LabelFileImages} synthetic words saved as PNG, decoded with ImageSharp").AppendLine();
 
         string folder = Directory.CreateTempSubdirectory("crnn-bench-loader-").FullName;
@@ -142,16 +142,16 @@ public static class BenchCommand
                 Row("label file (PNG)", "PrefetchingSource (one worker)", BatchesPerSecond(source, batch, imageFloats));
 
             report.AppendLine().AppendLine($"Training steps, batch {batch}:").AppendLine();
-            report.AppendLine("| data | prefetch | images/s | ms per step |").AppendLine("|---|---|---:|---:|");
+            report.AppendLine("| data | prefetch | images/s | ms per step | of which waiting for the batch (ms) |").AppendLine("|---|---|---:|---:|---:|");
             foreach (bool labelFile in new[] { false, true })
                 foreach (bool prefetch in new[] { false, true })
                 {
                     IBatchSource inner = labelFile ? new LabelFileSource(samples, seed: 1) : new SyntheticSource(dictionary, seed: 1);
                     using var source = prefetch ? new PrefetchingSource(inner) : inner;
-                    double seconds = SecondsPerStep(device, source, batch, steps, warmup);
+                    var (seconds, wait) = SecondsPerStep(device, source, batch, steps, warmup);
                     string data = labelFile ? "label file (PNG)" : "synthetic words";
-                    report.AppendLine($"| {data} | {(prefetch ? "yes" : "no")} | {batch / seconds:F1} | {1000 * seconds:F1} |");
-                    log.WriteLine($"training on {data}, prefetch {(prefetch ? "on" : "off")}: {batch / seconds:F1} images/s");
+                    report.AppendLine($"| {data} | {(prefetch ? "yes" : "no")} | {batch / seconds:F1} | {1000 * seconds:F1} | {1000 * wait:F2} |");
+                    log.WriteLine($"training on {data}, prefetch {(prefetch ? "on" : "off")}: {batch / seconds:F1} images/s, waiting {1000 * wait:F2} ms per step for data");
                 }
         }
         finally { Directory.Delete(folder, recursive: true); }
@@ -190,18 +190,53 @@ public static class BenchCommand
         return ImagesPerSecond(batch, () => source.NextBatch(images, texts, labels));
     }
 
-    static double SecondsPerStep(Device device, IBatchSource source, int batch, int steps, int warmup)
+    /// <summary>Median seconds of a whole step and of the wait for its batch (the part prefetching can hide).</summary>
+    static (double Step, double Wait) SecondsPerStep(Device device, IBatchSource source, int batch, int steps, int warmup)
     {
         using var model = new CrnnModel(device, new ModelConfig());
         model.Initialize(seed: 1);
         var options = new TrainOptions { Steps = int.MaxValue, BatchSize = batch };
-        using var trainer = new Trainer(model, CharDictionary.Default, source, options, Path.GetTempPath(), validation: null);
+        var timed = new WaitTimer(source);
+        using var trainer = new Trainer(model, CharDictionary.Default, timed, options, Path.GetTempPath(), validation: null);
         for (int i = 0; i < Math.Max(1, warmup); i++) trainer.TrainStep();
         device.Synchronize();
-        var clock = Stopwatch.StartNew();
-        for (int i = 0; i < steps; i++) trainer.TrainStep();
-        device.Synchronize();
-        return clock.Elapsed.TotalSeconds / steps;
+        // Medians: other processes stall single steps at random. A step waits for its losses anyway, so
+        // synchronizing after each one changes nothing.
+        var times = new double[steps];
+        var waits = new double[steps];
+        for (int i = 0; i < steps; i++)
+        {
+            var clock = Stopwatch.StartNew();
+            trainer.TrainStep();
+            device.Synchronize();
+            (times[i], waits[i]) = (clock.Elapsed.TotalSeconds, timed.LastWait);
+        }
+        return (Median(times), Median(waits));
+    }
+
+    static double Median(double[] values)
+    {
+        var sorted = values.Order().ToArray();
+        int n = sorted.Length;
+        return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+    }
+
+    /// <summary>Times each NextBatch call: how long the trainer waits for data.</summary>
+    sealed class WaitTimer(IBatchSource inner) : IBatchSource
+    {
+        public double LastWait { get; private set; }
+        public int Seed => inner.Seed;
+        public long Position { get => inner.Position; set => inner.Position = value; }
+        public long EpochSize => inner.EpochSize;
+
+        public void NextBatch(float[] images, string[] texts, int[][] labels)
+        {
+            long start = Stopwatch.GetTimestamp();
+            inner.NextBatch(images, texts, labels);
+            LastWait = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        }
+
+        public void Dispose() { } // the caller disposes the wrapped source
     }
 
     /// <summary>Synthetic words saved as PNGs with a PaddleOCR label file, read back as training samples.</summary>
