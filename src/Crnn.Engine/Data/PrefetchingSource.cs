@@ -49,7 +49,6 @@ public sealed class PrefetchingSource : IBatchSource
 
     public int Seed => _inner.Seed;
     public long EpochSize => _inner.EpochSize;
-    public int Depth => _depth;
 
     /// <summary>Samples handed to the consumer. Setting it (a resume) drops the batches made ahead and restarts there.</summary>
     public long Position
