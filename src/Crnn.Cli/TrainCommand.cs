@@ -65,9 +65,9 @@ public static class TrainCommand
         var config = checkpoint?.Config ?? new ModelConfig(Classes: dictionary.Classes);
         int steps = config.TimeSteps;
 
-        using IBatchSource source = s.Train.Length == 0
+        using IBatchSource source = new PrefetchingSource(s.Train.Length == 0
             ? new SyntheticSource(dictionary, s.Options.Seed, options: s.Synthetic)
-            : new LabelFileSource(ReadLabels(s.Train, dictionary, steps, log), s.Options.Seed);
+            : new LabelFileSource(ReadLabels(s.Train, dictionary, steps, log), s.Options.Seed));
         var validation = s.Val is null
             ? SyntheticValidation(dictionary, s.ValCount, seed: s.Options.Seed + 1_000_000, s.Synthetic)
             : LoadValidation(s.Val, dictionary, steps, log);
