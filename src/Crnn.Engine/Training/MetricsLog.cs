@@ -81,6 +81,7 @@ public sealed class MetricsLog : IDisposable
     /// (right axis, percent). Written to a temp file and renamed, so a viewer never sees half a PNG.</summary>
     public void WritePlot(int width = 900, int height = 500)
     {
+        UseInstalledFont();
         var plot = new ScottPlot.Plot();
         var loss = plot.Add.Scatter(_loss.Select(p => p.Step).ToArray(), _loss.Select(p => p.Loss).ToArray());
         loss.LegendText = "loss (mean per log line)";
@@ -105,6 +106,24 @@ public sealed class MetricsLog : IDisposable
             try { File.Delete(temp); } catch (IOException) { /* report the first failure */ }
             throw new TrainingException($"cannot write {PlotFile} in '{_folder}': {e.Message.Split('\n')[0]}", e);
         }
+    }
+
+    static bool _fontChosen;
+
+    /// <summary>The bundled Linux Skia has no font manager, so ScottPlot would draw no text: give it the font
+    /// file the synthetic words use (none installed: the plot has lines but no labels).</summary>
+    static void UseInstalledFont()
+    {
+        if (_fontChosen) return;
+        _fontChosen = true;
+        try
+        {
+            string font = SyntheticWords.FindFont();
+            ScottPlot.Fonts.AddFontFile("crnn-plot", font);
+            ScottPlot.Fonts.AddFontFile("crnn-plot", font, bold: true); // axis labels are bold
+            ScottPlot.Fonts.Default = "crnn-plot";
+        }
+        catch (FileNotFoundException) { /* no .ttf installed */ }
     }
 
     static long JsonStep(string line)

@@ -198,7 +198,11 @@ public sealed class Trainer : IDisposable
                 clock.Restart();
             }
         }
-        if (cancel.IsCancellationRequested && Step != _savedStep) SaveCheckpoint();
+        if (cancel.IsCancellationRequested && Step != _savedStep)
+        {
+            SaveCheckpoint();
+            metrics.WritePlot();
+        }
     }
 
     /// <summary>
