@@ -10,7 +10,8 @@ public static class Program
         if (parsed.Errors.Count > 0)
         {
             // A value that does not parse (--steps abc, --lr 1e99) or an unknown option: one line, like every user error.
-            Console.Error.WriteLine($"error: {parsed.Errors[0].Message} (see '{string.Join(' ', ["crnn", .. CommandPath(parsed.CommandResult)])} --help')");
+            string messages = string.Join(" ", parsed.Errors.Select(e => e.Message.Split('\n')[0]));
+            Console.Error.WriteLine($"error: {messages} (see '{string.Join(' ', ["crnn", .. CommandPath(parsed.CommandResult)])} --help')");
             return 2;
         }
         return parsed.Invoke();
