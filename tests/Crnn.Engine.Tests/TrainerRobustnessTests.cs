@@ -174,6 +174,40 @@ public sealed class TrainerRobustnessTests : IDisposable
     }
 
     [Fact]
+    public void AFolderTurnedReadOnlyKeepsThePreviousCheckpointAndNoTempFiles()
+    {
+        string run = Output("read-only-save");
+        var trainer = MakeTrainer(run, Options(2));
+        trainer.TrainStep();
+        trainer.SaveCheckpoint();
+        var before = Directory.GetFiles(run).ToDictionary(f => f, File.ReadAllBytes);
+        trainer.TrainStep();
+        bool chmod = !OperatingSystem.IsWindows() && !Environment.IsPrivilegedProcess;
+        if (!OperatingSystem.IsWindows() && chmod)
+            File.SetUnixFileMode(run, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        else // root ignores the mode: a temp file is created, then writing it is refused
+            trainer.CreateCheckpointFile = path =>
+            {
+                File.WriteAllText(path, "partial");
+                throw new UnauthorizedAccessException($"Access to the path '{path}' is denied.");
+            };
+        try
+        {
+            var e = Assert.Throws<CheckpointException>(trainer.SaveCheckpoint);
+            Assert.Contains("denied", e.Message);
+            Assert.DoesNotContain('\n', e.Message);
+        }
+        finally
+        {
+            if (!OperatingSystem.IsWindows() && chmod)
+                File.SetUnixFileMode(run, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+        Assert.Equal(before.Keys.Order(), Directory.GetFiles(run).Order()); // nothing left behind
+        foreach (var (path, bytes) in before) Assert.Equal(bytes, File.ReadAllBytes(path));
+        Assert.Equal(1, Checkpoint.Load(run).Step);
+    }
+
+    [Fact]
     public void ABatchTooLargeForTheDeviceNamesTheSizeAndTheBatch()
     {
         var model = new CrnnModel(Device.Value, Small);
