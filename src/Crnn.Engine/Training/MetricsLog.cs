@@ -110,20 +110,20 @@ public sealed class MetricsLog : IDisposable
 
     static bool _fontChosen;
 
-    /// <summary>The bundled Linux Skia has no font manager, so ScottPlot would draw no text: give it the font
-    /// file the synthetic words use (none installed: the plot has lines but no labels).</summary>
+    /// <summary>The bundled Linux Skia has no font manager, so ScottPlot would draw no text: give it an installed
+    /// TrueType file, DejaVu Sans when there (none installed: the plot has lines but no labels).</summary>
     static void UseInstalledFont()
     {
         if (_fontChosen) return;
         _fontChosen = true;
-        try
-        {
-            string font = SyntheticWords.FindFont();
-            ScottPlot.Fonts.AddFontFile("crnn-plot", font);
-            ScottPlot.Fonts.AddFontFile("crnn-plot", font, bold: true); // axis labels are bold
-            ScottPlot.Fonts.Default = "crnn-plot";
-        }
-        catch (FileNotFoundException) { /* no .ttf installed */ }
+        string? font = Synthetic.FontCatalog.SystemFontRoots()
+            .SelectMany(root => Directory.EnumerateFiles(root, "*.ttf", SearchOption.AllDirectories))
+            .OrderBy(f => Path.GetFileName(f) == "DejaVuSans.ttf" ? 0 : 1).ThenBy(f => f, StringComparer.Ordinal)
+            .FirstOrDefault();
+        if (font is null) return;
+        ScottPlot.Fonts.AddFontFile("crnn-plot", font);
+        ScottPlot.Fonts.AddFontFile("crnn-plot", font, bold: true); // axis labels are bold
+        ScottPlot.Fonts.Default = "crnn-plot";
     }
 
     static long JsonStep(string line)
