@@ -4,7 +4,21 @@ namespace Crnn.Cli;
 
 public static class Program
 {
-    public static int Main(string[] args) => BuildRoot().Parse(args).Invoke();
+    public static int Main(string[] args)
+    {
+        var parsed = BuildRoot().Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            // A value that does not parse (--steps abc, --lr 1e99) or an unknown option: one line, like every user error.
+            string messages = string.Join(" ", parsed.Errors.Select(e => e.Message.Split('\n')[0]));
+            Console.Error.WriteLine($"error: {messages} (see '{string.Join(' ', ["crnn", .. CommandPath(parsed.CommandResult)])} --help')");
+            return 2;
+        }
+        return parsed.Invoke();
+    }
+
+    static IEnumerable<string> CommandPath(System.CommandLine.Parsing.CommandResult result) =>
+        result.Parent is System.CommandLine.Parsing.CommandResult parent ? [.. CommandPath(parent), result.Command.Name] : [];
 
     public static RootCommand BuildRoot()
     {

@@ -4,6 +4,7 @@ using Crnn.Engine.Data;
 using Crnn.Engine.Synthetic;
 using Crnn.Engine.Training;
 using Crnn.Kernels;
+using Spectre.Console;
 
 namespace Crnn.Cli;
 
@@ -31,9 +32,11 @@ public static class TrainCommand
         var valCount = new Option<int>("--val-count") { Description = "held-out synthetic words for validation", DefaultValueFactory = _ => 256 };
         var fonts = SynthCommand.FontsOption();
         var excludeFonts = SynthCommand.ExcludeFontsOption();
+        var maxBadSteps = new Option<int>("--max-bad-steps") { Description = "stop after this many steps in a row with a non-finite loss (each is skipped)", DefaultValueFactory = _ => 5 };
+        var noProgress = new Option<bool>("--no-progress") { Description = "log lines instead of a live progress bar (the default when output is redirected)" };
 
         var command = new Command("train", "Train the recognizer; without --train it renders synthetic words to train on.");
-        foreach (var o in new Option[] { train, val, dict, space, steps, batch, lr, seed, device, output, resume, clip, warmup, cosine, logEvery, valEvery, valCount, fonts, excludeFonts })
+        foreach (var o in new Option[] { train, val, dict, space, steps, batch, lr, seed, device, output, resume, clip, warmup, cosine, logEvery, valEvery, valCount, fonts, excludeFonts, maxBadSteps, noProgress })
             command.Options.Add(o);
         command.SetAction(p => UserError.Guard(() => Run(new Settings(
             p.GetValue(train) ?? [], p.GetValue(val), p.GetValue(dict), p.GetValue(space), p.GetValue(device),
@@ -42,8 +45,12 @@ public static class TrainCommand
             {
                 Steps = p.GetValue(steps), BatchSize = p.GetValue(batch), LearningRate = p.GetValue(lr), Seed = p.GetValue(seed),
                 ClipNorm = p.GetValue(clip), WarmupSteps = p.GetValue(warmup), Cosine = p.GetValue(cosine),
-                LogEvery = p.GetValue(logEvery), ValidateEvery = p.GetValue(valEvery),
-            }) { Fonts = p.GetValue(fonts) ?? [], ExcludeFonts = p.GetValue(excludeFonts) ?? [] }, Console.Out)));
+                LogEvery = p.GetValue(logEvery), ValidateEvery = p.GetValue(valEvery), MaxBadSteps = p.GetValue(maxBadSteps),
+            })
+        {
+            Fonts = p.GetValue(fonts) ?? [], ExcludeFonts = p.GetValue(excludeFonts) ?? [],
+            Live = !p.GetValue(noProgress) && LiveView.Available ? AnsiConsole.Console : null,
+        }, Console.Out)));
         return command;
     }
 
@@ -54,12 +61,20 @@ public static class TrainCommand
         public IReadOnlyList<string> Fonts { get; init; } = [];
         public IReadOnlyList<string> ExcludeFonts { get; init; } = [];
         public SyntheticOptions Synthetic => new() { Fonts = Fonts, ExcludeFonts = ExcludeFonts };
+        /// <summary>Show progress live on this console; null: log lines to the log writer.</summary>
+        public IAnsiConsole? Live { get; init; }
     }
 
-    public static int Run(Settings s, TextWriter log)
+    /// <summary>Exit code of a run stopped by Ctrl-C (after saving its checkpoint): 128 + SIGINT, as shells report it.</summary>
+    public const int InterruptedExitCode = 130;
+
+    /// <summary>Trains as <paramref name="s"/> says; 0 when done, <see cref="InterruptedExitCode"/> when stopped by
+    /// Ctrl-C or <paramref name="cancel"/> (a checkpoint is saved either way).</summary>
+    public static int Run(Settings s, TextWriter log, CancellationToken cancel = default)
     {
         s.Options.Validate();
         if (s.ValCount < 1) throw new ArgumentException($"--val-count must be at least 1, got {s.ValCount}");
+        Checkpoint.CheckWritable(s.Output); // before minutes of data loading and training
         var checkpoint = s.Resume is null ? null : Checkpoint.Load(s.Resume);
         var dictionary = checkpoint?.Dictionary ?? (s.Dict is null ? CharDictionary.Default : CharDictionary.Load(s.Dict, s.UseSpaceChar));
         var config = checkpoint?.Config ?? new ModelConfig(Classes: dictionary.Classes);
@@ -85,15 +100,26 @@ public static class TrainCommand
             trainer.Resume(checkpoint);
             log.WriteLine($"resumed from {s.Resume} at step {trainer.Step}");
         }
-        trainer.Logged += r => log.WriteLine(
-            $"step {r.Step}/{s.Options.Steps}  loss {r.Loss:F4}  lr {r.LearningRate:E2}  {r.ImagesPerSecond:F1} img/s" +
-            (r.ValAccuracy is { } a ? $"  val accuracy {a:P1}  norm edit {r.ValNormEditDistance:F4}" : ""));
-        using var cancel = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); log.WriteLine("stopping: saving a checkpoint..."); };
+        TrainingView view = s.Live is { } console
+            ? new LiveView(console, s.Options.Steps, s.Options.BatchSize)
+            : new PlainView(log, s.Options.Steps, s.Options.BatchSize);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+        var interrupt = new Interrupt(stop, view.Note);
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            e.Cancel = true; // never let Ctrl-C kill the process mid-save
+            interrupt.Press();
+        };
         Console.CancelKeyPress += onCancel;
-        try { trainer.Run(cancel.Token); }
+        try { view.Run(trainer, () => trainer.Run(stop.Token)); }
         finally { Console.CancelKeyPress -= onCancel; }
-        log.WriteLine($"checkpoint: {Path.GetFullPath(s.Output)} (step {trainer.Step})");
+        if (interrupt.Requested)
+        {
+            log.WriteLine($"interrupted at step {trainer.Step}/{s.Options.Steps}: checkpoint saved in {Path.GetFullPath(s.Output)}; continue with --resume {s.Output}");
+            return InterruptedExitCode;
+        }
+        log.WriteLine($"checkpoint: {Path.GetFullPath(s.Output)} (step {trainer.Step})" +
+            (trainer.BestValAccuracy is { } best ? $"; best validation accuracy {best:P1} in {Path.Combine(s.Output, Trainer.BestFolder)}" : ""));
         if (s.Train.Length == 0) ShowSamples(model, dictionary, s, log);
         return 0;
     }
