@@ -6,7 +6,8 @@ public static class Program
 {
     public static int Main(string[] args)
     {
-        var parsed = BuildRoot().Parse(args);
+        // Bare `crnn` shows the help rather than a "required command" error.
+        var parsed = BuildRoot().Parse(args.Length == 0 ? ["--help"] : args);
         if (parsed.Errors.Count > 0)
         {
             // A value that does not parse (--steps abc, --lr 1e99) or an unknown option: one line, like every user error.
