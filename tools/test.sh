@@ -3,15 +3,8 @@
 # totals as the last line: "N passed, N failed[, N skipped]". Exits non-zero on any failure or if no test ran.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-# The synthetic-word tests render text with a TrueType font; install DejaVu where none is present.
-if ! ls /usr/share/fonts/truetype/*/*.ttf >/dev/null 2>&1 && command -v apt-get >/dev/null; then
-  (apt-get update -qq && apt-get install -y -qq fonts-dejavu-core) >/dev/null 2>&1 || echo "warning: could not install fonts-dejavu-core" >&2
-fi
-
-# LMDB datasets are read with the system's LMDB 0.9, the format Python's lmdb writes (src/Crnn.Engine/Data/LmdbLibrary.cs).
-if ! ldconfig -p 2>/dev/null | grep -q 'liblmdb\.so\.0' && command -v apt-get >/dev/null; then
-  (apt-get update -qq && apt-get install -y -qq liblmdb0) >/dev/null 2>&1 || echo "warning: could not install liblmdb0" >&2
-fi
+# The synthetic-word tests render text with TrueType fonts; install them where missing (warns, never fails).
+tools/setup.sh
 
 results="$(mktemp -d)"
 trap 'rm -rf "$results"' EXIT

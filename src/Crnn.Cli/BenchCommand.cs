@@ -11,8 +11,8 @@ namespace Crnn.Cli;
 
 /// <summary>
 /// <c>crnn bench</c>: images per second of full training steps (synthetic data, the seed model) and a
-/// per-layer-family time breakdown, as a Markdown report. Runs anywhere the single-file CLI runs,
-/// including GPU machines without the .NET SDK.
+/// per-layer-family time breakdown, as a Markdown report; with <c>--loader</c>, the data loaders alone
+/// against training. Runs anywhere the single-file CLI runs, including GPU machines without the .NET SDK.
 /// </summary>
 public static class BenchCommand
 {
@@ -23,28 +23,40 @@ public static class BenchCommand
         var warmup = new Option<int>("--warmup") { Description = "unmeasured steps first (kernel compilation, allocation)", DefaultValueFactory = _ => 2 };
         var device = new Option<string?>("--device") { Description = "cpu, cuda or opencl[:index]" };
         var output = new Option<string?>("--output") { Description = "also write the Markdown report to this file" };
+        var loader = new Option<bool>("--loader") { Description = "measure the data loaders instead: images/s of synthetic words and a label file, direct and prefetched, and training steps with and without prefetching" };
         var command = new Command("bench", "Measure training-step throughput and the time per layer family.");
-        foreach (var o in new Option[] { batch, steps, warmup, device, output }) command.Options.Add(o);
-        command.SetAction(p => UserError.Guard(() =>
-            Run(p.GetValue(batch)!, p.GetValue(steps), p.GetValue(warmup), p.GetValue(device), p.GetValue(output), Console.Out)));
+        foreach (var o in new Option[] { batch, steps, warmup, device, output, loader }) command.Options.Add(o);
+        command.SetAction(p => UserError.Guard(() => p.GetValue(loader)
+            ? RunLoader(p.GetValue(batch)!, p.GetValue(steps), p.GetValue(warmup), p.GetValue(device), p.GetValue(output), Console.Out)
+            : Run(p.GetValue(batch)!, p.GetValue(steps), p.GetValue(warmup), p.GetValue(device), p.GetValue(output), Console.Out)));
         return command;
     }
 
     public static int Run(int[] batchSizes, int steps, int warmup, string? deviceSpec, string? outputFile, TextWriter log)
     {
-        if (steps < 1) throw new ArgumentException($"--steps must be at least 1, got {steps}");
-        if (warmup < 0) throw new ArgumentException($"--warmup must be 0 or more, got {warmup}");
-        if (batchSizes.Length == 0 || batchSizes.Any(b => b < 1)) throw new ArgumentException("--batch-size values must be at least 1");
+        CheckCounts(batchSizes, steps, warmup);
         using var device = Device.Open(deviceSpec);
         var report = new StringBuilder();
         report.AppendLine($"# Training-step benchmark ({DateTime.UtcNow:yyyy-MM-dd})").AppendLine();
-        report.AppendLine($"- machine: {Environment.MachineName}, {Environment.ProcessorCount} cores, {RuntimeInformation.OSDescription}, .NET {Environment.Version}");
-        report.AppendLine($"- device: {device}");
+        DescribeMachine(report, device);
         report.AppendLine($"- model: seed CRNN (MobileNetV3-large ×0.5, BiLSTM 96, 37 classes), {new ModelConfig().ParameterCount:N0} parameters; synthetic words; Adam").AppendLine();
         foreach (int batch in batchSizes) Measure(device, batch, steps, warmup, report, log);
         log.Write(report);
         if (outputFile != null) File.WriteAllText(outputFile, report.ToString());
         return 0;
+    }
+
+    static void CheckCounts(int[] batchSizes, int steps, int warmup)
+    {
+        if (steps < 1) throw new ArgumentException($"--steps must be at least 1, got {steps}");
+        if (warmup < 0) throw new ArgumentException($"--warmup must be 0 or more, got {warmup}");
+        if (batchSizes.Length == 0 || batchSizes.Any(b => b < 1)) throw new ArgumentException("--batch-size values must be at least 1");
+    }
+
+    static void DescribeMachine(StringBuilder report, Device device)
+    {
+        report.AppendLine($"- machine: {Environment.MachineName}, {Environment.ProcessorCount} cores, {RuntimeInformation.OSDescription}, .NET {Environment.Version}");
+        report.AppendLine($"- device: {device}");
     }
 
     static void Measure(Device device, int batch, int steps, int warmup, StringBuilder report, TextWriter log)
@@ -77,5 +89,165 @@ public static class BenchCommand
         foreach (var (name, ms) in profiler.Milliseconds.OrderByDescending(kv => kv.Value))
             report.AppendLine($"| {name} | {ms / steps:F2} | {ms / total:P1} |");
         report.AppendLine($"| **total (synchronized)** | {total / steps:F2} | |").AppendLine();
+    }
+
+    // ---- crnn bench --loader ----
+
+    const int LabelFileImages = 500;
+
+    /// <summary>
+    /// Loader images/s (each source alone, one thread, as its NextBatch runs, and as the prefetcher delivers)
+    /// beside training images/s with and without prefetching, so one sees whether data or compute bounds a step.
+    /// </summary>
+    public static int RunLoader(int[] batchSizes, int steps, int warmup, string? deviceSpec, string? outputFile, TextWriter log)
+    {
+        CheckCounts(batchSizes, steps, warmup);
+        int batch = batchSizes[0];
+        using var device = Device.Open(deviceSpec);
+        var report = new StringBuilder();
+        report.AppendLine($"# Data-loader benchmark ({DateTime.UtcNow:yyyy-MM-dd})").AppendLine();
+        DescribeMachine(report, device);
+        report.AppendLine($"- batch {batch}; loaders run for about {LoaderSeconds} s each; training: the seed model, median of {steps} steps after {Math.Max(1, warmup)} warm-up steps");
+        report.AppendLine($"- label file: {LabelFileImages} synthetic words saved as PNG, decoded with ImageSharp").AppendLine();
+
+        string folder = Directory.CreateTempSubdirectory("crnn-bench-loader-").FullName;
+        try
+        {
+            var samples = WriteLabelFile(folder, log);
+            var dictionary = CharDictionary.Default;
+            int imageFloats = Preprocess.Channels * 32 * 100;
+            report.AppendLine("| loader | how | images/s |").AppendLine("|---|---|---:|");
+            void Row(string loader, string how, double rate)
+            {
+                report.AppendLine($"| {loader} | {how} | {rate:F0} |");
+                log.WriteLine($"{loader}, {how}: {rate:F0} images/s");
+            }
+
+            using (var words = new SyntheticWords(dictionary, seed: 1))
+            {
+                var image = new float[imageFloats];
+                long next = 0;
+                Row("synthetic words", "one thread (render + preprocess)", ImagesPerSecond(1, () => words.Sample(next++, image)));
+            }
+            using (var source = new SyntheticSource(dictionary, seed: 1))
+                Row("synthetic words", "SyntheticSource.NextBatch (Parallel.For)", BatchesPerSecond(source, batch, imageFloats));
+            using (var source = new PrefetchingSource(new SyntheticSource(dictionary, seed: 1)))
+                Row("synthetic words", "PrefetchingSource (one worker)", BatchesPerSecond(source, batch, imageFloats));
+
+            int file = 0;
+            Row("label file (PNG)", "one thread = LabelFileSource.NextBatch", ImagesPerSecond(1, () => Preprocess.LoadFile(samples[file++ % samples.Count].Path)));
+            Row("label file (PNG)", "Parallel.For over the batch (not what LabelFileSource does)", ImagesPerSecond(batch,
+                () => Parallel.For(0, batch, b => Preprocess.LoadFile(samples[(file + b) % samples.Count].Path)), () => file += batch));
+            using (var source = new PrefetchingSource(new LabelFileSource(samples, seed: 1)))
+                Row("label file (PNG)", "PrefetchingSource (one worker)", BatchesPerSecond(source, batch, imageFloats));
+
+            report.AppendLine().AppendLine($"Training steps, batch {batch}:").AppendLine();
+            report.AppendLine("| data | prefetch | images/s | ms per step | of which waiting for the batch (ms) |").AppendLine("|---|---|---:|---:|---:|");
+            foreach (bool labelFile in new[] { false, true })
+                foreach (bool prefetch in new[] { false, true })
+                {
+                    IBatchSource inner = labelFile ? new LabelFileSource(samples, seed: 1) : new SyntheticSource(dictionary, seed: 1);
+                    using var source = prefetch ? new PrefetchingSource(inner) : inner;
+                    var (seconds, wait) = SecondsPerStep(device, source, batch, steps, warmup);
+                    string data = labelFile ? "label file (PNG)" : "synthetic words";
+                    report.AppendLine($"| {data} | {(prefetch ? "yes" : "no")} | {batch / seconds:F1} | {1000 * seconds:F1} | {1000 * wait:F2} |");
+                    log.WriteLine($"training on {data}, prefetch {(prefetch ? "on" : "off")}: {batch / seconds:F1} images/s, waiting {1000 * wait:F2} ms per step for data");
+                }
+        }
+        finally { Directory.Delete(folder, recursive: true); }
+
+        report.AppendLine().AppendLine("Other processes on the machine make these numbers noisy; compare rows of one run.");
+        log.WriteLine();
+        log.Write(report);
+        if (outputFile != null) File.WriteAllText(outputFile, report.ToString());
+        return 0;
+    }
+
+    const double LoaderSeconds = 3;
+
+    /// <summary>Runs <paramref name="step"/> (then <paramref name="advance"/>) for about <see cref="LoaderSeconds"/>
+    /// after one unmeasured call; <paramref name="images"/> per call.</summary>
+    static double ImagesPerSecond(int images, Action step, Action? advance = null)
+    {
+        step();
+        advance?.Invoke();
+        var clock = Stopwatch.StartNew();
+        long done = 0;
+        while (clock.Elapsed.TotalSeconds < LoaderSeconds)
+        {
+            step();
+            advance?.Invoke();
+            done += images;
+        }
+        return done / clock.Elapsed.TotalSeconds;
+    }
+
+    static double BatchesPerSecond(IBatchSource source, int batch, int imageFloats)
+    {
+        var images = new float[batch * imageFloats];
+        var texts = new string[batch];
+        var labels = new int[batch][];
+        return ImagesPerSecond(batch, () => source.NextBatch(images, texts, labels));
+    }
+
+    /// <summary>Median seconds of a whole step and of the wait for its batch (the part prefetching can hide).</summary>
+    static (double Step, double Wait) SecondsPerStep(Device device, IBatchSource source, int batch, int steps, int warmup)
+    {
+        using var model = new CrnnModel(device, new ModelConfig());
+        model.Initialize(seed: 1);
+        var options = new TrainOptions { Steps = int.MaxValue, BatchSize = batch };
+        var timed = new WaitTimer(source);
+        using var trainer = new Trainer(model, CharDictionary.Default, timed, options, Path.GetTempPath(), validation: null);
+        for (int i = 0; i < Math.Max(1, warmup); i++) trainer.TrainStep();
+        device.Synchronize();
+        // Medians: other processes stall single steps at random. A step waits for its losses anyway, so
+        // synchronizing after each one changes nothing.
+        var times = new double[steps];
+        var waits = new double[steps];
+        for (int i = 0; i < steps; i++)
+        {
+            var clock = Stopwatch.StartNew();
+            trainer.TrainStep();
+            device.Synchronize();
+            (times[i], waits[i]) = (clock.Elapsed.TotalSeconds, timed.LastWait);
+        }
+        return (Median(times), Median(waits));
+    }
+
+    static double Median(double[] values)
+    {
+        var sorted = values.Order().ToArray();
+        int n = sorted.Length;
+        return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+    }
+
+    /// <summary>Times each NextBatch call: how long the trainer waits for data.</summary>
+    sealed class WaitTimer(IBatchSource inner) : IBatchSource
+    {
+        public double LastWait { get; private set; }
+        public int Seed => inner.Seed;
+        public long Position { get => inner.Position; set => inner.Position = value; }
+        public long EpochSize => inner.EpochSize;
+
+        public void NextBatch(float[] images, string[] texts, int[][] labels)
+        {
+            long start = Stopwatch.GetTimestamp();
+            inner.NextBatch(images, texts, labels);
+            LastWait = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        }
+
+        public void Dispose() { } // the caller disposes the wrapped source
+    }
+
+    /// <summary>Synthetic words saved as PNGs with a PaddleOCR label file, read back as training samples.</summary>
+    static IReadOnlyList<LabeledImage> WriteLabelFile(string folder, TextWriter log)
+    {
+        log.WriteLine($"writing {LabelFileImages} PNGs to {folder} ...");
+        using var words = new SyntheticWords(CharDictionary.Default, seed: 2);
+        var lines = new string[LabelFileImages];
+        Parallel.For(0, LabelFileImages, i => lines[i] = $"{i}.png\t{words.SavePng(i, Path.Combine(folder, $"{i}.png"))}");
+        string labels = Path.Combine(folder, "labels.txt");
+        File.WriteAllLines(labels, lines);
+        return LabelFile.Read(labels, CharDictionary.Default, new ModelConfig().TimeSteps).Samples;
     }
 }

@@ -1,8 +1,10 @@
 using System.CommandLine;
 using Crnn.Engine;
 using Crnn.Engine.Data;
+using Crnn.Engine.Synthetic;
 using Crnn.Engine.Training;
 using Crnn.Kernels;
+using Spectre.Console;
 
 namespace Crnn.Cli;
 
@@ -30,9 +32,13 @@ public static class TrainCommand
         var valCount = new Option<int>("--val-count") { Description = "held-out synthetic words for validation", DefaultValueFactory = _ => 256 };
         var labelCase = DataOptions.Case();
         var strict = DataOptions.Strict();
+        var fonts = SynthCommand.FontsOption();
+        var excludeFonts = SynthCommand.ExcludeFontsOption();
+        var maxBadSteps = new Option<int>("--max-bad-steps") { Description = "stop after this many steps in a row with a non-finite loss (each is skipped)", DefaultValueFactory = _ => 5 };
+        var noProgress = new Option<bool>("--no-progress") { Description = "log lines instead of a live progress bar (the default when output is redirected)" };
 
         var command = new Command("train", "Train the recognizer; without --train it renders synthetic words to train on.");
-        foreach (var o in new Option[] { train, val, dict, space, steps, batch, lr, seed, device, output, resume, clip, warmup, cosine, logEvery, valEvery, valCount, labelCase, strict })
+        foreach (var o in new Option[] { train, val, dict, space, steps, batch, lr, seed, device, output, resume, clip, warmup, cosine, logEvery, valEvery, valCount, labelCase, strict, fonts, excludeFonts, maxBadSteps, noProgress })
             command.Options.Add(o);
         command.SetAction(p => UserError.Guard(() => Run(new Settings(
             p.GetValue(train) ?? [], p.GetValue(val), p.GetValue(dict), p.GetValue(space), p.GetValue(device),
@@ -41,8 +47,13 @@ public static class TrainCommand
             {
                 Steps = p.GetValue(steps), BatchSize = p.GetValue(batch), LearningRate = p.GetValue(lr), Seed = p.GetValue(seed),
                 ClipNorm = p.GetValue(clip), WarmupSteps = p.GetValue(warmup), Cosine = p.GetValue(cosine),
-                LogEvery = p.GetValue(logEvery), ValidateEvery = p.GetValue(valEvery),
-            }) { Case = LabelCases.Parse(p.GetValue(labelCase)!), Strict = p.GetValue(strict) }, Console.Out)));
+                LogEvery = p.GetValue(logEvery), ValidateEvery = p.GetValue(valEvery), MaxBadSteps = p.GetValue(maxBadSteps),
+            })
+        {
+            Case = LabelCases.Parse(p.GetValue(labelCase)!), Strict = p.GetValue(strict),
+            Fonts = p.GetValue(fonts) ?? [], ExcludeFonts = p.GetValue(excludeFonts) ?? [],
+            Live = !p.GetValue(noProgress) && LiveView.Available ? AnsiConsole.Console : null,
+        }, Console.Out)));
         return command;
     }
 
@@ -53,21 +64,33 @@ public static class TrainCommand
         public LabelCase Case { get; init; } = LabelCase.Auto;
         /// <summary>A bad sample (label or image) stops the run instead of being skipped.</summary>
         public bool Strict { get; init; }
+        /// <summary>Fonts of the synthetic words (training, validation and samples); empty: the default catalog.</summary>
+        public IReadOnlyList<string> Fonts { get; init; } = [];
+        public IReadOnlyList<string> ExcludeFonts { get; init; } = [];
+        public SyntheticOptions Synthetic => new() { Fonts = Fonts, ExcludeFonts = ExcludeFonts };
+        /// <summary>Show progress live on this console; null: log lines to the log writer.</summary>
+        public IAnsiConsole? Live { get; init; }
     }
 
-    public static int Run(Settings s, TextWriter log)
+    /// <summary>Exit code of a run stopped by Ctrl-C (after saving its checkpoint): 128 + SIGINT, as shells report it.</summary>
+    public const int InterruptedExitCode = 130;
+
+    /// <summary>Trains as <paramref name="s"/> says; 0 when done, <see cref="InterruptedExitCode"/> when stopped by
+    /// Ctrl-C or <paramref name="cancel"/> (a checkpoint is saved either way).</summary>
+    public static int Run(Settings s, TextWriter log, CancellationToken cancel = default)
     {
         s.Options.Validate();
         if (s.ValCount < 1) throw new ArgumentException($"--val-count must be at least 1, got {s.ValCount}");
+        Checkpoint.CheckWritable(s.Output); // before minutes of data loading and training
         var checkpoint = s.Resume is null ? null : Checkpoint.Load(s.Resume);
         var dictionary = checkpoint?.Dictionary ?? (s.Dict is null ? CharDictionary.Default : CharDictionary.Load(s.Dict, s.UseSpaceChar));
         var config = checkpoint?.Config ?? new ModelConfig(Classes: dictionary.Classes);
         int steps = config.TimeSteps;
 
         var files = s.Train.Length == 0 ? null : OpenTraining(s, dictionary, steps, log);
-        using IBatchSource source = files ?? (IBatchSource)new SyntheticSource(dictionary, s.Options.Seed);
+        using IBatchSource source = new PrefetchingSource(files ?? (IBatchSource)new SyntheticSource(dictionary, s.Options.Seed, options: s.Synthetic));
         var validation = s.Val is null
-            ? ValidationSet.Synthetic(dictionary, s.ValCount, seed: s.Options.Seed + 1_000_000)
+            ? SyntheticValidation(dictionary, s.ValCount, seed: s.Options.Seed + 1_000_000, s.Synthetic)
             : LoadValidation(s, dictionary, steps, log);
 
         using var device = Device.Open(s.Device);
@@ -86,26 +109,48 @@ public static class TrainCommand
             trainer.Resume(checkpoint);
             log.WriteLine($"resumed from {s.Resume} at step {trainer.Step}");
         }
-        trainer.Logged += r => log.WriteLine(
-            $"step {r.Step}/{s.Options.Steps}  loss {r.Loss:F4}  lr {r.LearningRate:E2}  {r.ImagesPerSecond:F1} img/s" +
-            (r.ValAccuracy is { } a ? $"  val accuracy {a:P1}  norm edit {r.ValNormEditDistance:F4}" : ""));
-        using var cancel = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); log.WriteLine("stopping: saving a checkpoint..."); };
+        TrainingView view = s.Live is { } console
+            ? new LiveView(console, s.Options.Steps, s.Options.BatchSize)
+            : new PlainView(log, s.Options.Steps, s.Options.BatchSize);
+        if (files != null) files.Report = view.Note; // bad images, once each, without breaking a live display
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+        var interrupt = new Interrupt(stop, view.Note);
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            e.Cancel = true; // never let Ctrl-C kill the process mid-save
+            interrupt.Press();
+        };
         Console.CancelKeyPress += onCancel;
-        try { trainer.Run(cancel.Token); }
+        try { view.Run(trainer, () => trainer.Run(stop.Token)); }
         finally { Console.CancelKeyPress -= onCancel; }
-        log.WriteLine($"checkpoint: {Path.GetFullPath(s.Output)} (step {trainer.Step})");
         if (files is { BadImages: > 0 }) log.WriteLine($"bad images skipped: {files.BadImages:N0} in all");
+        if (interrupt.Requested)
+        {
+            log.WriteLine($"interrupted at step {trainer.Step}/{s.Options.Steps}: checkpoint saved in {Path.GetFullPath(s.Output)}; continue with --resume {s.Output}");
+            return InterruptedExitCode;
+        }
+        log.WriteLine($"checkpoint: {Path.GetFullPath(s.Output)} (step {trainer.Step})" +
+            (trainer.BestValAccuracy is { } best ? $"; best validation accuracy {best:P1} in {Path.Combine(s.Output, Trainer.BestFolder)}" : ""));
         if (s.Train.Length == 0) ShowSamples(model, dictionary, s, log);
         return 0;
     }
 
-    /// <summary>The --train datasets, concatenated, as a seeded stream; bad images are logged once each.</summary>
+    /// <summary>The --train datasets, concatenated, as a seeded stream.</summary>
     static LabelFileSource OpenTraining(Settings s, CharDictionary dictionary, int steps, TextWriter log)
     {
         var data = Datasets.Open(s.Train, dictionary, steps, s.Case, s.Strict);
         data.Skipped.Report(log, string.Join(", ", s.Train));
-        return new LabelFileSource(data, s.Options.Seed, s.Strict, log.WriteLine);
+        return new LabelFileSource(data, s.Options.Seed, s.Strict);
+    }
+
+    /// <summary>As <see cref="ValidationSet.Synthetic"/>, in the fonts chosen for training.</summary>
+    static ValidationSet SyntheticValidation(CharDictionary dictionary, int count, int seed, SyntheticOptions options)
+    {
+        using var words = new SyntheticWords(dictionary, seed, options);
+        var images = new float[count * Preprocess.Channels * words.OutHeight * words.OutWidth];
+        var texts = new string[count];
+        words.NextBatch(images, texts, new int[count][]);
+        return new ValidationSet(images, texts);
     }
 
     /// <summary>The --val dataset, decoded once; bad images are left out (or stop the run with --strict).</summary>
@@ -132,7 +177,7 @@ public static class TrainCommand
         const int count = 6;
         string folder = Path.Combine(s.Output, "samples");
         Directory.CreateDirectory(folder);
-        using var words = new SyntheticWords(dictionary, seed: s.Options.Seed + 2_000_000);
+        using var words = new SyntheticWords(dictionary, seed: s.Options.Seed + 2_000_000, s.Synthetic);
         int size = Preprocess.Channels * 32 * 100;
         var images = new float[count * size];
         var texts = new string[count];

@@ -90,8 +90,29 @@ public sealed class Checkpoint
         {
             foreach (var temp in temps) TryDelete(temp);
             if (e is IOException or UnauthorizedAccessException)
-                throw new CheckpointException($"cannot save checkpoint to '{folder}': {e.Message}", e);
+                throw new CheckpointException($"cannot save checkpoint to '{folder}': {e.Message.Split('\n')[0]}", e);
             throw;
+        }
+    }
+
+    /// <summary>Fails fast, before any training, when <paramref name="folder"/> cannot be created or written
+    /// (read-only, a file in the way, no permission): creates it and writes and removes a probe file.</summary>
+    public static void CheckWritable(string folder) =>
+        CheckWritable(folder, path => new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.DeleteOnClose));
+
+    internal static void CheckWritable(string folder, Func<string, Stream> createFile)
+    {
+        string probe = Path.Combine(folder, $".write-test.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            Directory.CreateDirectory(folder);
+            using (var stream = createFile(probe)) stream.WriteByte(0);
+            TryDelete(probe); // DeleteOnClose removed it already; a test's stream may not have
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            TryDelete(probe);
+            throw new CheckpointException($"output folder '{folder}' is not writable: {e.Message.Split('\n')[0]}", e);
         }
     }
 

@@ -1,5 +1,6 @@
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
+using SixLabors.ImageSharp.Processing;
 
 namespace Crnn.Engine;
 
@@ -108,8 +109,7 @@ public static class Preprocess
         return chw;
     }
 
-    /// <summary>Decodes an image file (PNG, JPEG, BMP, GIF, WebP, TGA; palette, 16-bit and alpha are converted
-    /// to 8-bit RGB) and preprocesses it; a missing or undecodable file gives a one-line error naming it.</summary>
+    /// <summary>Decodes an image file and preprocesses it (see <see cref="LoadRgb"/>).</summary>
     public static float[] LoadFile(string path, int outHeight = 32, int outWidth = 100)
     {
         using var image = LoadRgb(path);
@@ -125,12 +125,60 @@ public static class Preprocess
         return images;
     }
 
+    /// <summary>
+    /// Decodes PNG, JPEG, BMP, GIF, WebP, TGA (also TIFF, PBM) to 8-bit RGB as OpenCV's imread(IMREAD_COLOR)
+    /// does: EXIF orientation applied, alpha dropped (not blended), gray replicated, palettes expanded, 16-bit
+    /// channels cut to their high byte (libpng's strip_16). A missing, empty, truncated or undecodable file
+    /// gives a one-line <see cref="InvalidDataException"/> naming it.
+    /// </summary>
     public static Image<Rgb24> LoadRgb(string path)
     {
-        try { return Image.Load<Rgb24>(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or UnknownImageFormatException or InvalidImageContentException or NotSupportedException)
+        byte[] file;
+        try { file = File.ReadAllBytes(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw Unreadable(path, e.Message, e); }
+        return DecodeRgb(file, path);
+    }
+
+    /// <summary>As <see cref="LoadRgb"/>, for an encoded image already in memory (e.g. an LMDB value);
+    /// <paramref name="path"/> names it in errors.</summary>
+    public static Image<Rgb24> DecodeRgb(ReadOnlySpan<byte> file, string path)
+    {
+        if (file.Length == 0) throw Unreadable(path, "the file is empty");
+        var format = Image.DetectFormat(file)
+            ?? throw Unreadable(path, "not an image in a supported format (PNG, JPEG, BMP, GIF, WebP, TGA, TIFF, PBM)");
+        if (TruncatedImage.Problem(file, format) is { } problem) throw Unreadable(path, $"truncated or damaged: {problem}");
+        Image image;
+        try { image = Image.Load(file); }
+        catch (Exception e) when (e is ImageFormatException or NotSupportedException or ArgumentException or IndexOutOfRangeException or IOException)
         {
-            throw new InvalidDataException($"cannot read image '{path}': {e.Message}", e);
+            throw Unreadable(path, e.Message, e); // e.g. TGA and WebP decoders report short data as ArgumentException
         }
+        image.Mutate(x => x.AutoOrient());
+        if (image is Image<Rgb24> rgb) return rgb;
+        using (image) return ToRgb24(image);
+    }
+
+    static InvalidDataException Unreadable(string path, string reason, Exception? inner = null) =>
+        new($"cannot read image '{path}': {reason.Split('\n')[0].Trim()}", inner);
+
+    /// <summary>16-bit images keep the high byte of each channel (OpenCV); 8-bit ones convert exactly.</summary>
+    static Image<Rgb24> ToRgb24(Image image) => image switch
+    {
+        Image<L16> gray => Convert(gray, p => Gray((byte)(p.PackedValue >> 8))),
+        Image<La32> gray => Convert(gray, p => Gray((byte)(p.L >> 8))),
+        Image<Rgb48> color => Convert(color, p => new Rgb24((byte)(p.R >> 8), (byte)(p.G >> 8), (byte)(p.B >> 8))),
+        Image<Rgba64> color => Convert(color, p => new Rgb24((byte)(p.R >> 8), (byte)(p.G >> 8), (byte)(p.B >> 8))),
+        _ => image.CloneAs<Rgb24>(),
+    };
+
+    static Rgb24 Gray(byte v) => new(v, v, v);
+
+    static Image<Rgb24> Convert<TPixel>(Image<TPixel> image, Func<TPixel, Rgb24> pixel) where TPixel : unmanaged, IPixel<TPixel>
+    {
+        var source = new TPixel[image.Width * image.Height];
+        image.CopyPixelDataTo(source);
+        var rgb = new Rgb24[source.Length];
+        for (int i = 0; i < source.Length; i++) rgb[i] = pixel(source[i]);
+        return Image.LoadPixelData<Rgb24>(rgb, image.Width, image.Height);
     }
 }

@@ -155,13 +155,32 @@ public sealed class Device : IDisposable
     /// <summary>Launch geometry with exactly <paramref name="groups"/> groups of <paramref name="groupSize"/> threads.</summary>
     public KernelConfig Groups(int groups, int groupSize) => new(Math.Max(1, groups), groupSize);
 
-    public Tensor<T> Allocate<T>(params int[] shape) where T : unmanaged => Tensor<T>.Allocate(Accelerator, shape);
+    /// <summary>A new device tensor; a failed allocation is a <see cref="DeviceMemoryException"/> naming its size.</summary>
+    public Tensor<T> Allocate<T>(params int[] shape) where T : unmanaged
+    {
+        long count = 1;
+        foreach (int d in shape) count *= Math.Max(d, 0);
+        long bytes = count * System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+        if (count > int.MaxValue)
+            throw new DeviceMemoryException($"cannot allocate {Mib(bytes)} MiB on the device: one tensor may hold at most 2^31 elements", bytes);
+        try
+        {
+            return Tensor<T>.Allocate(Accelerator, shape);
+        }
+        catch (Exception e) when (e is OutOfMemoryException or AcceleratorException)
+        {
+            // CPU: the host allocation failed; CUDA/OpenCL: the driver's out-of-memory error (kept as the cause).
+            throw new DeviceMemoryException($"out of device memory allocating {Mib(bytes)} MiB", bytes, e);
+        }
+    }
 
-    public Tensor<float> Allocate(params int[] shape) => Tensor<float>.Allocate(Accelerator, shape);
+    public Tensor<float> Allocate(params int[] shape) => Allocate<float>(shape);
+
+    static long Mib(long bytes) => (bytes + (1 << 20) - 1) >> 20;
 
     public Tensor<T> Upload<T>(T[] data, params int[] shape) where T : unmanaged
     {
-        var t = Tensor<T>.Allocate(Accelerator, shape);
+        var t = Allocate<T>(shape);
         t.CopyFrom(data);
         return t;
     }
@@ -198,5 +217,14 @@ public sealed class Device : IDisposable
 public sealed record DeviceInfo(string Kind, string Name, long MemoryBytes, int Multiprocessors, int WarpSize,
     int MaxThreadsPerGroup, int MaxThreadsPerMultiprocessor, long MaxSharedMemoryPerGroup, bool Usable);
 
-/// <summary>A device could not be opened as asked; the message is meant for the user.</summary>
-public sealed class DeviceException(string message) : Exception(message);
+/// <summary>A device could not be opened or used as asked; the message is meant for the user.</summary>
+public class DeviceException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>A device allocation failed: the message names its size; <see cref="ForBatch"/> adds what the user can change.</summary>
+public sealed class DeviceMemoryException(string message, long bytes, Exception? inner = null) : DeviceException(message, inner)
+{
+    public long Bytes => bytes;
+
+    /// <summary>The same failure, for allocations whose size follows the batch size.</summary>
+    public DeviceMemoryException ForBatch(int batch) => new($"{Message} (batch {batch}); try a smaller --batch-size", bytes, this);
+}

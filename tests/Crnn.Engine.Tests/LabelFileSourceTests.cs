@@ -38,9 +38,9 @@ public class LabelFileSourceTests : IDisposable
     }
 
     static LabelFileSource Source(string labels, bool strict = false, List<string>? reports = null) =>
-        new(LabelFileDataset.Open(labels, CharDictionary.Default, 25, LabelCase.Auto), seed: 4, strict, reports is null ? null : reports.Add);
+        new(LabelFileDataset.Open(labels, CharDictionary.Default, 25, LabelCase.Auto), seed: 4, strict) { Report = reports is null ? null : reports.Add };
 
-    List<string> Draw(LabelFileSource source, int batches, int batch = 4)
+    List<string> Draw(IBatchSource source, int batches, int batch = 4)
     {
         var drawn = new List<string>();
         var images = new float[batch * Size];
@@ -60,29 +60,38 @@ public class LabelFileSourceTests : IDisposable
     }
 
     [Fact]
-    public void BadImagesAreSkippedReportedOnceAndReplacedByTheNextSample()
+    public void BadImagesAreSkippedReportedOnceAndReplacedByTheNextGoodSample()
     {
         using var clean = Source(Labels("clean"));
-        var cleanStream = Draw(clean, batches: 8); // 32 draws: over three epochs of 10
+        var cleanStream = Draw(clean, batches: 6); // 24 draws: over two epochs of 10
         var reports = new List<string>();
         using var source = Source(Labels("bad", (1, "missing"), (4, "empty"), (6, "corrupt"), (9, "truncated")), reports: reports);
-        var stream = Draw(source, batches: 4);   // 16 good samples need more than one epoch
+        var stream = Draw(source, batches: 4);   // 16 draws: into the second epoch
 
-        // The same order with the bad samples left out: each is replaced by the one after it.
+        // The same order, each bad sample replaced by the first good one after it.
         var bad = new HashSet<string> { "s1", "s4", "s6", "s9" };
-        var expected = cleanStream.Where(t => !bad.Contains(t)).Take(16).ToList();
+        var expected = Enumerable.Range(0, 16).Select(p => cleanStream.Skip(p).First(t => !bad.Contains(t))).ToList();
         Assert.Equal(expected, stream);
-        // Position counts every sample drawn, the bad ones too: it points just past the last one used.
-        int lastUsed = 0, goodSeen = 0;
-        for (int p = 0; goodSeen < 16; p++) if (!bad.Contains(cleanStream[p])) { goodSeen++; lastUsed = p; }
-        Assert.Equal(lastUsed + 1, source.Position);
+        Assert.DoesNotContain(stream, bad.Contains);
+        Assert.Equal(16, source.Position); // one per sample handed out, as PrefetchingSource counts
 
         Assert.Equal(4, source.BadImages);
         Assert.Equal(4, reports.Count); // met again in the second epoch, reported once
         Assert.Contains(reports, r => r.Contains("bad-1.png") && r.Contains("not found"));
         Assert.Contains(reports, r => r.Contains("bad-4.png") && r.Contains("empty"));
         Assert.Contains(reports, r => r.Contains("bad-6.png"));
-        Assert.Contains(reports, r => r.Contains("bad-9.png"));
+        Assert.Contains(reports, r => r.Contains("bad-9.png") && r.Contains("truncated"));
+    }
+
+    [Fact]
+    public void BehindAPrefetchingSourceTheStreamAndPositionAreTheSame()
+    {
+        string labels = Labels("prefetch", (0, "corrupt"), (5, "missing"));
+        using var direct = Source(labels);
+        var expected = Draw(direct, batches: 5);
+        using var prefetched = new PrefetchingSource(Source(labels));
+        Assert.Equal(expected, Draw(prefetched, batches: 5));
+        Assert.Equal(direct.Position, prefetched.Position);
     }
 
     [Fact]

@@ -16,9 +16,9 @@ public interface IBatchSource : IDisposable
 }
 
 /// <summary>The embedded dataset: freshly rendered synthetic words, never repeating.</summary>
-public sealed class SyntheticSource(CharDictionary dictionary, int seed, long epochSize = 100_000) : IBatchSource
+public sealed class SyntheticSource(CharDictionary dictionary, int seed, long epochSize = 100_000, Synthetic.SyntheticOptions? options = null) : IBatchSource
 {
-    readonly SyntheticWords _words = new(dictionary, seed);
+    readonly SyntheticWords _words = new(dictionary, seed, options);
 
     public int Seed => _words.Seed;
     public long Position { get => _words.Position; set => _words.Position = value; }

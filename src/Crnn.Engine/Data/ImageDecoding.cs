@@ -1,10 +1,8 @@
-using SixLabors.ImageSharp;
-using SixLabors.ImageSharp.PixelFormats;
-
 namespace Crnn.Engine.Data;
 
-/// <summary>Image files and encoded image bytes → preprocessed CHW floats, one-line errors for bad images,
-/// and a parallel batch decode (images are independent, and decoding is most of a data loader's time).</summary>
+/// <summary>Image files and encoded image bytes → preprocessed CHW floats (decoded by <see cref="Preprocess.DecodeRgb"/>,
+/// one-line errors for bad images), and a parallel batch decode (images are independent, and decoding is most
+/// of a data loader's time).</summary>
 public static class ImageDecoding
 {
     public const int Height = 32, Width = 100;
@@ -17,41 +15,30 @@ public static class ImageDecoding
     {
         if (Directory.Exists(path)) throw new InvalidDataException($"image '{path}' is a folder");
         if (!File.Exists(path)) throw new InvalidDataException($"image not found: {path}");
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new InvalidDataException($"cannot read image '{path}': {e.Message}", e);
-        }
-        DecodeBytes(bytes, $"'{path}'", chw);
+        using var image = Preprocess.LoadRgb(path);
+        Preprocess.ResizeNormalize(image, chw);
     }
 
     /// <summary>Decodes an encoded image (PNG, JPEG, ...) held in memory, e.g. an LMDB value; <paramref name="name"/> is for messages.</summary>
     public static void DecodeBytes(ReadOnlySpan<byte> bytes, string name, Span<float> chw)
     {
-        if (bytes.IsEmpty) throw new InvalidDataException($"image {name} is empty (0 bytes)");
-        Image<Rgb24> image;
-        try { image = Image.Load<Rgb24>(bytes); }
-        catch (Exception e) when (e is ImageFormatException or NotSupportedException)
-        {
-            throw new InvalidDataException($"cannot read image {name}: {e.Message}", e);
-        }
-        using (image) Preprocess.ResizeNormalize(image, chw);
+        using var image = Preprocess.DecodeRgb(bytes, name);
+        Preprocess.ResizeNormalize(image, chw);
     }
 
     /// <summary>
-    /// Decodes <paramref name="count"/> images in parallel into consecutive [3, 32, 100] slots of
-    /// <paramref name="images"/> starting at slot <paramref name="firstSlot"/>. Returns, per image, null or the
-    /// message of the <see cref="InvalidDataException"/> it threw (the slot of a failed image is left zeroed).
+    /// Decodes image k of <paramref name="slots"/>.Count into slot <paramref name="slots"/>[k] of
+    /// <paramref name="images"/> ([N, 3, 32, 100]), in parallel. Returns, per image, null or the message of the
+    /// <see cref="InvalidDataException"/> it threw (the slot of a failed image is zeroed).
     /// </summary>
-    public static string?[] DecodeParallel(int count, Decoder decode, float[] images, int firstSlot = 0)
+    public static string?[] DecodeParallel(IReadOnlyList<int> slots, Decoder decode, float[] images)
     {
-        if ((firstSlot + count) * Size > images.Length)
-            throw new ArgumentException($"{count} images from slot {firstSlot} do not fit {images.Length} floats");
-        var errors = new string?[count];
-        Parallel.For(0, count, k =>
+        if (slots.Count > 0 && (slots.Max() + 1) * Size > images.Length)
+            throw new ArgumentException($"slot {slots.Max()} does not fit {images.Length} floats");
+        var errors = new string?[slots.Count];
+        Parallel.For(0, slots.Count, k =>
         {
-            var slot = images.AsSpan((firstSlot + k) * Size, Size);
+            var slot = images.AsSpan(slots[k] * Size, Size);
             try { decode(k, slot); }
             catch (InvalidDataException e)
             {
@@ -63,18 +50,18 @@ public static class ImageDecoding
     }
 
     /// <summary>
-    /// <see cref="DecodeParallel"/>, then the good images moved down to consecutive slots from
-    /// <paramref name="firstSlot"/>, in their order; the errors still line up with the inputs.
+    /// Decodes <paramref name="count"/> images into slots 0, 1, ... of <paramref name="images"/>, then moves the
+    /// good ones down to consecutive slots from 0, in their order; the errors still line up with the inputs.
     /// </summary>
-    public static string?[] DecodePacked(int count, Decoder decode, float[] images, int firstSlot = 0)
+    public static string?[] DecodePacked(int count, Decoder decode, float[] images)
     {
-        var errors = DecodeParallel(count, decode, images, firstSlot);
-        int slot = firstSlot;
+        var errors = DecodeParallel(Enumerable.Range(0, count).ToArray(), decode, images);
+        int slot = 0;
         for (int k = 0; k < count; k++)
         {
             if (errors[k] != null) continue;
-            // slot ≤ firstSlot + k: copying in order never overwrites an image still to move
-            if (slot != firstSlot + k) images.AsSpan((firstSlot + k) * Size, Size).CopyTo(images.AsSpan(slot * Size, Size));
+            // slot ≤ k: copying in order never overwrites an image still to move
+            if (slot != k) images.AsSpan(k * Size, Size).CopyTo(images.AsSpan(slot * Size, Size));
             slot++;
         }
         return errors;

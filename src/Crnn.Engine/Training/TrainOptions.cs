@@ -16,6 +16,11 @@ public sealed record TrainOptions
     public int LogEvery { get; init; } = 10;
     /// <summary>Validation and checkpoint interval in steps (0: only at the end).</summary>
     public int ValidateEvery { get; init; } = 500;
+    /// <summary>Consecutive steps with a non-finite loss or gradient norm (each skipped) before training stops.</summary>
+    public int MaxBadSteps { get; init; } = 5;
+
+    /// <summary>Largest seed: the validation and sample sets use the seed plus up to 2 000 000.</summary>
+    public const int MaxSeed = int.MaxValue - 2_000_000;
 
     /// <summary>Learning rate at (1-based) <paramref name="step"/>.</summary>
     public float LearningRateAt(long step)
@@ -26,15 +31,17 @@ public sealed record TrainOptions
         return (float)(LearningRate * 0.5 * (1 + Math.Cos(Math.PI * Math.Min(1, progress))));
     }
 
-    /// <summary>Throws ArgumentException naming the first invalid setting.</summary>
+    /// <summary>Throws ArgumentException naming the first invalid setting (one line, for the user).</summary>
     public void Validate()
     {
         if (Steps < 1) throw new ArgumentException($"--steps must be at least 1, got {Steps}");
         if (BatchSize < 1) throw new ArgumentException($"--batch-size must be at least 1, got {BatchSize}");
         if (!(LearningRate > 0) || float.IsInfinity(LearningRate)) throw new ArgumentException($"--lr must be a positive number, got {LearningRate}");
-        if (ClipNorm is { } c && !(c > 0)) throw new ArgumentException($"--clip-norm must be positive, got {c}");
-        if (WarmupSteps < 0) throw new ArgumentException($"--warmup must be 0 or more, got {WarmupSteps}");
+        if (Seed < 0 || Seed > MaxSeed) throw new ArgumentException($"--seed must be between 0 and {MaxSeed}, got {Seed}");
+        if (ClipNorm is { } c && (!(c > 0) || float.IsInfinity(c))) throw new ArgumentException($"--clip-norm must be a positive number, got {c}");
+        if (WarmupSteps < 0 || WarmupSteps > Steps) throw new ArgumentException($"--warmup must be between 0 and --steps ({Steps}), got {WarmupSteps}");
         if (LogEvery < 1) throw new ArgumentException($"--log-every must be at least 1, got {LogEvery}");
         if (ValidateEvery < 0) throw new ArgumentException($"--val-every must be 0 or more, got {ValidateEvery}");
+        if (MaxBadSteps < 1) throw new ArgumentException($"--max-bad-steps must be at least 1, got {MaxBadSteps}");
     }
 }

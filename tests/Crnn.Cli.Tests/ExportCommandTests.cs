@@ -1,0 +1,77 @@
+using Crnn.Engine;
+using Crnn.Engine.Export;
+using Onnx;
+using Xunit;
+
+namespace Crnn.Cli.Tests;
+
+/// <summary><c>crnn export</c>: writes a readable ONNX file next to nothing else, and fails in one line.</summary>
+public class ExportCommandTests : IDisposable
+{
+    readonly string _folder = Directory.CreateTempSubdirectory("crnn-export-").FullName;
+
+    public void Dispose() => Directory.Delete(_folder, recursive: true);
+
+    /// <summary>A checkpoint of a narrow model with fresh weights: export needs no training.</summary>
+    string SaveCheckpoint()
+    {
+        var config = new ModelConfig(Scale: 0.25, Hidden: 16);
+        var (parameters, buffers) = new ParameterLayout(config).Initialize(seed: 2);
+        string folder = Path.Combine(_folder, "run");
+        new Checkpoint { Config = config, Dictionary = CharDictionary.Default, Parameters = parameters, Buffers = buffers, Step = 7 }.Save(folder);
+        return folder;
+    }
+
+    static (int Code, string Error) RunCli(string args)
+    {
+        var error = new StringWriter();
+        var saved = Console.Error;
+        Console.SetError(error);
+        try { return (Program.Main(args.Split(' ')), error.ToString().TrimEnd('\n')); }
+        finally { Console.SetError(saved); }
+    }
+
+    [Fact]
+    public void WritesTheModelAtomically()
+    {
+        string run = SaveCheckpoint();
+        string path = Path.Combine(_folder, "out", "crnn.onnx");
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        File.WriteAllText(path, "an older export"); // replaced whole
+        var log = new StringWriter();
+        Assert.Equal(0, ExportCommand.Run(run, path, log));
+        Assert.Contains("output \"logits\" [N,25,37]", log.ToString());
+        Assert.Equal(["crnn.onnx"], Directory.GetFiles(Path.GetDirectoryName(path)!).Select(Path.GetFileName)); // no temp file left
+
+        var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(path));
+        Assert.Equal("crnn", model.ProducerName);
+        Assert.Equal("logits", Assert.Single(model.Graph.Output).Name);
+        Assert.Contains(model.MetadataProps, p => p.Key == OnnxExport.DictionaryKey && p.Value.Contains("\"z\""));
+    }
+
+    [Fact]
+    public void DefaultOutputIsModelOnnxInTheCheckpointFolder()
+    {
+        string run = SaveCheckpoint();
+        var (code, error) = RunCli($"export --model {run}");
+        Assert.Equal("", error);
+        Assert.Equal(0, code);
+        Assert.True(File.Exists(Path.Combine(run, "model.onnx")));
+    }
+
+    [Theory]
+    [InlineData("export --model /nonexistent/run --output OUT/x.onnx", "cannot load checkpoint '/nonexistent/run'")]
+    [InlineData("export --model RUN --output OUT/missing/x.onnx", "does not exist")]
+    [InlineData("export --model RUN --output OUT", "is a folder")]
+    [InlineData("export --model RUN --output RUN/model.json/x.onnx", "does not exist")]
+    public void UserErrorsAreOneLineAndExitCode2(string args, string message)
+    {
+        string run = SaveCheckpoint();
+        var (code, error) = RunCli(args.Replace("RUN", run).Replace("OUT", _folder));
+        Assert.Equal(2, code);
+        Assert.StartsWith("error: ", error);
+        Assert.DoesNotContain("\n", error);
+        Assert.Contains(message, error);
+        Assert.False(File.Exists(Path.Combine(_folder, "x.onnx")));
+    }
+}
