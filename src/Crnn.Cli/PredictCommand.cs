@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using Crnn.Engine;
 using Crnn.Engine.Data;
@@ -10,54 +11,167 @@ namespace Crnn.Cli;
 /// <summary><c>crnn predict</c> and <c>crnn eval</c>: read text with a trained model.</summary>
 public static class PredictCommand
 {
+    /// <summary>Images decoded and read per model call: bounds memory for folders of any size.</summary>
+    public const int Batch = 64;
+
+    /// <summary>Non-ASCII text (CJK, accents) stays readable in the JSON output.</summary>
+    static readonly JsonSerializerOptions Json = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     public static Command CreatePredict()
     {
         var model = new Option<string>("--model") { Description = "checkpoint folder (model.json + model.safetensors)", Required = true };
         var device = new Option<string?>("--device") { Description = "cpu, cuda or opencl[:index]" };
-        var images = new Argument<string[]>("images") { Description = "image files", Arity = ArgumentArity.OneOrMore };
-        var command = new Command("predict", "Print path<TAB>text<TAB>confidence for each image.");
-        command.Options.Add(model);
-        command.Options.Add(device);
+        var json = new Option<bool>("--json") { Description = "one JSON object per line: {path, text, confidence}" };
+        var strict = DataOptions.Strict("image");
+        var images = new Argument<string[]>("paths") { Description = "image files, folders (their images, sorted) or glob patterns ('imgs/*.png')", Arity = ArgumentArity.OneOrMore };
+        var command = new Command("predict", "Print path<TAB>text<TAB>confidence for each image (exit code 1 when some could not be read).");
+        foreach (var o in new Option[] { model, device, json, strict }) command.Options.Add(o);
         command.Arguments.Add(images);
-        command.SetAction(p => UserError.Guard(() => Predict(p.GetValue(model)!, p.GetValue(images)!, p.GetValue(device), Console.Out)));
+        command.SetAction(p => UserError.Guard(() => Predict(p.GetValue(model)!, p.GetValue(images)!, p.GetValue(device), Console.Out,
+            json: p.GetValue(json), strict: p.GetValue(strict))));
         return command;
     }
 
     public static Command CreateEval()
     {
         var model = new Option<string>("--model") { Description = "checkpoint folder", Required = true };
-        var data = new Option<string>("--data") { Description = "PaddleOCR label file (image_path<TAB>text)", Required = true };
+        var data = new Option<string[]>("--data") { Description = "label file (image_path<TAB>text) or LMDB folder; repeat for several", Required = true, AllowMultipleArgumentsPerToken = false };
         var device = new Option<string?>("--device") { Description = "cpu, cuda or opencl[:index]" };
-        var command = new Command("eval", "Print {count, accuracy, norm_edit_distance} of the model on a label file as JSON.");
-        command.Options.Add(model);
-        command.Options.Add(data);
-        command.Options.Add(device);
-        command.SetAction(p => UserError.Guard(() => Eval(p.GetValue(model)!, p.GetValue(data)!, p.GetValue(device), Console.Out)));
+        var benchmark = new Option<bool>("--benchmark-convention") { Description = "score as the scene-text benchmarks do: lower-case, ASCII letters and digits only" };
+        var labelCase = DataOptions.Case();
+        var strict = DataOptions.Strict();
+        var json = new Option<bool>("--json") { Description = "print one JSON object instead of a table" };
+        var command = new Command("eval", "Accuracy and normalized edit distance of a model on labelled data.");
+        foreach (var o in new Option[] { model, data, device, benchmark, labelCase, strict, json }) command.Options.Add(o);
+        command.SetAction(p => UserError.Guard(() => Eval(p.GetValue(model)!, p.GetValue(data)!, p.GetValue(device), Console.Out,
+            new EvalOptions(p.GetValue(benchmark), p.GetValue(strict), p.GetValue(json), LabelCases.Parse(p.GetValue(labelCase)!)))));
         return command;
     }
 
-    public static int Predict(string modelFolder, string[] paths, string? deviceSpec, TextWriter output)
+    /// <summary>Returns 0 when every image was read, 1 when some were skipped as unreadable.</summary>
+    public static int Predict(string modelFolder, IReadOnlyList<string> inputs, string? deviceSpec, TextWriter output,
+        bool json = false, bool strict = false, TextWriter? errors = null)
     {
+        errors ??= Console.Error;
         var checkpoint = Checkpoint.Load(modelFolder);
-        var images = Preprocess.LoadFiles(paths);
+        var paths = ImagePaths.Expand(inputs);
         using var device = Device.Open(deviceSpec);
         using var model = Load(device, checkpoint);
-        var predictions = new Recognizer(model, checkpoint.Dictionary).Read(images, paths.Length);
-        for (int i = 0; i < paths.Length; i++) output.WriteLine($"{paths[i]}\t{predictions[i].Text}\t{predictions[i].Confidence:F4}");
-        return 0;
+        var recognizer = new Recognizer(model, checkpoint.Dictionary, Batch);
+        var images = new float[Batch * ImageDecoding.Size];
+        int unreadable = 0;
+        for (int start = 0; start < paths.Count; start += Batch)
+        {
+            var chunk = paths.Skip(start).Take(Batch).ToList();
+            var failures = ImageDecoding.DecodePacked(chunk.Count, (k, chw) => ImageDecoding.DecodeFile(chunk[k], chw), images);
+            var readable = new List<string>(chunk.Count);
+            for (int k = 0; k < chunk.Count; k++)
+            {
+                if (failures[k] is null) { readable.Add(chunk[k]); continue; }
+                if (strict) throw new InvalidDataException($"{failures[k]} (--strict)");
+                errors.WriteLine($"skipped: {failures[k]}");
+                unreadable++;
+            }
+            if (readable.Count == 0) continue;
+            var predictions = ReadChunk(recognizer, images, chunk.Count);
+            for (int i = 0; i < readable.Count; i++)
+                output.WriteLine(json
+                    ? JsonSerializer.Serialize(new { path = readable[i], text = predictions[i].Text, confidence = predictions[i].Confidence }, Json)
+                    : $"{readable[i]}\t{predictions[i].Text}\t{predictions[i].Confidence:F4}");
+        }
+        if (unreadable > 0) errors.WriteLine($"{unreadable} of {paths.Count} images could not be read");
+        return unreadable > 0 ? 1 : 0;
     }
 
-    public static int Eval(string modelFolder, string labels, string? deviceSpec, TextWriter output)
+    public sealed record EvalOptions(bool BenchmarkConvention = false, bool Strict = false, bool Json = false, LabelCase Case = LabelCase.Auto);
+
+    /// <summary>Scores the model on each dataset and on all of them together.</summary>
+    public static int Eval(string modelFolder, IReadOnlyList<string> data, string? deviceSpec, TextWriter output,
+        EvalOptions? options = null, TextWriter? errors = null)
     {
+        options ??= new EvalOptions();
+        errors ??= Console.Error;
+        if (data.Count == 0) throw new ArgumentException("give at least one --data");
         var checkpoint = Checkpoint.Load(modelFolder);
-        var result = LabelFile.Read(labels, checkpoint.Dictionary, checkpoint.Config.TimeSteps);
-        foreach (var skip in result.Skipped) Console.Error.WriteLine($"skipped {skip}");
-        var images = Preprocess.LoadFiles(result.Samples.Select(s => s.Path).ToList());
-        using var device = Device.Open(deviceSpec);
-        using var model = Load(device, checkpoint);
-        var metrics = new Recognizer(model, checkpoint.Dictionary).Evaluate(images, result.Samples.Select(s => s.Text).ToList());
-        output.WriteLine(JsonSerializer.Serialize(new { count = metrics.Count, accuracy = metrics.Accuracy, norm_edit_distance = metrics.NormEditDistance }));
-        return 0;
+        var datasets = new List<ILabeledDataset>();
+        try
+        {
+            foreach (var path in data)
+            {
+                var dataset = Datasets.Open(path, checkpoint.Dictionary, checkpoint.Config.TimeSteps, options.Case, options.Strict);
+                datasets.Add(dataset);
+                dataset.Skipped.Report(errors, path);
+            }
+            using var device = Device.Open(deviceSpec);
+            using var model = Load(device, checkpoint);
+            var recognizer = new Recognizer(model, checkpoint.Dictionary, Batch);
+            var total = new RecognitionMetrics(options.BenchmarkConvention);
+            var rows = new List<(string Path, RecognitionMetrics Metrics, int Skipped)>();
+            for (int d = 0; d < datasets.Count; d++)
+            {
+                var (metrics, badImages) = Score(datasets[d], recognizer, options, errors);
+                rows.Add((data[d], metrics, datasets[d].Skipped.Count + badImages));
+                total.Add(metrics);
+            }
+            int skipped = rows.Sum(r => r.Skipped);
+            if (options.Json)
+            {
+                output.WriteLine(JsonSerializer.Serialize(new
+                {
+                    count = total.Count, accuracy = total.Accuracy, norm_edit_distance = total.NormEditDistance, skipped,
+                    benchmark_convention = options.BenchmarkConvention,
+                    datasets = rows.Select(r => new { path = r.Path, count = r.Metrics.Count, accuracy = r.Metrics.Accuracy, norm_edit_distance = r.Metrics.NormEditDistance, skipped = r.Skipped }),
+                }, Json));
+            }
+            else WriteTable(output, rows, total, skipped, options.BenchmarkConvention);
+            return 0;
+        }
+        finally
+        {
+            foreach (var dataset in datasets) dataset.Dispose();
+        }
+    }
+
+    /// <summary>Reads every image of the dataset in batches; bad images are reported and counted, not scored.</summary>
+    static (RecognitionMetrics Metrics, int BadImages) Score(ILabeledDataset dataset, Recognizer recognizer, EvalOptions options, TextWriter errors)
+    {
+        var metrics = new RecognitionMetrics(options.BenchmarkConvention);
+        var images = new float[Batch * ImageDecoding.Size];
+        int bad = 0;
+        for (int start = 0; start < dataset.Count; start += Batch)
+        {
+            int n = Math.Min(Batch, dataset.Count - start);
+            var failures = ImageDecoding.DecodePacked(n, (k, chw) => dataset.Decode(start + k, chw), images);
+            var texts = new List<string>(n);
+            for (int k = 0; k < n; k++)
+            {
+                if (failures[k] is null) { texts.Add(dataset.Text(start + k)); continue; }
+                if (options.Strict) throw new InvalidDataException($"{dataset.Describe(start + k)}: {failures[k]} (--strict)");
+                errors.WriteLine($"skipped {dataset.Describe(start + k)}: {failures[k]}");
+                bad++;
+            }
+            if (texts.Count == 0) continue;
+            var predictions = ReadChunk(recognizer, images, n);
+            for (int i = 0; i < texts.Count; i++) metrics.Add(predictions[i].Text, texts[i]);
+        }
+        if (metrics.Count == 0) throw new InvalidDataException($"no image of {dataset.Name} could be read ({bad} bad)");
+        return (metrics, bad);
+    }
+
+    /// <summary>Reads the whole chunk, bad slots included, so every full chunk runs at one batch size (the model
+    /// rebuilds its buffers when the batch size changes); the good images come first, and only theirs are used.</summary>
+    static IReadOnlyList<Recognizer.Prediction> ReadChunk(Recognizer recognizer, float[] images, int count) =>
+        recognizer.Read(count * ImageDecoding.Size == images.Length ? images : images[..(count * ImageDecoding.Size)], count);
+
+    static void WriteTable(TextWriter output, List<(string Path, RecognitionMetrics Metrics, int Skipped)> rows, RecognitionMetrics total, int skipped, bool benchmark)
+    {
+        var lines = rows.Select(r => (r.Path, r.Metrics, r.Skipped)).ToList();
+        if (rows.Count > 1) lines.Add(("total", total, skipped));
+        int width = Math.Max("data".Length, lines.Max(l => l.Path.Length));
+        output.WriteLine($"{"data".PadRight(width)}  {"count",9}  {"skipped",7}  {"accuracy",8}  norm_edit_distance");
+        foreach (var (path, m, s) in lines)
+            output.WriteLine($"{path.PadRight(width)}  {m.Count,9:N0}  {s,7:N0}  {m.Accuracy * 100,6:F2} %  {m.NormEditDistance,18:F4}");
+        if (benchmark) output.WriteLine("(benchmark convention: prediction and truth lower-cased, letters and digits only)");
     }
 
     static CrnnModel Load(Device device, Checkpoint checkpoint)

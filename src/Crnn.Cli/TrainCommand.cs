@@ -13,8 +13,8 @@ public static class TrainCommand
 {
     public static Command Create()
     {
-        var train = new Option<string[]>("--train") { Description = "PaddleOCR label file(s) (image_path<TAB>text); default: built-in synthetic words", AllowMultipleArgumentsPerToken = false };
-        var val = new Option<string?>("--val") { Description = "validation label file (default: held-out synthetic words)" };
+        var train = new Option<string[]>("--train") { Description = "label file (image_path<TAB>text) or LMDB folder; repeat to concatenate (default: built-in synthetic words)", AllowMultipleArgumentsPerToken = false };
+        var val = new Option<string?>("--val") { Description = "validation label file or LMDB folder (default: held-out synthetic words)" };
         var dict = new Option<string?>("--dict") { Description = "dictionary file, one symbol per line (default: 0-9a-z)" };
         var space = new Option<bool>("--use-space-char") { Description = "append ' ' to the dictionary" };
         var steps = new Option<int>("--steps") { Description = "total training steps (a resumed run continues up to it)", DefaultValueFactory = _ => 4000 };
@@ -30,13 +30,15 @@ public static class TrainCommand
         var logEvery = new Option<int>("--log-every") { Description = "steps between log lines", DefaultValueFactory = _ => 10 };
         var valEvery = new Option<int>("--val-every") { Description = "steps between validations and checkpoints (0: at the end only)", DefaultValueFactory = _ => 500 };
         var valCount = new Option<int>("--val-count") { Description = "held-out synthetic words for validation", DefaultValueFactory = _ => 256 };
+        var labelCase = DataOptions.Case();
+        var strict = DataOptions.Strict();
         var fonts = SynthCommand.FontsOption();
         var excludeFonts = SynthCommand.ExcludeFontsOption();
         var maxBadSteps = new Option<int>("--max-bad-steps") { Description = "stop after this many steps in a row with a non-finite loss (each is skipped)", DefaultValueFactory = _ => 5 };
         var noProgress = new Option<bool>("--no-progress") { Description = "log lines instead of a live progress bar (the default when output is redirected)" };
 
         var command = new Command("train", "Train the recognizer; without --train it renders synthetic words to train on.");
-        foreach (var o in new Option[] { train, val, dict, space, steps, batch, lr, seed, device, output, resume, clip, warmup, cosine, logEvery, valEvery, valCount, fonts, excludeFonts, maxBadSteps, noProgress })
+        foreach (var o in new Option[] { train, val, dict, space, steps, batch, lr, seed, device, output, resume, clip, warmup, cosine, logEvery, valEvery, valCount, labelCase, strict, fonts, excludeFonts, maxBadSteps, noProgress })
             command.Options.Add(o);
         command.SetAction(p => UserError.Guard(() => Run(new Settings(
             p.GetValue(train) ?? [], p.GetValue(val), p.GetValue(dict), p.GetValue(space), p.GetValue(device),
@@ -48,6 +50,7 @@ public static class TrainCommand
                 LogEvery = p.GetValue(logEvery), ValidateEvery = p.GetValue(valEvery), MaxBadSteps = p.GetValue(maxBadSteps),
             })
         {
+            Case = LabelCases.Parse(p.GetValue(labelCase)!), Strict = p.GetValue(strict),
             Fonts = p.GetValue(fonts) ?? [], ExcludeFonts = p.GetValue(excludeFonts) ?? [],
             Live = !p.GetValue(noProgress) && LiveView.Available ? AnsiConsole.Console : null,
         }, Console.Out)));
@@ -57,6 +60,10 @@ public static class TrainCommand
     public sealed record Settings(string[] Train, string? Val, string? Dict, bool UseSpaceChar, string? Device,
         string Output, string? Resume, int ValCount, TrainOptions Options)
     {
+        /// <summary>How label texts are cased (train and validation data).</summary>
+        public LabelCase Case { get; init; } = LabelCase.Auto;
+        /// <summary>A bad sample (label or image) stops the run instead of being skipped.</summary>
+        public bool Strict { get; init; }
         /// <summary>Fonts of the synthetic words (training, validation and samples); empty: the default catalog.</summary>
         public IReadOnlyList<string> Fonts { get; init; } = [];
         public IReadOnlyList<string> ExcludeFonts { get; init; } = [];
@@ -80,19 +87,21 @@ public static class TrainCommand
         var config = checkpoint?.Config ?? new ModelConfig(Classes: dictionary.Classes);
         int steps = config.TimeSteps;
 
-        using IBatchSource source = new PrefetchingSource(s.Train.Length == 0
-            ? new SyntheticSource(dictionary, s.Options.Seed, options: s.Synthetic)
-            : new LabelFileSource(ReadLabels(s.Train, dictionary, steps, log), s.Options.Seed));
+        var files = s.Train.Length == 0 ? null : OpenTraining(s, dictionary, steps, log);
+        using IBatchSource source = new PrefetchingSource(files ?? (IBatchSource)new SyntheticSource(dictionary, s.Options.Seed, options: s.Synthetic));
         var validation = s.Val is null
             ? SyntheticValidation(dictionary, s.ValCount, seed: s.Options.Seed + 1_000_000, s.Synthetic)
-            : LoadValidation(s.Val, dictionary, steps, log);
+            : LoadValidation(s, dictionary, steps, log);
 
         using var device = Device.Open(s.Device);
         log.WriteLine($"device: {device}");
         using var model = new CrnnModel(device, config);
         model.Initialize(s.Options.Seed);
         log.WriteLine($"model: {config.ParameterCount:N0} parameters, {config.Classes} classes, input 3x{config.Height}x{config.Width}, {steps} time steps");
-        log.WriteLine($"data: {(s.Train.Length == 0 ? "synthetic words (built-in)" : string.Join(", ", s.Train))}; validation: {validation.Texts.Count} images");
+        string data = files != null
+            ? $"{files.EpochSize:N0} samples from {string.Join(", ", s.Train)} (case: {s.Case.Resolve(dictionary).ToString().ToLowerInvariant()})"
+            : "synthetic words (built-in)";
+        log.WriteLine($"data: {data}; validation: {validation.Texts.Count} images");
 
         using var trainer = new Trainer(model, dictionary, source, s.Options, s.Output, validation);
         if (checkpoint != null)
@@ -103,6 +112,7 @@ public static class TrainCommand
         TrainingView view = s.Live is { } console
             ? new LiveView(console, s.Options.Steps, s.Options.BatchSize)
             : new PlainView(log, s.Options.Steps, s.Options.BatchSize);
+        if (files != null) files.Report = view.Note; // bad images, once each, without breaking a live display
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
         var interrupt = new Interrupt(stop, view.Note);
         ConsoleCancelEventHandler onCancel = (_, e) =>
@@ -113,6 +123,7 @@ public static class TrainCommand
         Console.CancelKeyPress += onCancel;
         try { view.Run(trainer, () => trainer.Run(stop.Token)); }
         finally { Console.CancelKeyPress -= onCancel; }
+        if (files is { BadImages: > 0 }) log.WriteLine($"bad images skipped: {files.BadImages:N0} in all");
         if (interrupt.Requested)
         {
             log.WriteLine($"interrupted at step {trainer.Step}/{s.Options.Steps}: checkpoint saved in {Path.GetFullPath(s.Output)}; continue with --resume {s.Output}");
@@ -124,17 +135,12 @@ public static class TrainCommand
         return 0;
     }
 
-    static IReadOnlyList<LabeledImage> ReadLabels(string[] files, CharDictionary dictionary, int steps, TextWriter log)
+    /// <summary>The --train datasets, concatenated, as a seeded stream.</summary>
+    static LabelFileSource OpenTraining(Settings s, CharDictionary dictionary, int steps, TextWriter log)
     {
-        var all = new List<LabeledImage>();
-        foreach (var file in files)
-        {
-            var result = LabelFile.Read(file, dictionary, steps);
-            foreach (var skip in result.Skipped.Take(5)) log.WriteLine($"skipped {skip}");
-            if (result.Skipped.Count > 5) log.WriteLine($"... {result.Skipped.Count - 5} more lines skipped in {file}");
-            all.AddRange(result.Samples);
-        }
-        return all;
+        var data = Datasets.Open(s.Train, dictionary, steps, s.Case, s.Strict);
+        data.Skipped.Report(log, string.Join(", ", s.Train));
+        return new LabelFileSource(data, s.Options.Seed, s.Strict);
     }
 
     /// <summary>As <see cref="ValidationSet.Synthetic"/>, in the fonts chosen for training.</summary>
@@ -147,10 +153,22 @@ public static class TrainCommand
         return new ValidationSet(images, texts);
     }
 
-    static ValidationSet LoadValidation(string file, CharDictionary dictionary, int steps, TextWriter log)
+    /// <summary>The --val dataset, decoded once; bad images are left out (or stop the run with --strict).</summary>
+    static ValidationSet LoadValidation(Settings s, CharDictionary dictionary, int steps, TextWriter log)
     {
-        var samples = ReadLabels([file], dictionary, steps, log);
-        return new ValidationSet(Preprocess.LoadFiles(samples.Select(x => x.Path).ToList()), samples.Select(x => x.Text).ToList());
+        using var data = Datasets.Open(s.Val!, dictionary, steps, s.Case, s.Strict);
+        data.Skipped.Report(log, s.Val!);
+        var images = new float[data.Count * ImageDecoding.Size];
+        var errors = ImageDecoding.DecodePacked(data.Count, data.Decode, images);
+        var texts = new List<string>(data.Count);
+        for (int i = 0; i < data.Count; i++)
+        {
+            if (errors[i] is null) { texts.Add(data.Text(i)); continue; }
+            if (s.Strict) throw new InvalidDataException($"{data.Describe(i)}: {errors[i]} (--strict)");
+            log.WriteLine($"skipped bad validation image {data.Describe(i)}: {errors[i]}");
+        }
+        if (texts.Count == 0) throw new InvalidDataException($"no validation image of {s.Val} can be read");
+        return new ValidationSet(images[..(texts.Count * ImageDecoding.Size)], texts);
     }
 
     /// <summary>Ends a synthetic run by reading a few unseen synthetic words back, saved as PNGs to try `crnn predict` on.</summary>

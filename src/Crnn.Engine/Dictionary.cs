@@ -24,20 +24,29 @@ public sealed class CharDictionary
     /// <summary>Number of model outputs: every symbol plus the blank.</summary>
     public int Classes => _symbols.Length + 1;
 
-    CharDictionary(string[] symbols, Func<int, string> describe)
+    CharDictionary(string[] symbols, Func<int, string> describe, string? name = null)
     {
-        if (symbols.Length == 0) throw new FormatException("the dictionary has no symbols");
+        if (symbols.Length == 0) throw new FormatException($"{name ?? "the dictionary"} has no symbols");
         _symbols = symbols;
         for (int i = 0; i < symbols.Length; i++)
         {
             var symbol = symbols[i];
-            if (symbol.Length == 0 || !Rune.TryGetRuneAt(symbol, 0, out var rune) || rune.Utf16SequenceLength != symbol.Length)
+            // PaddleOCR turns a blank line into a class of its own that no label can use; rather than carry a
+            // dead class (or drop the line and shift every later class id away from PaddleOCR's), say so.
+            if (symbol.Length == 0)
+                throw new FormatException($"{describe(i)} is blank: delete it (PaddleOCR would give it a class that no label can use; a line holding one space is the space symbol)");
+            if (!Rune.TryGetRuneAt(symbol, 0, out var rune) || rune.Utf16SequenceLength != symbol.Length)
                 throw new FormatException($"{describe(i)}: a symbol must be exactly one character, got '{symbol}' ({symbol.Length} UTF-16 units)");
             if (_classOf.TryGetValue(rune, out int earlier))
                 throw new FormatException($"{describe(i)}: duplicate symbol '{symbol}' (already {describe(earlier - 1)})");
             _classOf.Add(rune, i + 1);
+            if (Rune.IsUpper(rune)) HasUpperCaseLetters = true;
         }
     }
+
+    /// <summary>Whether any symbol is an upper-case letter: if none is, mixed-case labels are lower-cased
+    /// (see <see cref="Data.LabelCase.Auto"/>).</summary>
+    public bool HasUpperCaseLetters { get; }
 
     /// <summary>A dictionary from a list of symbols; useSpaceChar appends " " as PaddleOCR's use_space_char does.</summary>
     public static CharDictionary FromSymbols(IEnumerable<string> symbols, bool useSpaceChar = false)
@@ -48,19 +57,29 @@ public sealed class CharDictionary
         return new CharDictionary([.. list], i => i < given ? $"symbol {i + 1}" : "use_space_char's \" \"");
     }
 
-    /// <summary>Reads a PaddleOCR dictionary file: UTF-8, one symbol per line (a line holding one space is the space).</summary>
+    /// <summary>
+    /// Reads a PaddleOCR dictionary file: UTF-8, one symbol per line (a line holding one space is the space).
+    /// An empty file, a blank line, a line of several characters, a duplicate and invalid UTF-8 are errors naming the line.
+    /// </summary>
     public static CharDictionary Load(string path, bool useSpaceChar = false)
     {
         string[] lines;
-        try { lines = File.ReadAllLines(path, Encoding.UTF8); } // strips the BOM and both \n and \r\n endings
+        try { lines = File.ReadAllLines(path, StrictUtf8); } // strips the BOM and both \n and \r\n endings
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new FileNotFoundException($"cannot read dictionary '{path}': {e.Message}", path, e);
         }
+        catch (DecoderFallbackException e)
+        {
+            throw new FormatException($"dictionary '{path}' is not valid UTF-8 ({e.Message})", e);
+        }
+        if (lines.Length == 0) throw new FormatException($"dictionary '{path}' is empty");
         if (useSpaceChar) lines = [.. lines, " "];
         int given = lines.Length - (useSpaceChar ? 1 : 0);
-        return new CharDictionary(lines, i => i < given ? $"{path} line {i + 1}" : "use_space_char's \" \"");
+        return new CharDictionary(lines, i => i < given ? $"{path} line {i + 1}" : "use_space_char's \" \"", path);
     }
+
+    static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     /// <summary>Class id of one symbol, or -1 if the dictionary does not have it.</summary>
     public int ClassOf(Rune symbol) => _classOf.TryGetValue(symbol, out int id) ? id : -1;

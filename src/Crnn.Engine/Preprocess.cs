@@ -136,6 +136,13 @@ public static class Preprocess
         byte[] file;
         try { file = File.ReadAllBytes(path); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw Unreadable(path, e.Message, e); }
+        return DecodeRgb(file, path);
+    }
+
+    /// <summary>As <see cref="LoadRgb"/>, for an encoded image already in memory (e.g. an LMDB value);
+    /// <paramref name="path"/> names it in errors.</summary>
+    public static Image<Rgb24> DecodeRgb(ReadOnlySpan<byte> file, string path)
+    {
         if (file.Length == 0) throw Unreadable(path, "the file is empty");
         var format = Image.DetectFormat(file)
             ?? throw Unreadable(path, "not an image in a supported format (PNG, JPEG, BMP, GIF, WebP, TGA, TIFF, PBM)");

@@ -54,11 +54,13 @@ public class TrainPredictEvalTests : IDisposable
         Assert.InRange(float.Parse(fields[2]), 0f, 1f);
 
         var evaluated = new StringWriter();
-        Assert.Equal(0, PredictCommand.Eval(run, labels, "cpu", evaluated));
+        Assert.Equal(0, PredictCommand.Eval(run, [labels], "cpu", evaluated, new PredictCommand.EvalOptions(Json: true)));
         using var result = JsonDocument.Parse(evaluated.ToString());
         Assert.Equal(3, result.RootElement.GetProperty("count").GetInt32());
         Assert.InRange(result.RootElement.GetProperty("accuracy").GetDouble(), 0, 1);
         Assert.InRange(result.RootElement.GetProperty("norm_edit_distance").GetDouble(), 0, 1);
+        Assert.Equal(0, result.RootElement.GetProperty("skipped").GetInt32());
+        Assert.Equal(1, result.RootElement.GetProperty("datasets").GetArrayLength());
     }
 
     [Fact]
@@ -73,7 +75,7 @@ public class TrainPredictEvalTests : IDisposable
 
     [Theory]
     [InlineData("train --steps 0", "--steps must be at least 1")]
-    [InlineData("train --train /nonexistent/labels.txt --steps 1", "label file not found")]
+    [InlineData("train --train /nonexistent/labels.txt --steps 1", "dataset not found: /nonexistent/labels.txt")]
     [InlineData("predict --model /nonexistent x.png", "")]
     [InlineData("train --device tpu --steps 1", "unknown device 'tpu'")]
     public void UserErrorsAreOneLineAndExitCode2(string args, string message)

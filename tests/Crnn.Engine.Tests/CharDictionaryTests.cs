@@ -81,4 +81,42 @@ public class CharDictionaryTests
         finally { File.Delete(path); }
         Assert.Throws<FileNotFoundException>(() => CharDictionary.Load("/nonexistent/dict.txt"));
     }
+
+    [Fact]
+    public void EmptyFilesBlankLinesAndBadBytesAreErrorsNamingTheLine()
+    {
+        string path = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(path, "");
+            Assert.Contains("is empty", Assert.Throws<FormatException>(() => CharDictionary.Load(path)).Message);
+
+            // PaddleOCR would make a class of each blank line (a trailing one too): an error that says so.
+            File.WriteAllText(path, "a\nb\n\n");
+            var blank = Assert.Throws<FormatException>(() => CharDictionary.Load(path)).Message;
+            Assert.Contains($"{path} line 3 is blank", blank);
+            Assert.Contains("PaddleOCR", blank);
+
+            File.WriteAllText(path, "a\nb\nc\nb\n");
+            var duplicate = Assert.Throws<FormatException>(() => CharDictionary.Load(path)).Message;
+            Assert.Contains("line 4: duplicate symbol 'b'", duplicate);
+            Assert.Contains("line 2", duplicate);
+
+            File.WriteAllBytes(path, [0x61, 0x0A, 0xC3, 0x28, 0x0A]); // "a", then an invalid two-byte sequence
+            Assert.Contains("not valid UTF-8", Assert.Throws<FormatException>(() => CharDictionary.Load(path)).Message);
+
+            File.WriteAllText(path, " \n");
+            Assert.Equal([" "], CharDictionary.Load(path).Symbols); // a line holding one space is the space
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
+    public void KnowsWhetherItHasUpperCaseLetters()
+    {
+        Assert.False(CharDictionary.Default.HasUpperCaseLetters);
+        Assert.False(CharDictionary.FromSymbols(["a", "中", "1", "!"]).HasUpperCaseLetters);
+        Assert.True(CharDictionary.FromSymbols(["a", "B"]).HasUpperCaseLetters);
+        Assert.True(CharDictionary.FromSymbols(["É"]).HasUpperCaseLetters);
+    }
 }

@@ -1,7 +1,7 @@
 namespace Crnn.Engine.Data;
 
-/// <summary>One labelled image of a PaddleOCR label file.</summary>
-public sealed record LabeledImage(string Path, string Text, int[] Label);
+/// <summary>One labelled image of a PaddleOCR label file (<paramref name="Line"/>: 1-based, 0 when unknown).</summary>
+public sealed record LabeledImage(string Path, string Text, int[] Label, int Line = 0);
 
 /// <summary>
 /// PaddleOCR's label-file format: one <c>image_path&lt;TAB&gt;text</c> per line, paths relative to the file.
@@ -10,81 +10,59 @@ public sealed record LabeledImage(string Path, string Text, int[] Label);
 /// </summary>
 public static class LabelFile
 {
-    public sealed record Result(IReadOnlyList<LabeledImage> Samples, IReadOnlyList<string> Skipped);
+    public sealed record Result(IReadOnlyList<LabeledImage> Samples, SkipList Skipped);
 
-    public static Result Read(string path, CharDictionary dictionary, int maxSteps)
+    /// <param name="labelCase">applied to each text before encoding; Auto is resolved against the dictionary</param>
+    /// <param name="strict">the first unusable line is an error instead of a skip</param>
+    public static Result Read(string path, CharDictionary dictionary, int maxSteps, LabelCase labelCase = LabelCase.Keep, bool strict = false)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"label file not found: {path}");
+        var resolved = labelCase.Resolve(dictionary);
         string root = Path.GetDirectoryName(Path.GetFullPath(path))!;
         var samples = new List<LabeledImage>();
-        var skipped = new List<string>();
+        var skipped = new SkipList(strict);
         int lineNumber = 0;
         foreach (var line in File.ReadLines(path))
         {
             lineNumber++;
-            if (line.Length == 0) continue;
+            if (line.Trim().Length == 0) continue;
+            string where = $"{path}:{lineNumber}";
             int tab = line.IndexOf('\t');
-            if (tab < 0) { skipped.Add($"{path}:{lineNumber}: no tab between image path and text"); continue; }
-            string text = line[(tab + 1)..].TrimEnd('\r');
-            if (!dictionary.TryEncode(text, out var ids, out var error)) { skipped.Add($"{path}:{lineNumber}: {error}"); continue; }
-            if (ids.Length == 0) { skipped.Add($"{path}:{lineNumber}: empty text"); continue; }
-            if (!Alignable(ids, maxSteps)) { skipped.Add($"{path}:{lineNumber}: '{text}' needs more than {maxSteps} time steps"); continue; }
-            samples.Add(new LabeledImage(Path.Combine(root, line[..tab]), text, ids));
+            if (tab < 0) { skipped.Add(where, "no tab", "no tab between image path and text"); continue; }
+            if (tab == 0) { skipped.Add(where, "no image path", "no image path before the tab"); continue; }
+            string raw = line[(tab + 1)..].TrimEnd('\r');
+            if (!LabelCheck.TryEncode(raw, dictionary, maxSteps, resolved, out var text, out var ids, out var reason, out var detail))
+            {
+                skipped.Add(where, reason, detail);
+                continue;
+            }
+            samples.Add(new LabeledImage(Path.Combine(root, line[..tab]), text, ids, lineNumber));
         }
-        if (samples.Count == 0) throw new InvalidDataException($"label file {path} has no usable samples ({skipped.Count} skipped)");
+        if (samples.Count == 0)
+            throw new InvalidDataException($"label file {path} has no usable samples" + (skipped.Count > 0 ? $" ({skipped.Summary()})" : " (it is empty)"));
         return new Result(samples, skipped);
     }
 
     /// <summary>CTC needs one step per symbol plus a blank between repeated symbols.</summary>
-    public static bool Alignable(int[] label, int steps)
-    {
-        int needed = label.Length;
-        for (int i = 1; i < label.Length; i++) if (label[i] == label[i - 1]) needed++;
-        return needed <= steps;
-    }
+    public static bool Alignable(int[] label, int steps) => LabelCheck.Alignable(label, steps);
 }
 
-/// <summary>Label-file images in a seeded shuffled order per epoch; decoded on demand.</summary>
-public sealed class LabelFileSource : IBatchSource
+/// <summary>The samples of a label file (or any list of image files with texts), images decoded from disk.</summary>
+public sealed class LabelFileDataset(IReadOnlyList<LabeledImage> samples, string name, SkipList? skipped = null) : ILabeledDataset
 {
-    readonly IReadOnlyList<LabeledImage> _samples;
-    int[] _order = [];
-    int _orderEpoch = -1;
-
-    public LabelFileSource(IReadOnlyList<LabeledImage> samples, int seed)
+    public static LabelFileDataset Open(string path, CharDictionary dictionary, int maxSteps, LabelCase labelCase, bool strict = false)
     {
-        _samples = samples;
-        Seed = seed;
+        var result = LabelFile.Read(path, dictionary, maxSteps, labelCase, strict);
+        return new LabelFileDataset(result.Samples, path, result.Skipped);
     }
 
-    public int Seed { get; }
-    public long Position { get; set; }
-    public long EpochSize => _samples.Count;
-
-    public void NextBatch(float[] images, string[] texts, int[][] labels)
-    {
-        int size = images.Length / texts.Length;
-        for (int b = 0; b < texts.Length; b++)
-        {
-            var sample = At(Position++);
-            Preprocess.LoadFile(sample.Path).CopyTo(images.AsSpan(b * size, size));
-            texts[b] = sample.Text;
-            labels[b] = sample.Label;
-        }
-    }
-
-    LabeledImage At(long position)
-    {
-        int epoch = (int)(position / _samples.Count);
-        if (epoch != _orderEpoch)
-        {
-            // Each epoch's order depends only on (seed, epoch): resuming mid-epoch gives the same order.
-            _order = Enumerable.Range(0, _samples.Count).ToArray();
-            new Random(unchecked(Seed * 1_000_003 + epoch)).Shuffle(_order); // not HashCode: it is salted per process
-            _orderEpoch = epoch;
-        }
-        return _samples[_order[position % _samples.Count]];
-    }
-
+    public IReadOnlyList<LabeledImage> Samples => samples;
+    public string Name => name;
+    public int Count => samples.Count;
+    public SkipList Skipped { get; } = skipped ?? new SkipList();
+    public string Text(int index) => samples[index].Text;
+    public int[] Label(int index) => samples[index].Label;
+    public string Describe(int index) => samples[index].Line > 0 ? $"{name}:{samples[index].Line} ({samples[index].Path})" : samples[index].Path;
+    public void Decode(int index, Span<float> chw) => ImageDecoding.DecodeFile(samples[index].Path, chw);
     public void Dispose() { }
 }
