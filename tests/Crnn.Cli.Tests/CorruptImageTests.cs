@@ -22,15 +22,7 @@ public class CorruptImageTests : IDisposable
         string labels = Path.Combine(_folder, "labels.txt");
         File.WriteAllLines(labels, [$"good.png\t{text}", $"cut.png\t{text}"]);
 
-        var error = new StringWriter();
-        var saved = Console.Error;
-        Console.SetError(error);
-        int code;
-        try { code = Program.Main(["train", "--train", labels, "--strict", "--steps", "2", "--batch-size", "2", "--device", "cpu", "--val-count", "2", "--output", Path.Combine(_folder, "run")]); }
-        finally { Console.SetError(saved); }
-        Assert.Equal(2, code);
-        var message = error.ToString().TrimEnd('\n');
-        Assert.DoesNotContain("\n", message);
-        Assert.StartsWith($"error: cannot read image '{cut}': truncated", message);
+        Cli.AssertUserError(Cli.Run("train", "--train", labels, "--strict", "--steps", "2", "--batch-size", "2", "--device", "cpu", "--val-count", "2", "--output", Path.Combine(_folder, "run")),
+            $"error: cannot read image '{cut}': truncated");
     }
 }

@@ -46,7 +46,7 @@ public sealed class TrainedOnFiles : IDisposable
         WriteLmdb(Lmdb, [(Png(10), "lm1"), (Png(11), "LM2"), (Encoding.ASCII.GetBytes("corrupt"), "bad"), (Png(12), "lm3"), (Png(13), "lm4")]);
         File.WriteAllLines(Path.Combine(Folder, "dict.txt"), Symbols.Select(c => c.ToString()));
 
-        Training = DataCommandTests.Crnn("train", "--train", Labels, "--train", Lmdb, "--val", Labels, "--dict", Path.Combine(Folder, "dict.txt"),
+        Training = Cli.Run("train", "--train", Labels, "--train", Lmdb, "--val", Labels, "--dict", Path.Combine(Folder, "dict.txt"),
             "--steps", "3", "--batch-size", "4", "--val-every", "0", "--log-every", "1", "--device", "cpu", "--output", Run);
     }
 
@@ -84,31 +84,7 @@ public sealed class TrainedOnFiles : IDisposable
 
 public class DataCommandTests(TrainedOnFiles data) : IClassFixture<TrainedOnFiles>
 {
-    /// <summary>Runs the crnn command in process, capturing its output.</summary>
-    public static (int Code, string Out, string Err) Crnn(params string[] args)
-    {
-        var (output, error) = (new StringWriter(), new StringWriter());
-        var (savedOut, savedError) = (Console.Out, Console.Error);
-        Console.SetOut(output);
-        Console.SetError(error);
-        try { return (Program.Main(args), output.ToString(), error.ToString()); }
-        finally
-        {
-            Console.SetOut(savedOut);
-            Console.SetError(savedError);
-        }
-    }
-
     static string[] Lines(string text) => text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-
-    static void AssertUserError((int Code, string Out, string Err) result, string message)
-    {
-        Assert.Equal(2, result.Code);
-        var text = result.Err.TrimEnd('\n');
-        Assert.StartsWith("error: ", text);
-        Assert.DoesNotContain("\n", text);
-        Assert.Contains(message, text);
-    }
 
     [Fact]
     public void TrainsOnALabelFileAndAnLmdbTogether()
@@ -133,7 +109,7 @@ public class DataCommandTests(TrainedOnFiles data) : IClassFixture<TrainedOnFile
     [Fact]
     public void PredictsFoldersGlobsAndJsonLines()
     {
-        var folder = Crnn("predict", "--model", data.Run, "--device", "cpu", data.Images);
+        var folder = Cli.Run("predict", "--model", data.Run, "--device", "cpu", data.Images);
         Assert.Equal(1, folder.Code); // one image could not be read
         var rows = Lines(folder.Out).Select(l => l.Split('\t')).ToList();
         Assert.Equal(data.Truth.Keys.Order(StringComparer.Ordinal).Select(n => Path.Combine(data.Images, n)), rows.Select(r => r[0]));
@@ -143,7 +119,7 @@ public class DataCommandTests(TrainedOnFiles data) : IClassFixture<TrainedOnFile
 
         // A quoted pattern is expanded by crnn itself; JSON lines carry the same predictions.
         string pattern = Path.Combine(data.Images, "w[0-2]*.png");
-        var json = Crnn("predict", "--model", data.Run, "--device", "cpu", "--json", pattern);
+        var json = Cli.Run("predict", "--model", data.Run, "--device", "cpu", "--json", pattern);
         Assert.Equal(0, json.Code);
         var objects = Lines(json.Out).Select(l => JsonDocument.Parse(l).RootElement).ToList();
         Assert.Equal(["w0.png", "w1.png", "w2.png"], objects.Select(o => Path.GetFileName(o.GetProperty("path").GetString())));
@@ -154,8 +130,8 @@ public class DataCommandTests(TrainedOnFiles data) : IClassFixture<TrainedOnFile
             Assert.Equal(float.Parse(row[2]), o.GetProperty("confidence").GetSingle(), 4);
         }
 
-        AssertUserError(Crnn("predict", "--model", data.Run, "--device", "cpu", "--strict", data.Images), "x-corrupt.png");
-        AssertUserError(Crnn("predict", "--model", data.Run, "--device", "cpu", Path.Combine(data.Images, "*.jpg")), "no files match");
+        Cli.AssertUserError(Cli.Run("predict", "--model", data.Run, "--device", "cpu", "--strict", data.Images), "x-corrupt.png");
+        Cli.AssertUserError(Cli.Run("predict", "--model", data.Run, "--device", "cpu", Path.Combine(data.Images, "*.jpg")), "no files match");
     }
 
     /// <summary>The scores of predictions against truths, computed here independently in float64.</summary>
@@ -181,7 +157,7 @@ public class DataCommandTests(TrainedOnFiles data) : IClassFixture<TrainedOnFile
     [Fact]
     public void EvalScoresEachDatasetAndTheBenchmarkConvention()
     {
-        var predicted = Crnn("predict", "--model", data.Run, "--device", "cpu", "--json", Path.Combine(data.Images, "w*.png"));
+        var predicted = Cli.Run("predict", "--model", data.Run, "--device", "cpu", "--json", Path.Combine(data.Images, "w*.png"));
         var text = Lines(predicted.Out).Select(l => JsonDocument.Parse(l).RootElement)
             .ToDictionary(o => Path.GetFileName(o.GetProperty("path").GetString()!), o => o.GetProperty("text").GetString()!);
         var pairs = data.Truth.Select(t => (text[t.Key], t.Value)).ToList();
@@ -190,7 +166,7 @@ public class DataCommandTests(TrainedOnFiles data) : IClassFixture<TrainedOnFile
         {
             var args = new List<string> { "eval", "--model", data.Run, "--device", "cpu", "--data", data.Labels, "--data", data.Lmdb, "--json" };
             if (benchmark) args.Add("--benchmark-convention");
-            var result = Crnn([.. args]);
+            var result = Cli.Run([.. args]);
             Assert.True(result.Code == 0, result.Err);
             var json = JsonDocument.Parse(result.Out).RootElement;
             Assert.Equal(benchmark, json.GetProperty("benchmark_convention").GetBoolean());
@@ -217,13 +193,13 @@ public class DataCommandTests(TrainedOnFiles data) : IClassFixture<TrainedOnFile
         foreach (var (benchmark, expected) in new[] { (false, 0.0), (true, 1.0) })
         {
             string[] args = ["eval", "--model", data.Run, "--device", "cpu", "--data", derived, "--json"];
-            var result = Crnn(benchmark ? [.. args, "--benchmark-convention"] : args);
+            var result = Cli.Run(benchmark ? [.. args, "--benchmark-convention"] : args);
             var json = JsonDocument.Parse(result.Out).RootElement;
             Assert.Equal(6, json.GetProperty("count").GetInt32());
             Assert.Equal(expected, json.GetProperty("accuracy").GetDouble());
         }
 
-        var table = Crnn("eval", "--model", data.Run, "--device", "cpu", "--data", data.Labels, "--data", data.Lmdb, "--benchmark-convention");
+        var table = Cli.Run("eval", "--model", data.Run, "--device", "cpu", "--data", data.Labels, "--data", data.Lmdb, "--benchmark-convention");
         Assert.Equal(0, table.Code);
         var rows = Lines(table.Out);
         Assert.StartsWith("data", rows[0]);
@@ -238,18 +214,18 @@ public class DataCommandTests(TrainedOnFiles data) : IClassFixture<TrainedOnFile
     [Fact]
     public void StrictAndBadDataAreOneLineErrors()
     {
-        AssertUserError(Crnn("eval", "--model", data.Run, "--device", "cpu", "--data", data.Labels, "--strict"), "no_such_symbol");
-        AssertUserError(Crnn("eval", "--model", data.Run, "--device", "cpu", "--data", data.Lmdb, "--strict"), "image-000000003");
-        AssertUserError(Crnn("eval", "--model", data.Run, "--device", "cpu", "--data", Path.Combine(data.Folder, "nothing")), "dataset not found");
+        Cli.AssertUserError(Cli.Run("eval", "--model", data.Run, "--device", "cpu", "--data", data.Labels, "--strict"), "no_such_symbol");
+        Cli.AssertUserError(Cli.Run("eval", "--model", data.Run, "--device", "cpu", "--data", data.Lmdb, "--strict"), "image-000000003");
+        Cli.AssertUserError(Cli.Run("eval", "--model", data.Run, "--device", "cpu", "--data", Path.Combine(data.Folder, "nothing")), "dataset not found");
         string output = Path.Combine(data.Folder, "strict-run");
-        AssertUserError(Crnn("train", "--train", data.Lmdb, "--strict", "--steps", "3", "--batch-size", "4", "--val-every", "0", "--device", "cpu", "--output", output),
+        Cli.AssertUserError(Cli.Run("train", "--train", data.Lmdb, "--strict", "--steps", "3", "--batch-size", "4", "--val-every", "0", "--device", "cpu", "--output", output),
             "image-000000003");
         string duplicate = Path.Combine(data.Folder, "dup.txt");
         File.WriteAllLines(duplicate, ["a", "b", "a"]);
-        AssertUserError(Crnn("train", "--train", data.Labels, "--dict", duplicate, "--steps", "1", "--device", "cpu", "--output", output),
+        Cli.AssertUserError(Cli.Run("train", "--train", data.Labels, "--dict", duplicate, "--steps", "1", "--device", "cpu", "--output", output),
             "line 3: duplicate symbol 'a'");
         string empty = Path.Combine(data.Folder, "empty.txt");
         File.WriteAllText(empty, "");
-        AssertUserError(Crnn("train", "--train", empty, "--steps", "1", "--device", "cpu", "--output", output), "no usable samples");
+        Cli.AssertUserError(Cli.Run("train", "--train", empty, "--steps", "1", "--device", "cpu", "--output", output), "no usable samples");
     }
 }

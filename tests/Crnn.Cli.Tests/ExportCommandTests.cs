@@ -22,15 +22,6 @@ public class ExportCommandTests : IDisposable
         return folder;
     }
 
-    static (int Code, string Error) RunCli(string args)
-    {
-        var error = new StringWriter();
-        var saved = Console.Error;
-        Console.SetError(error);
-        try { return (Program.Main(args.Split(' ')), error.ToString().TrimEnd('\n')); }
-        finally { Console.SetError(saved); }
-    }
-
     [Fact]
     public void WritesTheModelAtomically()
     {
@@ -53,7 +44,7 @@ public class ExportCommandTests : IDisposable
     public void DefaultOutputIsModelOnnxInTheCheckpointFolder()
     {
         string run = SaveCheckpoint();
-        var (code, error) = RunCli($"export --model {run}");
+        var (code, _, error) = Cli.Run($"export --model {run}");
         Assert.Equal("", error);
         Assert.Equal(0, code);
         Assert.True(File.Exists(Path.Combine(run, "model.onnx")));
@@ -67,11 +58,7 @@ public class ExportCommandTests : IDisposable
     public void UserErrorsAreOneLineAndExitCode2(string args, string message)
     {
         string run = SaveCheckpoint();
-        var (code, error) = RunCli(args.Replace("RUN", run).Replace("OUT", _folder));
-        Assert.Equal(2, code);
-        Assert.StartsWith("error: ", error);
-        Assert.DoesNotContain("\n", error);
-        Assert.Contains(message, error);
+        Cli.AssertUserError(Cli.Run(args.Replace("RUN", run).Replace("OUT", _folder)), message);
         Assert.False(File.Exists(Path.Combine(_folder, "x.onnx")));
     }
 }

@@ -69,17 +69,7 @@ public class SynthCommandTests : IDisposable
     [InlineData("synth --count 2 --output {0} --dict /nonexistent/dict.txt", "/nonexistent/dict.txt")]
     public void UserErrorsAreOneLineExitCode2AndWriteNoLabels(string args, string message)
     {
-        var error = new StringWriter();
-        var saved = Console.Error;
-        Console.SetError(error);
-        int code;
-        try { code = Program.Main(string.Format(args, _folder).Split(' ')); }
-        finally { Console.SetError(saved); }
-        Assert.Equal(2, code);
-        var text = error.ToString().TrimEnd('\n');
-        Assert.StartsWith("error: ", text);
-        Assert.DoesNotContain("\n", text);
-        Assert.Contains(message, text);
+        Cli.AssertUserError(Cli.Run(string.Format(args, _folder)), message);
         Assert.False(File.Exists(Path.Combine(_folder, "labels.txt")));
     }
 }

@@ -80,16 +80,6 @@ public class TrainPredictEvalTests : IDisposable
     [InlineData("train --device tpu --steps 1", "unknown device 'tpu'")]
     public void UserErrorsAreOneLineAndExitCode2(string args, string message)
     {
-        var error = new StringWriter();
-        var saved = Console.Error;
-        Console.SetError(error);
-        int code;
-        try { code = Program.Main(args.Split(' ')); }
-        finally { Console.SetError(saved); }
-        Assert.Equal(2, code);
-        var text = error.ToString().TrimEnd('\n');
-        Assert.StartsWith("error: ", text);
-        Assert.DoesNotContain("\n", text);
-        Assert.Contains(message, text);
+        Cli.AssertUserError(Cli.Run(args), message);
     }
 }

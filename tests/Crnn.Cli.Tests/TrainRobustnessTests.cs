@@ -13,15 +13,6 @@ public class TrainRobustnessTests : IDisposable
 
     public void Dispose() => Directory.Delete(_folder, recursive: true);
 
-    static (int Code, string Error) Crnn(string args)
-    {
-        var error = new StringWriter();
-        var saved = Console.Error;
-        Console.SetError(error);
-        try { return (Program.Main(args.Split(' ', StringSplitOptions.RemoveEmptyEntries)), error.ToString()); }
-        finally { Console.SetError(saved); }
-    }
-
     /// <summary>Every numeric option of train, out of range or not a number; each must fail before any training.</summary>
     [Theory]
     [InlineData("--steps -5", "--steps must be at least 1")]
@@ -48,12 +39,7 @@ public class TrainRobustnessTests : IDisposable
     [InlineData("--bogus 3", "--bogus")]
     public void BadOptionValuesAreOneLineAndExitCode2(string args, string message)
     {
-        var (code, error) = Crnn($"train --device cpu --output {Path.Combine(_folder, "never")} {args}");
-        Assert.Equal(2, code);
-        Assert.StartsWith("error: ", error);
-        Assert.DoesNotContain("\n", error.TrimEnd('\n'));
-        Assert.DoesNotContain("   at ", error);
-        Assert.Contains(message, error);
+        Cli.AssertUserError(Cli.Run($"train --device cpu --output {Path.Combine(_folder, "never")} {args}"), message);
         Assert.False(Directory.Exists(Path.Combine(_folder, "never")), "nothing is written for a rejected command");
     }
 
@@ -62,7 +48,7 @@ public class TrainRobustnessTests : IDisposable
     {
         string file = Path.Combine(_folder, "a-file");
         File.WriteAllText(file, "");
-        var (code, error) = Crnn($"train --device cpu --steps 1 --output {Path.Combine(file, "run")}");
+        var (code, _, error) = Cli.Run($"train --device cpu --steps 1 --output {Path.Combine(file, "run")}");
         Assert.Equal(2, code);
         Assert.Matches("^error: output folder '.*' is not writable: .+\n$", error);
     }
@@ -70,7 +56,7 @@ public class TrainRobustnessTests : IDisposable
     [Fact]
     public void ABatchTooLargeForTheDeviceSaysWhichBatchAndWhatToDo()
     {
-        var (code, error) = Crnn($"train --device cpu --steps 1 --val-count 1 --batch-size 300000 --output {Path.Combine(_folder, "big")}");
+        var (code, _, error) = Cli.Run($"train --device cpu --steps 1 --val-count 1 --batch-size 300000 --output {Path.Combine(_folder, "big")}");
         Assert.Equal(2, code);
         Assert.Equal("error: cannot allocate 10987 MiB on the device: one tensor may hold at most 2^31 elements (batch 300000); try a smaller --batch-size\n", error);
     }
