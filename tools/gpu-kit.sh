@@ -2,7 +2,7 @@
 # GPU run kit: test, benchmark and compare crnn on a machine that has a GPU driver (and maybe PyTorch) but no .NET.
 #
 #   bash tools/gpu-kit.sh publish   # here (needs .NET): writes publish/gpu-kit/ (git-ignored, ~40 MiB)
-#   bash tools/gpu-kit.sh run       # there, from the repository root or the kit folder
+#   bash tools/gpu-kit.sh run [tests] [bench] [peer]   # there, from the repository root or the kit folder
 #
 # publish: one self-contained single-file binary, crnn-kit (the test runner; `crnn-kit crnn ARGS` is the crnn
 #          CLI), plus this script, the PyTorch peer and DejaVuSans.ttf for the synthetic-word renderer.
@@ -26,18 +26,21 @@ publish() {
     -p:PublishSingleFile=true -p:EnableCompressionInSingleFile=true -p:DebugType=none -o "$kit/bin" || return 1
   mv "$kit/bin/crnn-kit" "$kit/crnn-kit" && rm -rf "$kit/bin"
   cp "$repo/tools/gpu-kit.sh" "$repo/bench/peers/pytorch_crnn.py" "$kit/"
-  font="$(find /usr/share/fonts /usr/local/share/fonts "$HOME/.fonts" -name DejaVuSans.ttf 2>/dev/null | head -n 1)"
+  font="$(find_dejavu)"
   if [ -n "$font" ]; then cp "$font" "$kit/"; else echo "warning: no DejaVuSans.ttf here; the kit carries no font" >&2; fi
   echo "kit: $kit"
   du -sh "$kit"/* | sed 's/^/  /'
   echo "size in all: $(du -sm "$kit" | cut -f1) MiB"
 }
 
+# An installed DejaVuSans.ttf, or nothing. (find fails on a missing folder: not an error here.)
+find_dejavu() { find /usr/share/fonts /usr/local/share/fonts "$HOME/.fonts" -name DejaVuSans.ttf 2>/dev/null | head -n 1 || true; }
+
 # The synthetic-word renderer (SyntheticWords.FindFont) looks in the standard font folders, ~/.fonts included,
 # and prefers DejaVuSans.ttf: put the kit's copy there unless one is installed.
 install_font() {
   local kit="$1"
-  if find /usr/share/fonts /usr/local/share/fonts "$HOME/.fonts" -name DejaVuSans.ttf 2>/dev/null | grep -q .; then return; fi
+  if [ -n "$(find_dejavu)" ]; then return; fi
   if [ -f "$kit/DejaVuSans.ttf" ]; then
     mkdir -p "$HOME/.fonts" && cp "$kit/DejaVuSans.ttf" "$HOME/.fonts/" && echo "font: installed the kit's DejaVuSans.ttf in ~/.fonts"
   else
@@ -63,10 +66,15 @@ peer_rates() {
     sed 's/"mode": "\([a-z]*\)", "batch": \([0-9]*\), "images_per_sec": \([0-9.]*\)/\1 \2 \3/'
 }
 
+# run [tests] [bench] [peer]: the named steps (all three by default), then the combined report from whatever
+# result files of today's date and this device exist (so the steps may run in separate calls).
 run() {
-  local kit repo results device slug date batches steps warmup status=0
+  local kit repo results device slug date batches steps warmup status=0 selected="${*:-tests bench peer}"
   if [ -x "$script_dir/crnn-kit" ]; then kit="$script_dir"; else kit="$(cd "$script_dir/.." && pwd)/publish/gpu-kit"; fi
   [ -x "$kit/crnn-kit" ] || { echo "error: no kit at $kit; run 'bash tools/gpu-kit.sh publish' on a machine with .NET" >&2; return 2; }
+  for step in $selected; do
+    case "$step" in tests|bench|peer) ;; *) echo "error: unknown step '$step' (tests, bench, peer)" >&2; return 2 ;; esac
+  done
   # A checkout around the kit (publish/gpu-kit or tools/) gets the reports in its bench/results.
   for repo in "$kit/../.." "$kit/.." ""; do [ -n "$repo" ] && [ -d "$repo/bench/results" ] && break; done
   results="${CRNN_KIT_RESULTS:-${repo:+$repo/bench/results}}"
@@ -83,61 +91,70 @@ run() {
   local tests_log="$results/$date-$slug-tests.txt" bench_md="$results/$date-$slug-training.md"
   local peer_md="$results/$date-$slug-pytorch.md" peer_log="$results/$date-$slug-pytorch.txt" report="$results/$date-$slug-kit.md"
   install_font "$kit"
-  echo "== device $device ($slug); reports in $results"
+  echo "== device $device ($slug), steps: $selected; reports in $results"
   "$kit/crnn-kit" crnn devices || status=1
 
-  echo "== 1/3 tests (CRNN_TEST_DEVICE=$device)"
-  local filter=()
-  [ -n "${CRNN_KIT_FILTER:-}" ] && filter=(--filter "$CRNN_KIT_FILTER")
-  CRNN_TEST_DEVICE="$device" "$kit/crnn-kit" "${filter[@]}" > "$tests_log" 2>&1 || status=1
-  grep -E '^  (FAIL|SKIP) ' "$tests_log" | head -n 40
-  local tests_line; tests_line="$(tail -n 1 "$tests_log")"
-  echo "tests: $tests_line (log: $tests_log)"
-
-  echo "== 2/3 crnn bench (batch $batches, $steps steps after $warmup warm-up)"
-  # shellcheck disable=SC2086 # the batch sizes are separate arguments
-  "$kit/crnn-kit" crnn bench --device "$device" --batch-size $batches --steps "$steps" --warmup "$warmup" \
-    --output "$bench_md" > /dev/null || { echo "crnn bench failed" >&2; status=1; }
-
-  echo "== 3/3 PyTorch peer"
-  local peer_device="$device" peer_note=""
-  [ "$device" = cpu ] || peer_device=cuda
-  if ! command -v python3 > /dev/null; then
-    peer_note="no python3 here: no PyTorch peer"
-  else
-    # shellcheck disable=SC2086
-    python3 "$kit/pytorch_crnn.py" --device "$peer_device" --batch-size $batches --steps "$steps" --warmup "$warmup" \
-      --output "$peer_md" > "$peer_log" 2>&1
-    case $? in
-      0) ;;
-      3) peer_note="torch is not installed here: no PyTorch peer" ;;
-      *) peer_note="the PyTorch peer failed (see $peer_log)"; tail -n 5 "$peer_log" ;;
-    esac
+  if [[ " $selected " == *" tests "* ]]; then
+    echo "== tests (CRNN_TEST_DEVICE=$device${CRNN_KIT_FILTER:+, filter '$CRNN_KIT_FILTER'})"
+    local filter=()
+    [ -n "${CRNN_KIT_FILTER:-}" ] && filter=(--filter "$CRNN_KIT_FILTER")
+    CRNN_TEST_DEVICE="$device" "$kit/crnn-kit" "${filter[@]}" > "$tests_log" 2>&1 || status=1
+    grep -E '^  (FAIL|SKIP) ' "$tests_log" | head -n 40
+    echo "tests: $(tail -n 1 "$tests_log") (log: $tests_log)"
   fi
-  [ -n "$peer_note" ] && echo "$peer_note"
 
-  write_report "$report" "$device" "$slug" "$tests_line" "$bench_md" "$peer_log" "$peer_note" "$batches" "$steps" "$warmup"
+  if [[ " $selected " == *" bench "* ]]; then
+    echo "== crnn bench (batch $batches, $steps steps after $warmup warm-up)"
+    # shellcheck disable=SC2086 # the batch sizes are separate arguments
+    "$kit/crnn-kit" crnn bench --device "$device" --batch-size $batches --steps "$steps" --warmup "$warmup" \
+      --output "$bench_md" | grep -E '^batch [0-9]+:' || { echo "crnn bench failed" >&2; status=1; }
+  fi
+
+  if [[ " $selected " == *" peer "* ]]; then
+    echo "== PyTorch peer"
+    local peer_device=cuda
+    [ "$device" = cpu ] && peer_device=cpu
+    if ! command -v python3 > /dev/null; then
+      echo "peer-note: no python3 here: no PyTorch peer" > "$peer_log"
+    else
+      # shellcheck disable=SC2086
+      python3 "$kit/pytorch_crnn.py" --device "$peer_device" --batch-size $batches --steps "$steps" --warmup "$warmup" \
+        --output "$peer_md" > "$peer_log" 2>&1
+      case $? in
+        0) grep -E '^(eager|compile) ' "$peer_log" ;;
+        3) echo "peer-note: torch is not installed here: no PyTorch peer" >> "$peer_log" ;;
+        *) echo "peer-note: the PyTorch peer failed (see $(basename "$peer_log"))" >> "$peer_log"; tail -n 5 "$peer_log"; status=1 ;;
+      esac
+    fi
+    grep '^peer-note: ' "$peer_log" | cut -d' ' -f2-
+  fi
+
+  write_report "$report" "$device" "$slug" "$tests_log" "$bench_md" "$peer_log" "$batches" "$steps" "$warmup"
   echo "== summary"
-  sed -n '/^| batch/,$p' "$report"
+  sed -n '/^- tests/p; /^| batch/,$p' "$report"
   echo "report: $report"
-  if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then cp "$tests_log" "$bench_md" "$report" "$OUT/" 2>/dev/null; cp "$peer_md" "$peer_log" "$OUT/" 2>/dev/null; fi
+  if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then
+    for f in "$tests_log" "$bench_md" "$peer_md" "$peer_log" "$report"; do [ -f "$f" ] && cp "$f" "$OUT/"; done
+  fi
   return $status
 }
 
 write_report() {
-  local report="$1" device="$2" slug="$3" tests_line="$4" bench_md="$5" peer_log="$6" peer_note="$7" batches="$8" steps="$9" warmup="${10}"
+  local report="$1" device="$2" slug="$3" tests_log="$4" bench_md="$5" peer_log="$6" batches="$7" steps="$8" warmup="$9"
   local cpu gpu b crnn eager compiled ratio
   cpu="$(grep -m 1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ *//')"
-  gpu="$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -n 1)"
+  gpu="$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -n 1 | sed 's/, \([^,]*\)$/, driver \1/')"
   {
     echo "# GPU kit run: crnn vs PyTorch, training steps ($(date -u +%Y-%m-%d), $slug)"
     echo
-    echo "- machine: $(hostname), ${cpu:-unknown CPU}, $(nproc) cores; GPU: ${gpu:-none} (driver)"
+    echo "- machine: $(hostname), ${cpu:-unknown CPU}, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg 2>/dev/null); GPU: ${gpu:-none}"
     echo "- device: $device; $steps measured steps after $warmup warm-up per batch size; seed model, Adam 5e-4, float32"
-    echo "- tests (CRNN_TEST_DEVICE=$device): $tests_line"
-    echo "- crnn: synthetic words rendered during the steps, as \`crnn train\` runs ($(basename "$bench_md"));" \
-         "PyTorch: random images and labels made on the device beforehand, cuDNN, TF32 off (bench/peers/pytorch_crnn.py)"
-    [ -n "$peer_note" ] && echo "- $peer_note"
+    if [ -f "$tests_log" ]; then echo "- tests (CRNN_TEST_DEVICE=$device): $(tail -n 1 "$tests_log") ($(basename "$tests_log"))"
+    else echo "- tests: not run"; fi
+    echo "- crnn: \`crnn bench\`, synthetic words rendered during the steps as \`crnn train\` runs ($(basename "$bench_md"));" \
+         "PyTorch: bench/peers/pytorch_crnn.py, random images and labels made on the device beforehand, cuDNN, TF32 off"
+    grep '^peer-note: ' "$peer_log" 2>/dev/null | sed 's/^peer-note: /- /'
+    grep -o '"compile": "[^"]*"' "$peer_log" 2>/dev/null | sed 's/^"compile": /- torch.compile failed: /'
     echo "- reproduce: \`bash tools/gpu-kit.sh publish\` with .NET, then \`CRNN_KIT_DEVICE=$device CRNN_KIT_BATCHES=\"$batches\" CRNN_KIT_STEPS=$steps CRNN_KIT_WARMUP=$warmup bash tools/gpu-kit.sh run\`"
     echo
     echo "| batch | crnn (ILGPU) images/s | PyTorch eager images/s | PyTorch compile images/s | crnn / eager |"
@@ -147,15 +164,14 @@ write_report() {
       eager="$(peer_rates "$peer_log" | awk -v b="$b" '$1 == "eager" && $2 == b {print $3}')"
       compiled="$(peer_rates "$peer_log" | awk -v b="$b" '$1 == "compile" && $2 == b {print $3}')"
       ratio="–"
-      [ -n "$crnn" ] && [ -n "$eager" ] && ratio="$(awk -v c="$crnn" -v e="$eager" 'BEGIN {printf "%.2f", c / e}')"
+      [ -n "$crnn" ] && [ -n "$eager" ] && ratio="$(awk -v c="$crnn" -v e="$eager" 'BEGIN {printf "%.3g", c / e}')"
       echo "| $b | ${crnn:-–} | ${eager:-–} | ${compiled:-–} | $ratio |"
     done
-    grep -o '"compile": "[^"]*"' "$peer_log" 2>/dev/null | sed 's/^/\n- torch.compile failed: /'
   } > "$report"
 }
 
 case "${1:-}" in
   publish) publish ;;
-  run) run ;;
-  *) echo "usage: bash tools/gpu-kit.sh publish|run" >&2; exit 2 ;;
+  run) shift; run "$@" ;;
+  *) echo "usage: bash tools/gpu-kit.sh publish | run [tests] [bench] [peer]" >&2; exit 2 ;;
 esac
