@@ -36,13 +36,14 @@ publish() {
 # An installed DejaVuSans.ttf, or nothing. (find fails on a missing folder: not an error here.)
 find_dejavu() { find /usr/share/fonts /usr/local/share/fonts "$HOME/.fonts" -name DejaVuSans.ttf 2>/dev/null | head -n 1 || true; }
 
-# The synthetic-word renderer (SyntheticWords.FindFont) looks in the standard font folders, ~/.fonts included,
-# and prefers DejaVuSans.ttf: put the kit's copy there unless one is installed.
+# The synthetic-word generator (FontCatalog.SystemFontRoots) renders with the fonts of the standard folders,
+# ~/.fonts included, and the tests rely on DejaVuSans.ttf in a folder named dejavu (Debian's layout): put the
+# kit's copy there unless one is installed.
 install_font() {
   local kit="$1"
   if [ -n "$(find_dejavu)" ]; then return; fi
   if [ -f "$kit/DejaVuSans.ttf" ]; then
-    mkdir -p "$HOME/.fonts" && cp "$kit/DejaVuSans.ttf" "$HOME/.fonts/" && echo "font: installed the kit's DejaVuSans.ttf in ~/.fonts"
+    mkdir -p "$HOME/.fonts/dejavu" && cp "$kit/DejaVuSans.ttf" "$HOME/.fonts/dejavu/" && echo "font: installed the kit's DejaVuSans.ttf in ~/.fonts/dejavu"
   else
     echo "warning: no DejaVuSans.ttf installed or in the kit; synthetic-word steps may fail" >&2
   fi

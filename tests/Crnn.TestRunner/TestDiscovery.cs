@@ -81,10 +81,12 @@ public static class TestDiscovery
             (i < parameters.Length ? parameters[i].Name + ": " : "") + Format(value)));
     }
 
+    const int MaxStringLength = 50;
+
     static string Format(object? value) => value switch
     {
         null => "null",
-        string s => $"\"{s}\"",
+        string s => s.Length > MaxStringLength ? $"\"{s[..MaxStringLength]}\"···" : $"\"{s}\"", // xunit shortens long strings
         char c => $"'{c}'",
         float f => f.ToString("R", CultureInfo.InvariantCulture),
         double d => d.ToString("R", CultureInfo.InvariantCulture),
