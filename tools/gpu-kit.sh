@@ -5,7 +5,7 @@
 #   bash tools/gpu-kit.sh run [tests] [bench] [peer]   # there, from the repository root or the kit folder
 #
 # publish: one self-contained single-file binary, crnn-kit (the test runner; `crnn-kit crnn ARGS` is the crnn
-#          CLI), plus this script, the PyTorch peer and DejaVuSans.ttf for the synthetic-word renderer.
+#          CLI), plus this script, the PyTorch peer, DejaVuSans.ttf for the synthetic words and lib/liblmdb.so.0.
 # run:     1. all tests on the device (CRNN_TEST_DEVICE), 2. `crnn bench` at batch 32 and 256,
 #          3. bench/peers/pytorch_crnn.py at the same batch sizes (skipped when torch is missing),
 #          4. both throughputs side by side; reports under bench/results/ (and copied to $OUT when set).
@@ -17,7 +17,7 @@ set -uo pipefail
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 publish() {
-  local repo kit font
+  local repo kit font lmdb
   repo="$(cd "$script_dir/.." && pwd)"
   kit="$repo/publish/gpu-kit"
   rm -rf "$kit" && mkdir -p "$kit" || return 1
@@ -28,10 +28,17 @@ publish() {
   cp "$repo/tools/gpu-kit.sh" "$repo/bench/peers/pytorch_crnn.py" "$kit/"
   font="$(find_dejavu)"
   if [ -n "$font" ]; then cp "$font" "$kit/"; else echo "warning: no DejaVuSans.ttf here; the kit carries no font" >&2; fi
+  # LMDB 0.9, which crnn loads from the system (Data/LmdbLibrary.cs) and the GPU machine may lack; needs only libc.
+  lmdb="$(system_lmdb)"
+  if [ -n "$lmdb" ]; then mkdir -p "$kit/lib" && cp -L "$lmdb" "$kit/lib/liblmdb.so.0"
+  else echo "warning: no liblmdb.so.0 here (apt-get install liblmdb0); the kit carries none" >&2; fi
   echo "kit: $kit"
   du -sh "$kit"/* | sed 's/^/  /'
   echo "size in all: $(du -sm "$kit" | cut -f1) MiB"
 }
+
+# The system's liblmdb.so.0, or nothing.
+system_lmdb() { ldconfig -p 2>/dev/null | awk '/liblmdb\.so\.0 / {print $NF; exit}'; }
 
 # An installed DejaVuSans.ttf, or nothing. (find fails on a missing folder: not an error here.)
 find_dejavu() { find /usr/share/fonts /usr/local/share/fonts "$HOME/.fonts" -name DejaVuSans.ttf 2>/dev/null | head -n 1 || true; }
@@ -92,6 +99,9 @@ run() {
   local tests_log="$results/$date-$slug-tests.txt" bench_md="$results/$date-$slug-training.md"
   local peer_md="$results/$date-$slug-pytorch.md" peer_log="$results/$date-$slug-pytorch.txt" report="$results/$date-$slug-kit.md"
   install_font "$kit"
+  if [ -z "$(system_lmdb)" ] && [ -f "$kit/lib/liblmdb.so.0" ]; then
+    export LD_LIBRARY_PATH="$kit/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" && echo "lmdb: using the kit's liblmdb.so.0"
+  fi
   echo "== device $device ($slug), steps: $selected; reports in $results"
   "$kit/crnn-kit" crnn devices || status=1
 
