@@ -38,7 +38,7 @@ publish() {
 }
 
 # The system's liblmdb.so.0, or nothing.
-system_lmdb() { ldconfig -p 2>/dev/null | awk '/liblmdb\.so\.0 / {print $NF; exit}'; }
+system_lmdb() { { ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | awk '/liblmdb\.so\.0 / {print $NF; exit}'; }
 
 # An installed DejaVuSans.ttf, or nothing. (find fails on a missing folder: not an error here.)
 find_dejavu() { find /usr/share/fonts /usr/local/share/fonts "$HOME/.fonts" -name DejaVuSans.ttf 2>/dev/null | head -n 1 || true; }
