@@ -38,7 +38,7 @@ public static class BenchCommand
         using var device = Device.Open(deviceSpec);
         var report = new StringBuilder();
         report.AppendLine($"# Training-step benchmark ({DateTime.UtcNow:yyyy-MM-dd})").AppendLine();
-        DescribeMachine(report, device);
+        DescribeMachine(report, device, Reproduce("", batchSizes, steps, warmup, deviceSpec, device));
         report.AppendLine($"- model: seed CRNN (MobileNetV3-large ×0.5, BiLSTM 96, 37 classes), {new ModelConfig().ParameterCount:N0} parameters; synthetic words; Adam").AppendLine();
         foreach (int batch in batchSizes) Measure(device, batch, steps, warmup, report, log);
         log.Write(report);
@@ -53,11 +53,42 @@ public static class BenchCommand
         if (batchSizes.Length == 0 || batchSizes.Any(b => b < 1)) throw new ArgumentException("--batch-size values must be at least 1");
     }
 
-    static void DescribeMachine(StringBuilder report, Device device)
+    /// <summary>The header lines that make a result file stand alone: when, where, on what, and how to repeat it.</summary>
+    static void DescribeMachine(StringBuilder report, Device device, string reproduce)
     {
-        report.AppendLine($"- machine: {Environment.MachineName}, {Environment.ProcessorCount} cores, {RuntimeInformation.OSDescription}, .NET {Environment.Version}");
+        report.AppendLine($"- date: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+        report.AppendLine($"- machine: {Environment.MachineName}, {CpuModel()}, {Environment.ProcessorCount} cores, {RuntimeInformation.OSDescription}, .NET {Environment.Version}{LoadAverage()}");
         report.AppendLine($"- device: {device}");
+        report.AppendLine($"- reproduce: `{reproduce}`");
     }
+
+    static string Reproduce(string mode, int[] batchSizes, int steps, int warmup, string? deviceSpec, Device device) =>
+        $"crnn bench{mode} --device {deviceSpec ?? DeviceKind(device)} --batch-size {string.Join(' ', batchSizes)} --steps {steps} --warmup {warmup}";
+
+    /// <summary>The CPU's model name (Linux: /proc/cpuinfo), else its architecture.</summary>
+    static string CpuModel()
+    {
+        const string cpuinfo = "/proc/cpuinfo";
+        string? name = File.Exists(cpuinfo)
+            ? File.ReadLines(cpuinfo).FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim()
+            : Environment.GetEnvironmentVariable("PROCESSOR_IDENTIFIER");
+        return string.IsNullOrEmpty(name) ? RuntimeInformation.ProcessArchitecture.ToString() : name;
+    }
+
+    /// <summary>", load 1.23 at start" (Linux 1-minute load average): shows when other work shared the CPU.</summary>
+    static string LoadAverage()
+    {
+        const string loadavg = "/proc/loadavg";
+        return File.Exists(loadavg) ? $", load {File.ReadAllText(loadavg).Split(' ')[0]} at start" : "";
+    }
+
+    /// <summary>The --device value that opens the same kind of accelerator.</summary>
+    static string DeviceKind(Device device) => device.Accelerator.AcceleratorType switch
+    {
+        ILGPU.Runtime.AcceleratorType.Cuda => "cuda",
+        ILGPU.Runtime.AcceleratorType.OpenCL => "opencl",
+        _ => "cpu",
+    };
 
     static void Measure(Device device, int batch, int steps, int warmup, StringBuilder report, TextWriter log)
     {
@@ -106,7 +137,7 @@ public static class BenchCommand
         using var device = Device.Open(deviceSpec);
         var report = new StringBuilder();
         report.AppendLine($"# Data-loader benchmark ({DateTime.UtcNow:yyyy-MM-dd})").AppendLine();
-        DescribeMachine(report, device);
+        DescribeMachine(report, device, Reproduce(" --loader", batchSizes, steps, warmup, deviceSpec, device));
         report.AppendLine($"- batch {batch}; loaders run for about {LoaderSeconds} s each; training: the seed model, median of {steps} steps after {Math.Max(1, warmup)} warm-up steps");
         report.AppendLine($"- label file: {LabelFileImages} synthetic words saved as PNG, decoded with ImageSharp").AppendLine();
 
