@@ -17,7 +17,7 @@ public static class TrainCommand
         var val = new Option<string?>("--val") { Description = "validation label file or LMDB folder (default: held-out synthetic words)" };
         var dict = new Option<string?>("--dict") { Description = "dictionary file, one symbol per line (default: 0-9a-z)" };
         var space = new Option<bool>("--use-space-char") { Description = "append ' ' to the dictionary" };
-        var steps = new Option<int>("--steps") { Description = "total training steps (a resumed run continues up to it)", DefaultValueFactory = _ => 4000 };
+        var steps = new Option<int>("--steps") { Description = "total training steps (a resumed run continues up to it)", DefaultValueFactory = _ => new TrainOptions().Steps };
         var batch = new Option<int>("--batch-size") { Description = "images per step", DefaultValueFactory = _ => 32 };
         var lr = new Option<float>("--lr") { Description = "Adam learning rate", DefaultValueFactory = _ => 5e-4f };
         var seed = new Option<int>("--seed") { Description = "seed for weights and data", DefaultValueFactory = _ => 1 };
@@ -26,7 +26,7 @@ public static class TrainCommand
         var resume = new Option<string?>("--resume") { Description = "continue from the checkpoint in this folder" };
         var clip = new Option<float?>("--clip-norm") { Description = "clip the global gradient norm to this value" };
         var warmup = new Option<int>("--warmup") { Description = "linear learning-rate warm-up steps" };
-        var cosine = new Option<bool>("--cosine") { Description = "cosine learning-rate decay to zero at the last step" };
+        var decay = new Option<float>("--decay") { Description = "share of the steps, at the end, over which the learning rate follows a cosine to zero (0: constant)", DefaultValueFactory = _ => new TrainOptions().DecayFraction };
         var logEvery = new Option<int>("--log-every") { Description = "steps between log lines", DefaultValueFactory = _ => 10 };
         var valEvery = new Option<int>("--val-every") { Description = "steps between validations and checkpoints (0: at the end only)", DefaultValueFactory = _ => 500 };
         var valCount = new Option<int>("--val-count") { Description = "held-out synthetic words for validation", DefaultValueFactory = _ => 256 };
@@ -38,7 +38,7 @@ public static class TrainCommand
         var noProgress = new Option<bool>("--no-progress") { Description = "log lines instead of a live progress bar (the default when output is redirected)" };
 
         var command = new Command("train", "Train the recognizer; without --train it renders synthetic words to train on.");
-        foreach (var o in new Option[] { train, val, dict, space, steps, batch, lr, seed, device, output, resume, clip, warmup, cosine, logEvery, valEvery, valCount, labelCase, strict, fonts, excludeFonts, maxBadSteps, noProgress })
+        foreach (var o in new Option[] { train, val, dict, space, steps, batch, lr, seed, device, output, resume, clip, warmup, decay, logEvery, valEvery, valCount, labelCase, strict, fonts, excludeFonts, maxBadSteps, noProgress })
             command.Options.Add(o);
         command.SetAction(p => UserError.Guard(() => Run(new Settings(
             p.GetValue(train) ?? [], p.GetValue(val), p.GetValue(dict), p.GetValue(space), p.GetValue(device),
@@ -46,7 +46,7 @@ public static class TrainCommand
             new TrainOptions
             {
                 Steps = p.GetValue(steps), BatchSize = p.GetValue(batch), LearningRate = p.GetValue(lr), Seed = p.GetValue(seed),
-                ClipNorm = p.GetValue(clip), WarmupSteps = p.GetValue(warmup), Cosine = p.GetValue(cosine),
+                ClipNorm = p.GetValue(clip), WarmupSteps = p.GetValue(warmup), DecayFraction = p.GetValue(decay),
                 LogEvery = p.GetValue(logEvery), ValidateEvery = p.GetValue(valEvery), MaxBadSteps = p.GetValue(maxBadSteps),
             })
         {

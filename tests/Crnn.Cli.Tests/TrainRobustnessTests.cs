@@ -31,6 +31,7 @@ public class TrainRobustnessTests : IDisposable
     [InlineData("--clip-norm -3", "--clip-norm must be a positive number")]
     [InlineData("--warmup -1", "--warmup must be between 0 and --steps")]
     [InlineData("--warmup 11 --steps 10", "--warmup must be between 0 and --steps (10)")]
+    [InlineData("--decay 2", "--decay must be between 0 and 1")]
     [InlineData("--log-every 0", "--log-every must be at least 1")]
     [InlineData("--val-every -1", "--val-every must be 0 or more")]
     [InlineData("--val-count 0", "--val-count must be at least 1")]
@@ -113,7 +114,7 @@ public class TrainRobustnessTests : IDisposable
     {
         var log = new StringWriter();
         Assert.Equal(0, TrainCommand.Run(Settings(Path.Combine(_folder, "plain"), steps: 2), log));
-        Assert.Matches(@"step 2/2  epoch 0\.00  loss \d+\.\d{4}  lr 5\.00E-004  \d+\.\d img/s  ETA 0:00:00  val accuracy .* \(best so far: saved in best/\)", log.ToString());
+        Assert.Matches(@"step 2/2  epoch 0\.00  loss \d+\.\d{4}  lr 0\.00E\+000  \d+\.\d img/s  ETA 0:00:00  val accuracy .* \(best so far: saved in best/\)", log.ToString());
 
         var screen = new StringWriter();
         var console = AnsiConsole.Create(new AnsiConsoleSettings

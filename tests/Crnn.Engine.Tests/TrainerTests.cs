@@ -59,7 +59,7 @@ public class TrainerTests(ITestOutputHelper output) : IDisposable
         using var model = new CrnnModel(Device.Value, Small);
         model.Initialize(seed: 5);
         using var source = new SyntheticSource(CharDictionary.Default, seed: 6);
-        var options = new TrainOptions { Steps = steps, BatchSize = 4, LogEvery = 1, ValidateEvery = 0, ClipNorm = 5f, WarmupSteps = 2, Cosine = true };
+        var options = new TrainOptions { Steps = steps, BatchSize = 4, LogEvery = 1, ValidateEvery = 0, ClipNorm = 5f, WarmupSteps = 2, DecayFraction = 1 };
         // The schedule is that of the whole run (4 steps) whether it runs straight or in two halves.
         options = options with { Steps = 4 };
         using var trainer = new Trainer(model, CharDictionary.Default, source, options, output, validation: null);
