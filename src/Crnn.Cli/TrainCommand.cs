@@ -90,7 +90,7 @@ public static class TrainCommand
         var files = s.Train.Length == 0 ? null : OpenTraining(s, dictionary, steps, log);
         using IBatchSource source = new PrefetchingSource(files ?? (IBatchSource)new SyntheticSource(dictionary, s.Options.Seed, options: s.Synthetic));
         var validation = s.Val is null
-            ? SyntheticValidation(dictionary, s.ValCount, seed: s.Options.Seed + 1_000_000, s.Synthetic)
+            ? ValidationSet.Synthetic(dictionary, s.ValCount, seed: s.Options.Seed + 1_000_000, s.Synthetic)
             : LoadValidation(s, dictionary, steps, log);
 
         using var device = Device.Open(s.Device);
@@ -141,16 +141,6 @@ public static class TrainCommand
         var data = Datasets.Open(s.Train, dictionary, steps, s.Case, s.Strict);
         data.Skipped.Report(log, string.Join(", ", s.Train));
         return new LabelFileSource(data, s.Options.Seed, s.Strict);
-    }
-
-    /// <summary>As <see cref="ValidationSet.Synthetic"/>, in the fonts chosen for training.</summary>
-    static ValidationSet SyntheticValidation(CharDictionary dictionary, int count, int seed, SyntheticOptions options)
-    {
-        using var words = new SyntheticWords(dictionary, seed, options);
-        var images = new float[count * Preprocess.Channels * words.OutHeight * words.OutWidth];
-        var texts = new string[count];
-        words.NextBatch(images, texts, new int[count][]);
-        return new ValidationSet(images, texts);
     }
 
     /// <summary>The --val dataset, decoded once; bad images are left out (or stop the run with --strict).</summary>

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using Crnn.Engine.Data;
+using Crnn.Engine.Synthetic;
 using Crnn.Kernels;
 
 namespace Crnn.Engine.Training;
@@ -9,9 +10,9 @@ namespace Crnn.Engine.Training;
 public sealed record ValidationSet(float[] Images, IReadOnlyList<string> Texts)
 {
     /// <summary>Renders <paramref name="count"/> synthetic words from a seed the training stream never uses.</summary>
-    public static ValidationSet Synthetic(CharDictionary dictionary, int count, int seed)
+    public static ValidationSet Synthetic(CharDictionary dictionary, int count, int seed, SyntheticOptions? options = null)
     {
-        using var words = new SyntheticWords(dictionary, seed);
+        using var words = new SyntheticWords(dictionary, seed, options);
         var images = new float[count * Preprocess.Channels * words.OutHeight * words.OutWidth];
         var texts = new string[count];
         words.NextBatch(images, texts, new int[count][]);
