@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using Crnn.Engine;
 using Crnn.Engine.Data;
+using Crnn.Engine.Synthetic;
 using Crnn.Engine.Training;
 using Crnn.Kernels;
 
@@ -270,15 +271,10 @@ public static class BenchCommand
         public void Dispose() { } // the caller disposes the wrapped source
     }
 
-    /// <summary>Synthetic words saved as PNGs with a PaddleOCR label file, read back as training samples.</summary>
+    /// <summary>Synthetic words saved as PNGs with a PaddleOCR label file (what `crnn synth` writes), read back as training samples.</summary>
     static IReadOnlyList<LabeledImage> WriteLabelFile(string folder, TextWriter log)
     {
-        log.WriteLine($"writing {LabelFileImages} PNGs to {folder} ...");
-        using var words = new SyntheticWords(CharDictionary.Default, seed: 2);
-        var lines = new string[LabelFileImages];
-        Parallel.For(0, LabelFileImages, i => lines[i] = $"{i}.png\t{words.SavePng(i, Path.Combine(folder, $"{i}.png"))}");
-        string labels = Path.Combine(folder, "labels.txt");
-        File.WriteAllLines(labels, lines);
-        return LabelFile.Read(labels, CharDictionary.Default, new ModelConfig().TimeSteps).Samples;
+        SynthCommand.Run(new SynthCommand.Settings(LabelFileImages, folder, Seed: 2, Dict: null, UseSpaceChar: false, new SyntheticOptions()), log);
+        return LabelFile.Read(Path.Combine(folder, "labels.txt"), CharDictionary.Default, new ModelConfig().TimeSteps).Samples;
     }
 }
