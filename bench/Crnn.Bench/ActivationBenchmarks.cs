@@ -9,9 +9,6 @@ public class ActivationBenchmarks : IWork
 {
     const int N = 32 * 480 * 2 * 50;
 
-    /// <summary>The ILGPU kernels against the host SIMD code (CPU accelerator only).</summary>
-    [Params(ComputeVariant.Kernel, ComputeVariant.Host)]
-    public ComputeVariant Variant { get; set; } = ComputeVariant.Auto;
 
     Device _device = null!;
     Activations _acts = null!;
@@ -26,9 +23,9 @@ public class ActivationBenchmarks : IWork
         _x.Fill(0.5f); _dy.Fill(0.25f);
     }
 
-    [Benchmark] public void HardSwishForward() { _acts.Forward(Activation.HardSwish, _x.View, _y.View, Variant); _device.Synchronize(); }
-    [Benchmark] public void HardSwishBackward() { _acts.Backward(Activation.HardSwish, _x.View, _dy.View, _y.View, Variant); _device.Synchronize(); }
-    [Benchmark] public void ResidualAdd() { _acts.Add(_x.View, _dy.View, _y.View, Variant); _device.Synchronize(); }
+    [Benchmark] public void HardSwishForward() { _acts.Forward(Activation.HardSwish, _x.View, _y.View); _device.Synchronize(); }
+    [Benchmark] public void HardSwishBackward() { _acts.Backward(Activation.HardSwish, _x.View, _dy.View, _y.View); _device.Synchronize(); }
+    [Benchmark] public void ResidualAdd() { _acts.Add(_x.View, _dy.View, _y.View); _device.Synchronize(); }
 
     public (double Flops, double Bytes) Work(string method) => (0, (method == nameof(HardSwishForward) ? 2.0 : 3.0) * 4 * N);
 

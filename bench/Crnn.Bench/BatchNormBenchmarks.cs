@@ -22,8 +22,6 @@ public class BatchNormBenchmarks : IWork
 
     /// <summary>Grouped (GPU shape) against per-thread (CPU shape) and the host SIMD code (CPU accelerator only);
     /// Auto picks per device.</summary>
-    [Params(BatchNormVariant.Grouped, BatchNormVariant.PerThread, BatchNormVariant.Host)]
-    public BatchNormVariant Variant { get; set; } = BatchNormVariant.Auto;
 
     int Channels => int.Parse(Shape.Split('x')[0]);
     int Spatial => int.Parse(Shape.Split('x')[1]) * int.Parse(Shape.Split('x')[2]);
@@ -49,7 +47,7 @@ public class BatchNormBenchmarks : IWork
     public void ForwardTraining()
     {
         _bn.ForwardTraining(_x.View, _gamma.View, _beta.View, _y.View, _mean.View, _invStd.View, _runMean.View, _runVar.View,
-            Batch, Channels, Spatial, variant: Variant);
+            Batch, Channels, Spatial);
         _device.Synchronize();
     }
 
@@ -57,7 +55,7 @@ public class BatchNormBenchmarks : IWork
     public void Backward()
     {
         _bn.Backward(_x.View, _dy.View, _gamma.View, _mean.View, _invStd.View, _dx.View, _dgamma.View, _dbeta.View,
-            Batch, Channels, Spatial, Variant);
+            Batch, Channels, Spatial);
         _device.Synchronize();
     }
 

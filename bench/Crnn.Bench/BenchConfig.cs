@@ -54,7 +54,8 @@ sealed class ThroughputColumn : IColumn
     }
 }
 
-/// <summary>The device every benchmark runs on: --device-style spec in CRNN_DEVICE, else the best available.</summary>
+/// <summary>The device every benchmark runs on: --device-style spec in CRNN_DEVICE, else the best available,
+/// with the kernel policy in CRNN_KERNELS (auto: host on the CPU accelerator, gpu elsewhere).</summary>
 public static class BenchDevice
 {
     static readonly Lazy<Device> _device = new(() => Device.Open());

@@ -10,16 +10,6 @@ public class DepthwiseConvBenchmarks : IWork
     [Params("k5s21c336", "k3s11c120")]
     public string Layer { get; set; } = "k5s21c336";
 
-    /// <summary>The ILGPU kernels (per-thread weight gradient) against the host SIMD code (CPU accelerator only).</summary>
-    [Params(ComputeVariant.Kernel, ComputeVariant.Host)]
-    public ComputeVariant Variant { get; set; } = ComputeVariant.Auto;
-
-    WeightGradientVariant WeightVariant => Variant switch
-    {
-        ComputeVariant.Kernel => WeightGradientVariant.PerThread,
-        ComputeVariant.Host => WeightGradientVariant.Host,
-        _ => WeightGradientVariant.Auto,
-    };
 
     ConvShape Shape => Layer == "k5s21c336"
         ? ConvShape.Depthwise(32, 336, 4, 50, 5, 2, 1)
@@ -42,9 +32,9 @@ public class DepthwiseConvBenchmarks : IWork
         _x.Fill(0.5f); _w.Fill(0.25f); _y.Fill(0.125f);
     }
 
-    [Benchmark] public void Forward() { _conv.Forward(_x.View, _w.View, _y.View, _shape, Variant); _device.Synchronize(); }
-    [Benchmark] public void BackwardData() { _conv.BackwardData(_y.View, _w.View, _x.View, _shape, Variant); _device.Synchronize(); }
-    [Benchmark] public void BackwardWeight() { _conv.BackwardWeight(_y.View, _x.View, _w.View, _shape, WeightVariant); _device.Synchronize(); }
+    [Benchmark] public void Forward() { _conv.Forward(_x.View, _w.View, _y.View, _shape); _device.Synchronize(); }
+    [Benchmark] public void BackwardData() { _conv.BackwardData(_y.View, _w.View, _x.View, _shape); _device.Synchronize(); }
+    [Benchmark] public void BackwardWeight() { _conv.BackwardWeight(_y.View, _x.View, _w.View, _shape); _device.Synchronize(); }
 
     public (double Flops, double Bytes) Work(string method)
     {

@@ -5,21 +5,11 @@ namespace Crnn.Bench;
 
 /// <summary>
 /// The GEMM at the seed model's largest 1×1 convolution (expand 80→480 over 2×50 positions, batch 32,
-/// as a batched product) and the LSTM input projection (32·25 rows, 480 → 4·96·2), for each variant the
-/// bench device runs: the host product on the CPU accelerator, the tiled kernel on GPUs, the blocked one on both.
+/// as a batched product) and the LSTM input projection (32·25 rows, 480 → 4·96·2), under the bench
+/// device's kernel policy: the host product (host) or the tiled kernel (gpu).
 /// </summary>
 public class GemmBenchmarks : IWork
 {
-    [ParamsSource(nameof(Variants))] public GemmVariant Variant { get; set; }
-
-    public static IEnumerable<GemmVariant> Variants()
-    {
-        var device = BenchDevice.Get();
-        if (device.IsCpu) yield return GemmVariant.Host;
-        if (device.GroupSize >= 256) yield return GemmVariant.Tiled;
-        yield return GemmVariant.Blocked;
-    }
-
     Device _device = null!;
     Gemm _gemm = null!;
     Tensor<float> _a = null!, _b = null!, _c = null!;
@@ -41,14 +31,14 @@ public class GemmBenchmarks : IWork
     [Benchmark]
     public void Conv1x1Expand()
     {
-        _gemm.Run(_a.View, _b.View, _c.View, _conv, Variant);
+        _gemm.Run(_a.View, _b.View, _c.View, _conv);
         _device.Synchronize();
     }
 
     [Benchmark]
     public void LstmInputProjection()
     {
-        _gemm.Run(_a.View, _b.View, _c.View, _lstm, Variant);
+        _gemm.Run(_a.View, _b.View, _c.View, _lstm);
         _device.Synchronize();
     }
 

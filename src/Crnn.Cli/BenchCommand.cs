@@ -22,24 +22,25 @@ public static class BenchCommand
         var batch = new Option<int[]>("--batch-size") { Description = "batch size(s) to measure", DefaultValueFactory = _ => [32], AllowMultipleArgumentsPerToken = true };
         var steps = new Option<int>("--steps") { Description = "measured steps per batch size", DefaultValueFactory = _ => 5 };
         var warmup = new Option<int>("--warmup") { Description = "unmeasured steps first (kernel compilation, allocation)", DefaultValueFactory = _ => 2 };
-        var device = new Option<string?>("--device") { Description = "cpu, cuda or opencl[:index]" };
+        var device = DeviceChoice.DeviceOption();
+        var kernels = DeviceChoice.KernelsOption();
         var output = new Option<string?>("--output") { Description = "also write the Markdown report to this file" };
         var loader = new Option<bool>("--loader") { Description = "measure the data loaders instead: images/s of synthetic words and a label file, direct and prefetched, and training steps with and without prefetching" };
         var command = new Command("bench", "Measure training-step throughput and the time per layer family.");
-        foreach (var o in new Option[] { batch, steps, warmup, device, output, loader }) command.Options.Add(o);
+        foreach (var o in new Option[] { batch, steps, warmup, device, kernels, output, loader }) command.Options.Add(o);
         command.SetAction(p => UserError.Guard(() => p.GetValue(loader)
-            ? RunLoader(p.GetValue(batch)!, p.GetValue(steps), p.GetValue(warmup), p.GetValue(device), p.GetValue(output), Console.Out)
-            : Run(p.GetValue(batch)!, p.GetValue(steps), p.GetValue(warmup), p.GetValue(device), p.GetValue(output), Console.Out)));
+            ? RunLoader(p.GetValue(batch)!, p.GetValue(steps), p.GetValue(warmup), new DeviceChoice(p.GetValue(device), p.GetValue(kernels)), p.GetValue(output), Console.Out)
+            : Run(p.GetValue(batch)!, p.GetValue(steps), p.GetValue(warmup), new DeviceChoice(p.GetValue(device), p.GetValue(kernels)), p.GetValue(output), Console.Out)));
         return command;
     }
 
-    public static int Run(int[] batchSizes, int steps, int warmup, string? deviceSpec, string? outputFile, TextWriter log)
+    public static int Run(int[] batchSizes, int steps, int warmup, DeviceChoice deviceChoice, string? outputFile, TextWriter log)
     {
         CheckCounts(batchSizes, steps, warmup);
-        using var device = Device.Open(deviceSpec);
+        using var device = deviceChoice.Open();
         var report = new StringBuilder();
         report.AppendLine($"# Training-step benchmark ({DateTime.UtcNow:yyyy-MM-dd})").AppendLine();
-        DescribeMachine(report, device, Reproduce("", batchSizes, steps, warmup, deviceSpec, device));
+        DescribeMachine(report, device, Reproduce("", batchSizes, steps, warmup, deviceChoice, device));
         report.AppendLine($"- model: seed CRNN (MobileNetV3-large ×0.5, BiLSTM 96, 37 classes), {new ModelConfig().ParameterCount:N0} parameters; synthetic words; Adam").AppendLine();
         foreach (int batch in batchSizes) Measure(device, batch, steps, warmup, report, log);
         log.Write(report);
@@ -63,8 +64,8 @@ public static class BenchCommand
         report.AppendLine($"- reproduce: `{reproduce}`");
     }
 
-    static string Reproduce(string mode, int[] batchSizes, int steps, int warmup, string? deviceSpec, Device device) =>
-        $"crnn bench{mode} --device {deviceSpec ?? DeviceKind(device)} --batch-size {string.Join(' ', batchSizes)} --steps {steps} --warmup {warmup}";
+    static string Reproduce(string mode, int[] batchSizes, int steps, int warmup, DeviceChoice choice, Device device) =>
+        $"crnn bench{mode} --device {choice.Device ?? DeviceKind(device)} --kernels {device.Policy.ToString().ToLowerInvariant()} --batch-size {string.Join(' ', batchSizes)} --steps {steps} --warmup {warmup}";
 
     /// <summary>The CPU's model name (Linux: /proc/cpuinfo), else its architecture.</summary>
     static string CpuModel()
@@ -131,14 +132,14 @@ public static class BenchCommand
     /// Loader images/s (each source alone, one thread, as its NextBatch runs, and as the prefetcher delivers)
     /// beside training images/s with and without prefetching, so one sees whether data or compute bounds a step.
     /// </summary>
-    public static int RunLoader(int[] batchSizes, int steps, int warmup, string? deviceSpec, string? outputFile, TextWriter log)
+    public static int RunLoader(int[] batchSizes, int steps, int warmup, DeviceChoice deviceChoice, string? outputFile, TextWriter log)
     {
         CheckCounts(batchSizes, steps, warmup);
         int batch = batchSizes[0];
-        using var device = Device.Open(deviceSpec);
+        using var device = deviceChoice.Open();
         var report = new StringBuilder();
         report.AppendLine($"# Data-loader benchmark ({DateTime.UtcNow:yyyy-MM-dd})").AppendLine();
-        DescribeMachine(report, device, Reproduce(" --loader", batchSizes, steps, warmup, deviceSpec, device));
+        DescribeMachine(report, device, Reproduce(" --loader", batchSizes, steps, warmup, deviceChoice, device));
         report.AppendLine($"- batch {batch}; loaders run for about {LoaderSeconds} s each; training: the seed model, median of {steps} steps after {Math.Max(1, warmup)} warm-up steps");
         report.AppendLine($"- label file: {LabelFileImages} synthetic words saved as PNG, decoded with ImageSharp").AppendLine();
 

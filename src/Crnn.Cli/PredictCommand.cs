@@ -20,14 +20,15 @@ public static class PredictCommand
     public static Command CreatePredict()
     {
         var model = new Option<string>("--model") { Description = "checkpoint folder (model.json + model.safetensors)", Required = true };
-        var device = new Option<string?>("--device") { Description = "cpu, cuda or opencl[:index]" };
+        var device = DeviceChoice.DeviceOption();
+        var kernels = DeviceChoice.KernelsOption();
         var json = new Option<bool>("--json") { Description = "one JSON object per line: {path, text, confidence}" };
         var strict = DataOptions.Strict("image");
         var images = new Argument<string[]>("paths") { Description = "image files, folders (their images, sorted) or glob patterns ('imgs/*.png')", Arity = ArgumentArity.OneOrMore };
         var command = new Command("predict", "Print path<TAB>text<TAB>confidence for each image (exit code 1 when some could not be read).");
-        foreach (var o in new Option[] { model, device, json, strict }) command.Options.Add(o);
+        foreach (var o in new Option[] { model, device, kernels, json, strict }) command.Options.Add(o);
         command.Arguments.Add(images);
-        command.SetAction(p => UserError.Guard(() => Predict(p.GetValue(model)!, p.GetValue(images)!, p.GetValue(device), Console.Out,
+        command.SetAction(p => UserError.Guard(() => Predict(p.GetValue(model)!, p.GetValue(images)!, new DeviceChoice(p.GetValue(device), p.GetValue(kernels)), Console.Out,
             json: p.GetValue(json), strict: p.GetValue(strict))));
         return command;
     }
@@ -36,26 +37,27 @@ public static class PredictCommand
     {
         var model = new Option<string>("--model") { Description = "checkpoint folder", Required = true };
         var data = new Option<string[]>("--data") { Description = "label file (image_path<TAB>text) or LMDB folder; repeat for several", Required = true, AllowMultipleArgumentsPerToken = false };
-        var device = new Option<string?>("--device") { Description = "cpu, cuda or opencl[:index]" };
+        var device = DeviceChoice.DeviceOption();
+        var kernels = DeviceChoice.KernelsOption();
         var benchmark = new Option<bool>("--benchmark-convention") { Description = "score as the scene-text benchmarks do: lower-case, ASCII letters and digits only" };
         var labelCase = DataOptions.Case();
         var strict = DataOptions.Strict();
         var json = new Option<bool>("--json") { Description = "print one JSON object instead of a table" };
         var command = new Command("eval", "Accuracy and normalized edit distance of a model on labelled data.");
-        foreach (var o in new Option[] { model, data, device, benchmark, labelCase, strict, json }) command.Options.Add(o);
-        command.SetAction(p => UserError.Guard(() => Eval(p.GetValue(model)!, p.GetValue(data)!, p.GetValue(device), Console.Out,
+        foreach (var o in new Option[] { model, data, device, kernels, benchmark, labelCase, strict, json }) command.Options.Add(o);
+        command.SetAction(p => UserError.Guard(() => Eval(p.GetValue(model)!, p.GetValue(data)!, new DeviceChoice(p.GetValue(device), p.GetValue(kernels)), Console.Out,
             new EvalOptions(p.GetValue(benchmark), p.GetValue(strict), p.GetValue(json), LabelCases.Parse(p.GetValue(labelCase)!)))));
         return command;
     }
 
     /// <summary>Returns 0 when every image was read, 1 when some were skipped as unreadable.</summary>
-    public static int Predict(string modelFolder, IReadOnlyList<string> inputs, string? deviceSpec, TextWriter output,
+    public static int Predict(string modelFolder, IReadOnlyList<string> inputs, DeviceChoice deviceChoice, TextWriter output,
         bool json = false, bool strict = false, TextWriter? errors = null)
     {
         errors ??= Console.Error;
         var checkpoint = Checkpoint.Load(modelFolder);
         var paths = ImagePaths.Expand(inputs);
-        using var device = Device.Open(deviceSpec);
+        using var device = deviceChoice.Open();
         using var model = Load(device, checkpoint);
         var recognizer = new Recognizer(model, checkpoint.Dictionary, Batch);
         var images = new float[Batch * ImageDecoding.Size];
@@ -86,7 +88,7 @@ public static class PredictCommand
     public sealed record EvalOptions(bool BenchmarkConvention = false, bool Strict = false, bool Json = false, LabelCase Case = LabelCase.Auto);
 
     /// <summary>Scores the model on each dataset and on all of them together.</summary>
-    public static int Eval(string modelFolder, IReadOnlyList<string> data, string? deviceSpec, TextWriter output,
+    public static int Eval(string modelFolder, IReadOnlyList<string> data, DeviceChoice deviceChoice, TextWriter output,
         EvalOptions? options = null, TextWriter? errors = null)
     {
         options ??= new EvalOptions();
@@ -102,7 +104,7 @@ public static class PredictCommand
                 datasets.Add(dataset);
                 dataset.Skipped.Report(errors, path);
             }
-            using var device = Device.Open(deviceSpec);
+            using var device = deviceChoice.Open();
             using var model = Load(device, checkpoint);
             var recognizer = new Recognizer(model, checkpoint.Dictionary, Batch);
             var total = new RecognitionMetrics(options.BenchmarkConvention);

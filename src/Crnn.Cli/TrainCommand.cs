@@ -21,7 +21,8 @@ public static class TrainCommand
         var batch = new Option<int>("--batch-size") { Description = "images per step", DefaultValueFactory = _ => 32 };
         var lr = new Option<float>("--lr") { Description = "Adam learning rate", DefaultValueFactory = _ => 5e-4f };
         var seed = new Option<int>("--seed") { Description = "seed for weights and data", DefaultValueFactory = _ => 1 };
-        var device = new Option<string?>("--device") { Description = "cpu, cuda or opencl[:index] (default: $CRNN_DEVICE, else best available)" };
+        var device = DeviceChoice.DeviceOption();
+        var kernels = DeviceChoice.KernelsOption();
         var output = new Option<string>("--output") { Description = "checkpoint and metrics folder", DefaultValueFactory = _ => "runs/crnn" };
         var resume = new Option<string?>("--resume") { Description = "continue from the checkpoint in this folder" };
         var clip = new Option<float?>("--clip-norm") { Description = "clip the global gradient norm to this value" };
@@ -38,7 +39,7 @@ public static class TrainCommand
         var noProgress = new Option<bool>("--no-progress") { Description = "log lines instead of a live progress bar (the default when output is redirected)" };
 
         var command = new Command("train", "Train the recognizer; without --train it renders synthetic words to train on.");
-        foreach (var o in new Option[] { train, val, dict, space, steps, batch, lr, seed, device, output, resume, clip, warmup, decay, logEvery, valEvery, valCount, labelCase, strict, fonts, excludeFonts, maxBadSteps, noProgress })
+        foreach (var o in new Option[] { train, val, dict, space, steps, batch, lr, seed, device, kernels, output, resume, clip, warmup, decay, logEvery, valEvery, valCount, labelCase, strict, fonts, excludeFonts, maxBadSteps, noProgress })
             command.Options.Add(o);
         command.SetAction(p => UserError.Guard(() => Run(new Settings(
             p.GetValue(train) ?? [], p.GetValue(val), p.GetValue(dict), p.GetValue(space), p.GetValue(device),
@@ -50,6 +51,7 @@ public static class TrainCommand
                 LogEvery = p.GetValue(logEvery), ValidateEvery = p.GetValue(valEvery), MaxBadSteps = p.GetValue(maxBadSteps),
             })
         {
+            Kernels = p.GetValue(kernels),
             Case = LabelCases.Parse(p.GetValue(labelCase)!), Strict = p.GetValue(strict),
             Fonts = p.GetValue(fonts) ?? [], ExcludeFonts = p.GetValue(excludeFonts) ?? [],
             Live = !p.GetValue(noProgress) && LiveView.Available ? AnsiConsole.Console : null,
@@ -60,6 +62,8 @@ public static class TrainCommand
     public sealed record Settings(string[] Train, string? Val, string? Dict, bool UseSpaceChar, string? Device,
         string Output, string? Resume, int ValCount, TrainOptions Options)
     {
+        /// <summary>Kernel policy: auto, host or gpu (null: $CRNN_KERNELS, else auto).</summary>
+        public string? Kernels { get; init; }
         /// <summary>How label texts are cased (train and validation data).</summary>
         public LabelCase Case { get; init; } = LabelCase.Auto;
         /// <summary>A bad sample (label or image) stops the run instead of being skipped.</summary>
@@ -93,7 +97,7 @@ public static class TrainCommand
             ? ValidationSet.Synthetic(dictionary, s.ValCount, seed: s.Options.Seed + 1_000_000, s.Synthetic)
             : LoadValidation(s, dictionary, steps, log);
 
-        using var device = Device.Open(s.Device);
+        using var device = Device.Open(s.Device, s.Kernels);
         log.WriteLine($"device: {device}");
         using var model = new CrnnModel(device, config);
         model.Initialize(s.Options.Seed);

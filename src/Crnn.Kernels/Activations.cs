@@ -7,7 +7,7 @@ namespace Crnn.Kernels;
 public enum Activation { None = 0, Relu = 1, HardSwish = 2, HardSigmoid = 3 }
 
 /// <summary>Element-wise activations (forward and backward), the residual add and scaling. Each runs the ILGPU
-/// kernel or, on the CPU accelerator (where Auto picks it), SIMD host code (<see cref="HostElementwise"/>).</summary>
+/// kernel (gpu policy) or SIMD host code (host policy, <see cref="HostElementwise"/>).</summary>
 public sealed class Activations
 {
     readonly Device _device;
@@ -27,43 +27,43 @@ public sealed class Activations
     }
 
     /// <summary>y = act(x); y may be x (in place).</summary>
-    public void Forward(Activation act, ArrayView<float> x, ArrayView<float> y, ComputeVariant variant = ComputeVariant.Auto)
+    public void Forward(Activation act, ArrayView<float> x, ArrayView<float> y)
     {
         int n = SameLength(x, y);
-        if (Host(variant, n)) unsafe { HostElementwise.Forward((int)act, HostMemory.Pointer(x), HostMemory.Pointer(y), n); }
+        if (Host(n)) unsafe { HostElementwise.Forward((int)act, HostMemory.Pointer(x), HostMemory.Pointer(y), n); }
         else _forward(_device.GridStride(n), x, y, n, (int)act);
     }
 
     /// <summary>dx = dy·act'(x), from the pre-activation input x; dx may be dy (in place).</summary>
-    public void Backward(Activation act, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dx, ComputeVariant variant = ComputeVariant.Auto)
+    public void Backward(Activation act, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dx)
     {
         int n = SameLength(x, dy);
         SameLength(x, dx);
-        if (Host(variant, n)) unsafe { HostElementwise.Backward((int)act, HostMemory.Pointer(x), HostMemory.Pointer(dy), HostMemory.Pointer(dx), n); }
+        if (Host(n)) unsafe { HostElementwise.Backward((int)act, HostMemory.Pointer(x), HostMemory.Pointer(dy), HostMemory.Pointer(dx), n); }
         else _backward(_device.GridStride(n), x, dy, dx, n, (int)act);
     }
 
     /// <summary>y = a + b (the residual shortcut; its backward passes dy to both inputs unchanged).</summary>
-    public void Add(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y, ComputeVariant variant = ComputeVariant.Auto)
+    public void Add(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y)
     {
         int n = SameLength(a, b);
         SameLength(a, y);
-        if (Host(variant, n)) unsafe { HostElementwise.Add(HostMemory.Pointer(a), HostMemory.Pointer(b), HostMemory.Pointer(y), n); }
+        if (Host(n)) unsafe { HostElementwise.Add(HostMemory.Pointer(a), HostMemory.Pointer(b), HostMemory.Pointer(y), n); }
         else _add(_device.GridStride(n), a, b, y, n);
     }
 
     /// <summary>x *= factor, in place (e.g. the 1/batch of a mean loss).</summary>
-    public void Scale(ArrayView<float> x, float factor, ComputeVariant variant = ComputeVariant.Auto)
+    public void Scale(ArrayView<float> x, float factor)
     {
         int n = (int)x.Length;
-        if (Host(variant, n)) unsafe { HostElementwise.Scale(HostMemory.Pointer(x), factor, n); }
+        if (Host(n)) unsafe { HostElementwise.Scale(HostMemory.Pointer(x), factor, n); }
         else _scale(_device.GridStride(n), x, factor, n);
     }
 
     /// <summary>Whether to run on the host (then after the kernels launched before have finished).</summary>
-    bool Host(ComputeVariant variant, int n)
+    bool Host(int n)
     {
-        if (!HostMemory.UseHost(_device, variant)) return false;
+        if (!_device.UsesHost) return false;
         HostMemory.Enter(_device, "the element-wise operations");
         return n > 0;
     }

@@ -4,21 +4,16 @@ using ILGPU.Runtime;
 
 namespace Crnn.Kernels;
 
-/// <summary>How a batch-norm reduction is spread: one group per channel with a shared-memory tree
-/// (GPU shape), one thread per channel with no barriers (CPU shape, where a barrier is an OS wait), or, on the
-/// CPU accelerator only, SIMD host code on the accelerator's memory (<see cref="HostBatchNorm"/>).</summary>
-public enum BatchNormVariant { Auto, Grouped, PerThread, Host }
-
 /// <summary>
 /// Batch normalization over NCHW activations, per channel over (batch, H, W), eps 1e-5. Training mode
 /// normalizes with the batch statistics (two-pass mean and biased variance) and saves mean and 1/std for
 /// the backward; inference mode uses the running statistics.
 /// </summary>
 /// <remarks>
-/// Per-channel sums are deterministic. Grouped: each thread sums a strided share of the channel in a fixed
-/// order, then a shared-memory tree sized by the group combines the partial sums. PerThread: one thread
-/// sums the channel in order. Host: one task sums the channel in fixed 8-lane SIMD blocks. Either way the
-/// order depends only on the group size (or the shape), so one device gives bit-identical results run to run.
+/// Per-channel sums are deterministic. gpu policy: one group per channel, each thread sums a strided share
+/// of the channel in a fixed order, then a shared-memory tree sized by the group combines the partial sums.
+/// host policy: one task sums the channel in fixed 8-lane SIMD blocks (<see cref="HostBatchNorm"/>). Either
+/// way the order depends only on the group size (or the shape), so one device gives bit-identical results.
 /// No float atomics.
 /// </remarks>
 public sealed class BatchNorm
@@ -29,11 +24,11 @@ public sealed class BatchNorm
 
     readonly Device _device;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-        ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape, float> _forwardGrouped, _forwardPerThread;
+        ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape, float> _forwardGrouped;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
         ArrayView<float>, BatchNormShape> _forwardInference;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-        ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape> _backwardGrouped, _backwardPerThread;
+        ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape> _backwardGrouped;
 
     public BatchNorm(Device device)
     {
@@ -41,20 +36,11 @@ public sealed class BatchNorm
         var acc = device.Accelerator;
         _forwardGrouped = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape, float>(ForwardTrainingGroupedKernel);
-        _forwardPerThread = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-            ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape, float>(ForwardTrainingPerThreadKernel);
         _forwardInference = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, BatchNormShape>(ForwardInferenceKernel);
         _backwardGrouped = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape>(BackwardGroupedKernel);
-        _backwardPerThread = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-            ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape>(BackwardPerThreadKernel);
     }
-
-    /// <summary>The variant Auto picks: the host code on the CPU accelerator (its kernels run as scalar .NET
-    /// code), else grouped where groups are warp-sized or larger, else per-thread.</summary>
-    public BatchNormVariant Preferred =>
-        _device.IsCpu ? BatchNormVariant.Host : _device.GroupSize >= 32 ? BatchNormVariant.Grouped : BatchNormVariant.PerThread;
 
     /// <summary>
     /// y = gamma·(x − mean)·invStd + beta with the batch's mean and biased variance per channel; writes
@@ -65,7 +51,7 @@ public sealed class BatchNorm
     /// </summary>
     public void ForwardTraining(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y,
         ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> runningMean, ArrayView<float> runningVar,
-        int batch, int channels, int spatial, float momentum = 0.9f, BatchNormVariant variant = BatchNormVariant.Auto)
+        int batch, int channels, int spatial, float momentum = 0.9f)
     {
         var s = Check(batch, channels, spatial, ("x", x), ("y", y));
         CheckChannels(channels, ("gamma", gamma), ("beta", beta), ("saveMean", saveMean), ("saveInvStd", saveInvStd),
@@ -73,8 +59,7 @@ public sealed class BatchNorm
         if (!(momentum >= 0f && momentum <= 1f)) throw new ArgumentException($"momentum {momentum} is outside [0, 1]");
         RequireStatistics(batch, spatial);
         if (channels == 0) return;
-        var chosen = Resolve(variant);
-        if (chosen == BatchNormVariant.Host)
+        if (_device.UsesHost)
         {
             HostMemory.Enter(_device, "batch norm");
             unsafe
@@ -83,22 +68,18 @@ public sealed class BatchNorm
                     HostMemory.Pointer(saveMean), HostMemory.Pointer(saveInvStd), HostMemory.Pointer(runningMean), HostMemory.Pointer(runningVar), s, momentum);
             }
         }
-        else if (chosen == BatchNormVariant.Grouped)
-            _forwardGrouped(PerGroup(channels), x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, s, momentum);
         else
-            _forwardPerThread(_device.GridStride(channels), x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, s, momentum);
+            _forwardGrouped(PerGroup(channels), x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, s, momentum);
     }
 
-    /// <summary>y = gamma·(x − runningMean)/√(runningVar + eps) + beta; y may be x. Host runs the host code
-    /// (Auto does on the CPU accelerator); any other variant, the one element-wise kernel.</summary>
+    /// <summary>y = gamma·(x − runningMean)/√(runningVar + eps) + beta; y may be x.</summary>
     public void ForwardInference(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
-        ArrayView<float> runningMean, ArrayView<float> runningVar, ArrayView<float> y, int batch, int channels, int spatial,
-        BatchNormVariant variant = BatchNormVariant.Auto)
+        ArrayView<float> runningMean, ArrayView<float> runningVar, ArrayView<float> y, int batch, int channels, int spatial)
     {
         var s = Check(batch, channels, spatial, ("x", x), ("y", y));
         CheckChannels(channels, ("gamma", gamma), ("beta", beta), ("runningMean", runningMean), ("runningVar", runningVar));
         if (x.Length == 0) return;
-        if (Resolve(variant) == BatchNormVariant.Host)
+        if (_device.UsesHost)
         {
             HostMemory.Enter(_device, "batch norm");
             unsafe
@@ -118,14 +99,13 @@ public sealed class BatchNorm
     /// </summary>
     public void Backward(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> gamma, ArrayView<float> saveMean,
         ArrayView<float> saveInvStd, ArrayView<float> dx, ArrayView<float> dgamma, ArrayView<float> dbeta,
-        int batch, int channels, int spatial, BatchNormVariant variant = BatchNormVariant.Auto)
+        int batch, int channels, int spatial)
     {
         var s = Check(batch, channels, spatial, ("x", x), ("dy", dy), ("dx", dx));
         CheckChannels(channels, ("gamma", gamma), ("saveMean", saveMean), ("saveInvStd", saveInvStd), ("dgamma", dgamma), ("dbeta", dbeta));
         RequireStatistics(batch, spatial);
         if (channels == 0) return;
-        var chosen = Resolve(variant);
-        if (chosen == BatchNormVariant.Host)
+        if (_device.UsesHost)
         {
             HostMemory.Enter(_device, "batch norm");
             unsafe
@@ -134,13 +114,9 @@ public sealed class BatchNorm
                     HostMemory.Pointer(saveInvStd), HostMemory.Pointer(dx), HostMemory.Pointer(dgamma), HostMemory.Pointer(dbeta), s);
             }
         }
-        else if (chosen == BatchNormVariant.Grouped)
-            _backwardGrouped(PerGroup(channels), x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, s);
         else
-            _backwardPerThread(_device.GridStride(channels), x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, s);
+            _backwardGrouped(PerGroup(channels), x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, s);
     }
-
-    BatchNormVariant Resolve(BatchNormVariant variant) => variant == BatchNormVariant.Auto ? Preferred : variant;
 
     /// <summary>One group per channel (groups loop over channels when there are more channels than groups).</summary>
     KernelConfig PerGroup(int channels) =>
@@ -177,16 +153,6 @@ public sealed class BatchNorm
         int tid = Group.IdxX, threads = Group.DimX, groups = Grid.DimX;
         for (int c = Grid.IdxX; c < s.Channels; c += groups)
             ForwardTrainingChannel(x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, s, momentum, c, tid, threads, partial);
-    }
-
-    /// <summary>CPU shape: each thread normalizes whole channels alone, with no barriers.</summary>
-    static void ForwardTrainingPerThreadKernel(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y,
-        ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> runningMean, ArrayView<float> runningVar,
-        BatchNormShape s, float momentum)
-    {
-        int stride = Grid.DimX * Group.DimX;
-        for (int c = Grid.GlobalIndex.X; c < s.Channels; c += stride)
-            ForwardTrainingChannel(x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, s, momentum, c, 0, 1, default);
     }
 
     /// <summary>Channel c by <paramref name="threads"/> cooperating threads of one group (1: a thread alone,
@@ -243,15 +209,6 @@ public sealed class BatchNorm
         int tid = Group.IdxX, threads = Group.DimX, groups = Grid.DimX;
         for (int c = Grid.IdxX; c < s.Channels; c += groups)
             BackwardChannel(x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, s, c, tid, threads, partial);
-    }
-
-    /// <summary>CPU shape: each thread differentiates whole channels alone.</summary>
-    static void BackwardPerThreadKernel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> gamma, ArrayView<float> saveMean,
-        ArrayView<float> saveInvStd, ArrayView<float> dx, ArrayView<float> dgamma, ArrayView<float> dbeta, BatchNormShape s)
-    {
-        int stride = Grid.DimX * Group.DimX;
-        for (int c = Grid.GlobalIndex.X; c < s.Channels; c += stride)
-            BackwardChannel(x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, s, c, 0, 1, default);
     }
 
     /// <summary>Channel c's gradients by <paramref name="threads"/> cooperating threads (see ForwardTrainingChannel).</summary>

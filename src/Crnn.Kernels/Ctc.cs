@@ -15,10 +15,6 @@ public struct CtcShape
     public int ZeroInfinity;
 }
 
-/// <summary>Which CTC kernels run: one group per row/sample with shared-memory reductions and a barrier per
-/// time step (GPU shape), or one thread per row/sample with no barriers (CPU shape).</summary>
-public enum CtcVariant { Auto, Grouped, PerThread }
-
 /// <summary>
 /// Scratch memory of one CTC configuration (batch, time, classes), allocated once and reused every step:
 /// the log-probabilities, the alpha and beta tables and per-sample values.
@@ -92,8 +88,9 @@ public sealed class Ctc
             ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, CtcShape>(OccupancyKernel);
     }
 
-    /// <summary>The variant Auto picks: grouped where groups are warp-sized or larger (GPUs, GPU-like CPU devices).</summary>
-    public CtcVariant Preferred => _device.GroupSize >= 32 ? CtcVariant.Grouped : CtcVariant.PerThread;
+    /// <summary>gpu policy: one group per row/sample with shared-memory reductions and a barrier per time step;
+    /// host policy: one thread per row/sample with no barriers (a barrier is an OS wait on the CPU accelerator).</summary>
+    bool Grouped => !_device.UsesHost;
 
     public CtcWorkspace CreateWorkspace(int batch, int time, int classes)
     {
@@ -103,13 +100,13 @@ public sealed class Ctc
     }
 
     /// <summary>logProbs[r, k] = logits[r, k] − log Σ_j exp(logits[r, j]) for each of <paramref name="rows"/> rows.</summary>
-    public void LogSoftmax(ArrayView<float> logits, ArrayView<float> logProbs, int rows, int classes, CtcVariant variant = CtcVariant.Auto)
+    public void LogSoftmax(ArrayView<float> logits, ArrayView<float> logProbs, int rows, int classes)
     {
         if (rows < 0 || classes < 1) throw new ArgumentException($"bad log-softmax shape rows={rows} classes={classes}");
         if (logits.Length != (long)rows * classes) throw new ArgumentException($"logits have {logits.Length} elements, expected {rows}x{classes}");
         if (logProbs.Length != logits.Length) throw new ArgumentException($"logProbs have {logProbs.Length} elements, expected {logits.Length}");
         if (rows == 0) return;
-        if (Resolve(variant) == CtcVariant.Grouped)
+        if (Grouped)
             _logSoftmaxGroups(GroupsFor(rows, classes), logits, logProbs, rows, classes);
         else
             _logSoftmaxRows(_device.GridStride(rows), logits, logProbs, rows, classes);
@@ -123,8 +120,7 @@ public sealed class Ctc
     /// a label out of [0, classes) or equal to blank) give NaN loss and zero gradient.
     /// </summary>
     public void LossAndGradient(ArrayView<float> logits, ArrayView<int> labels, ArrayView<int> labelLengths,
-        ArrayView<float> loss, ArrayView<float> gradient, CtcWorkspace workspace, int blank = 0, bool zeroInfinity = false,
-        CtcVariant variant = CtcVariant.Auto)
+        ArrayView<float> loss, ArrayView<float> gradient, CtcWorkspace workspace, int blank = 0, bool zeroInfinity = false)
     {
         int b = workspace.Batch, t = workspace.Time, c = workspace.Classes;
         long n = (long)b * t * c;
@@ -139,8 +135,8 @@ public sealed class Ctc
             LabelCount = (int)labels.Length, ZeroInfinity = zeroInfinity ? 1 : 0,
         };
         var ws = workspace;
-        bool grouped = Resolve(variant) == CtcVariant.Grouped;
-        LogSoftmax(logits, ws.LogProbs.View, b * t, c, variant);
+        bool grouped = Grouped;
+        LogSoftmax(logits, ws.LogProbs.View, b * t, c);
         _offsets(_device.GridStride(b), labelLengths, ws.Offsets.View, b);
         var alphaBeta = grouped ? _alphaBetaGroups : _alphaBetaThreads;
         var config = grouped ? GroupsFor(b, 2 * t + 1) : _device.GridStride(b);
@@ -150,8 +146,6 @@ public sealed class Ctc
         _occupancy(_device.GridStride((long)b * t), ws.LogProbs.View, labels, labelLengths, ws.Offsets.View,
             ws.Alpha.View, ws.Beta.View, ws.NegLogLikelihood.View, gradient, shape);
     }
-
-    CtcVariant Resolve(CtcVariant variant) => variant == CtcVariant.Auto ? Preferred : variant;
 
     /// <summary>One group per item, sized to the work of one item (whole warps, at most the device's group).</summary>
     KernelConfig GroupsFor(int items, int workPerItem)

@@ -51,11 +51,6 @@ public struct ConvShape
         $"[{Batch},{InChannels},{Height},{Width}]→[{Batch},{OutChannels},{OutHeight},{OutWidth}] k{Kernel} s({StrideH},{StrideW}) p{Pad}";
 }
 
-/// <summary>How a weight gradient is reduced: each weight by one thread (CPU shape: a long sequential sum),
-/// by a whole group with a shared-memory tree (GPU shape), or (depthwise only, CPU accelerator only) by SIMD
-/// host code on the accelerator's memory. All are deterministic on a given device.</summary>
-public enum WeightGradientVariant { Auto, PerThread, Grouped, Host }
-
 /// <summary>Dense 2-D convolution (the stem conv1), no bias: forward, data gradient and weight gradient.</summary>
 public sealed class DenseConv
 {
@@ -76,9 +71,6 @@ public sealed class DenseConv
     /// <summary>Elements of the weight tensor [OutChannels, InChannels, Kernel, Kernel].</summary>
     public static int WeightLength(ConvShape s) => s.OutChannels * s.InChannels * s.Kernel * s.Kernel;
 
-    /// <summary>The variant Auto picks: grouped where groups are GPU-sized (256 threads).</summary>
-    public WeightGradientVariant Preferred => Conv.PreferredWeightVariant(_device);
-
     /// <summary>y = conv(x, w); y is overwritten.</summary>
     public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s)
     {
@@ -93,20 +85,19 @@ public sealed class DenseConv
         _backwardData(_device.GridStride(s.InputLength), dy, w, dx, s);
     }
 
-    /// <summary>dw = the gradient of Σ y·dy with respect to w, summed over the batch in a fixed order (overwrites dw).</summary>
-    public void BackwardWeight(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, ConvShape s,
-        WeightGradientVariant variant = WeightGradientVariant.Auto)
+    /// <summary>dw = the gradient of Σ y·dy with respect to w, summed over the batch in a fixed order (overwrites
+    /// dw): a group-shared reduction per weight (gpu), or one thread per weight (host: the stem conv has no host code).</summary>
+    public void BackwardWeight(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, ConvShape s)
     {
         Check(x, dw, dy, s, "dy");
-        if (variant == WeightGradientVariant.Host) throw new NotSupportedException("the dense convolution has no Host weight-gradient variant");
         int weights = WeightLength(s);
-        if (Conv.Resolve(variant, _device) == WeightGradientVariant.Grouped)
+        if (_device.UsesHost)
+            _weightPerThread(_device.GridStride(weights), dy, x, dw, s);
+        else
         {
             var (config, perGroup) = Conv.GroupedConfig(_device, weights);
             _weightGrouped(config, dy, x, dw, s, perGroup);
         }
-        else
-            _weightPerThread(_device.GridStride(weights), dy, x, dw, s);
     }
 
     static void Check(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s, string output)
@@ -262,12 +253,6 @@ internal static class Conv
     /// <summary>First tap that maps input index <paramref name="i"/> onto an output: (i + pad − tap) divisible by the
     /// stride and (i + pad − tap)/stride below outSize. Further taps follow every <paramref name="stride"/>, up to min(k − 1, i + pad).</summary>
     public static int FirstTap(int i, int pad, int stride, int outSize) => Math.Max((i + pad) % stride, i + pad - (outSize - 1) * stride);
-
-    public static WeightGradientVariant PreferredWeightVariant(Device device) =>
-        device.GroupSize >= 256 ? WeightGradientVariant.Grouped : WeightGradientVariant.PerThread;
-
-    public static WeightGradientVariant Resolve(WeightGradientVariant variant, Device device) =>
-        variant == WeightGradientVariant.Auto ? PreferredWeightVariant(device) : variant;
 
     /// <summary>
     /// Launch of a grouped reduction over <paramref name="outputs"/> sums: each group takes perGroup outputs at

@@ -11,7 +11,7 @@ namespace Crnn.Kernels;
 public sealed class DepthwiseConv
 {
     readonly Device _device;
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape> _forward, _backwardData, _weightPerThread;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape> _forward, _backwardData;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int> _weightGrouped;
 
     public DepthwiseConv(Device device)
@@ -20,22 +20,17 @@ public sealed class DepthwiseConv
         var acc = device.Accelerator;
         _forward = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape>(ForwardKernel);
         _backwardData = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape>(BackwardDataKernel);
-        _weightPerThread = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape>(WeightPerThreadKernel);
         _weightGrouped = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>(WeightGroupedKernel);
     }
 
     /// <summary>Elements of the weight tensor [channels, 1, Kernel, Kernel].</summary>
     public static int WeightLength(ConvShape s) => s.InChannels * s.Kernel * s.Kernel;
 
-    /// <summary>The weight-gradient variant Auto picks: the host code on the CPU accelerator (<see cref="HostDepthwise"/>),
-    /// else grouped where groups are GPU-sized (256 threads), else per-thread.</summary>
-    public WeightGradientVariant Preferred => _device.IsCpu ? WeightGradientVariant.Host : Conv.PreferredWeightVariant(_device);
-
-    /// <summary>y = depthwise conv(x, w); y is overwritten. Auto runs the host code on the CPU accelerator.</summary>
-    public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s, ComputeVariant variant = ComputeVariant.Auto)
+    /// <summary>y = depthwise conv(x, w); y is overwritten.</summary>
+    public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s)
     {
         Check(x, w, y, s, "y");
-        if (HostMemory.UseHost(_device, variant))
+        if (_device.UsesHost)
         {
             HostMemory.Enter(_device, "the depthwise convolution");
             unsafe { HostDepthwise.Forward(HostMemory.Pointer(x), HostMemory.Pointer(w), HostMemory.Pointer(y), s); }
@@ -44,11 +39,11 @@ public sealed class DepthwiseConv
             _forward(_device.GridStride(s.OutputLength), x, w, y, s);
     }
 
-    /// <summary>dx = the gradient of Σ y·dy with respect to x (overwrites dx). Auto runs the host code on the CPU accelerator.</summary>
-    public void BackwardData(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, ConvShape s, ComputeVariant variant = ComputeVariant.Auto)
+    /// <summary>dx = the gradient of Σ y·dy with respect to x (overwrites dx).</summary>
+    public void BackwardData(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, ConvShape s)
     {
         Check(dx, w, dy, s, "dy");
-        if (HostMemory.UseHost(_device, variant))
+        if (_device.UsesHost)
         {
             HostMemory.Enter(_device, "the depthwise convolution");
             unsafe { HostDepthwise.BackwardData(HostMemory.Pointer(dy), HostMemory.Pointer(w), HostMemory.Pointer(dx), s); }
@@ -58,24 +53,20 @@ public sealed class DepthwiseConv
     }
 
     /// <summary>dw = the gradient of Σ y·dy with respect to w, summed over batch and positions in a fixed order (overwrites dw).</summary>
-    public void BackwardWeight(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, ConvShape s,
-        WeightGradientVariant variant = WeightGradientVariant.Auto)
+    public void BackwardWeight(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, ConvShape s)
     {
         Check(x, dw, dy, s, "dy");
         int weights = WeightLength(s);
-        var chosen = variant == WeightGradientVariant.Auto ? Preferred : variant;
-        if (chosen == WeightGradientVariant.Host)
+        if (_device.UsesHost)
         {
             HostMemory.Enter(_device, "the depthwise weight gradient");
             unsafe { HostDepthwise.BackwardWeight(HostMemory.Pointer(dy), HostMemory.Pointer(x), HostMemory.Pointer(dw), s); }
         }
-        else if (chosen == WeightGradientVariant.Grouped)
+        else
         {
             var (config, perGroup) = Conv.GroupedConfig(_device, weights);
             _weightGrouped(config, dy, x, dw, s, perGroup);
         }
-        else
-            _weightPerThread(_device.GridStride(weights), dy, x, dw, s);
     }
 
     static void Check(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s, string output)
@@ -148,31 +139,6 @@ public sealed class DepthwiseConv
                 sum += dy[(bc * oh + oy) * ow + ox] * x[(bc * s.Height + iy) * s.Width + ix];
         }
         return sum;
-    }
-
-    /// <summary>CPU shape: one thread per weight, a sequential sum over the batch and the output positions its tap reaches.</summary>
-    static void WeightPerThreadKernel(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, ConvShape s)
-    {
-        int n = s.InChannels * s.Kernel * s.Kernel, stride = Grid.DimX * Group.DimX;
-        int oh = s.OutHeight, ow = s.OutWidth, k = s.Kernel;
-        for (int wi = Grid.GlobalIndex.X; wi < n; wi += stride)
-        {
-            int kx = wi % k, t = wi / k, ky = t % k, c = t / k;
-            // Only the output rows and columns whose tap (ky, kx) lands inside the input.
-            int oyFirst = Conv.FirstOutput(s.Pad, ky, s.StrideH), oyEnd = Conv.EndOutput(s.Height, s.Pad, ky, s.StrideH, oh);
-            int oxFirst = Conv.FirstOutput(s.Pad, kx, s.StrideW), oxEnd = Conv.EndOutput(s.Width, s.Pad, kx, s.StrideW, ow);
-            float sum = 0f;
-            for (int b = 0; b < s.Batch; b++)
-            {
-                int bc = b * s.InChannels + c;
-                for (int oy = oyFirst; oy < oyEnd; oy++)
-                {
-                    int dr = (bc * oh + oy) * ow, xr = (bc * s.Height + oy * s.StrideH - s.Pad + ky) * s.Width - s.Pad + kx;
-                    for (int ox = oxFirst; ox < oxEnd; ox++) sum += dy[dr + ox] * x[xr + ox * s.StrideW];
-                }
-            }
-            dw[wi] = sum;
-        }
     }
 
     /// <summary>GPU shape: a group takes <paramref name="perGroup"/> weights at a time, each summed by a segment

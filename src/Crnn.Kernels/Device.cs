@@ -7,6 +7,14 @@ using ILGPU.Runtime.OpenCL;
 namespace Crnn.Kernels;
 
 /// <summary>
+/// Which code every kernel family runs, decided once when the device opens. <see cref="Gpu"/>: exactly the
+/// ILGPU kernels a CUDA or OpenCL device runs (256-thread groups, shared-memory tiles and trees).
+/// <see cref="Host"/>: SIMD .NET code on the CPU accelerator's memory where a family has it, else kernels
+/// shaped for one thread per core (no barriers). Only the CPU accelerator can run Host.
+/// </summary>
+public enum KernelPolicy { Host, Gpu }
+
+/// <summary>
 /// One accelerator and the launch geometry for it. Kernels are grid-stride loops, so the grid is a property
 /// of the device (enough groups to fill it), never of the problem size or a constant in a kernel.
 /// </summary>
@@ -14,6 +22,11 @@ public sealed class Device : IDisposable
 {
     /// <summary>Environment variable naming the device when no option does (cpu, cuda, opencl, with optional :index).</summary>
     public const string EnvironmentVariable = "CRNN_DEVICE";
+    /// <summary>Environment variable naming the kernel policy when no option does (auto, host, gpu).</summary>
+    public const string KernelsVariable = "CRNN_KERNELS";
+    /// <summary>The CPU accelerator's shape under the gpu policy: GPU-sized groups (32-wide warps, 256 threads)
+    /// and several of them, so grid-stride-over-groups and partial-sum code runs as on a GPU.</summary>
+    public const int GpuLikeWarp = 32, GpuLikeWarps = 8, GpuLikeGroups = 4;
 
     public Context Context { get; }
     public Accelerator Accelerator { get; }
@@ -24,14 +37,18 @@ public sealed class Device : IDisposable
     /// <summary>Groups per grid-stride launch: enough to fill the device.</summary>
     public int MaxGroups { get; }
     public bool IsCpu => Accelerator.AcceleratorType == AcceleratorType.CPU;
+    /// <summary>The code every kernel family runs on this device.</summary>
+    public KernelPolicy Policy { get; }
+    public bool UsesHost => Policy == KernelPolicy.Host;
     public int WarpSize => Accelerator.WarpSize;
     public string Name => Accelerator.Name;
 
-    Device(Context context, Accelerator accelerator, string reason)
+    Device(Context context, Accelerator accelerator, string reason, KernelPolicy policy)
     {
         Context = context;
         Accelerator = accelerator;
         Reason = reason;
+        Policy = policy;
         if (IsCpu)
         {
             // Every CPU-accelerator thread is an OS thread: one group per multiprocessor, the whole group.
@@ -47,9 +64,12 @@ public sealed class Device : IDisposable
 
     /// <summary>
     /// Opens the device named by <paramref name="spec"/> ("cpu", "cuda", "opencl", optionally ":index"), or
-    /// by <c>CRNN_DEVICE</c> when spec is null or empty, or the best available: CUDA, then OpenCL, then CPU.
+    /// by <c>CRNN_DEVICE</c> when spec is null or empty, or the best available: CUDA, then OpenCL, then CPU;
+    /// with the kernel policy named by <paramref name="kernels"/> ("auto", "host", "gpu"), or by
+    /// <c>CRNN_KERNELS</c>. Auto is host on the CPU accelerator and gpu elsewhere; host alone picks the CPU;
+    /// gpu on the CPU opens it in the GPU-like shape (<see cref="GpuLikeWarp"/>…), the shape GPU kernels need.
     /// </summary>
-    public static Device Open(string? spec = null)
+    public static Device Open(string? spec = null, string? kernels = null)
     {
         string source = "--device";
         if (string.IsNullOrWhiteSpace(spec))
@@ -57,11 +77,16 @@ public sealed class Device : IDisposable
             spec = Environment.GetEnvironmentVariable(EnvironmentVariable);
             source = EnvironmentVariable;
         }
-        if (string.IsNullOrWhiteSpace(spec) || spec.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase))
-            return OpenBest();
+        var policy = ParseKernels(kernels);
+        bool auto = string.IsNullOrWhiteSpace(spec) || spec.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase);
+        if (auto && policy == KernelPolicy.Host) (spec, source, auto) = ("cpu", "--kernels host", false);
+        var cpuShape = policy == KernelPolicy.Gpu ? GpuLikeCpu : DefaultCpu;
+        if (auto) return OpenBest(cpuShape, policy);
 
-        var (kind, index) = ParseSpec(spec);
-        var context = CreateContext(kind == "cpu" ? DefaultCpu : null);
+        var (kind, index) = ParseSpec(spec!);
+        if (kind != "cpu" && policy == KernelPolicy.Host)
+            throw new DeviceException($"--kernels host runs only on the CPU accelerator, not on {source}={spec} (use --kernels auto or gpu)");
+        var context = CreateContext(kind == "cpu" ? cpuShape : null);
         try
         {
             var devices = DevicesOf(context, kind);
@@ -69,7 +94,8 @@ public sealed class Device : IDisposable
                 throw new DeviceException($"{source} asks for '{spec}' but no {kind} device is available ({Available(context)})");
             if (index >= devices.Count)
                 throw new DeviceException($"{source} asks for '{spec}' but there are only {devices.Count} {kind} device(s)");
-            return new Device(context, devices[index].CreateAccelerator(context), $"chosen by {source}={spec}");
+            var accelerator = devices[index].CreateAccelerator(context);
+            return new Device(context, accelerator, $"chosen by {source}={spec}", policy ?? DefaultPolicy(accelerator));
         }
         catch
         {
@@ -78,28 +104,53 @@ public sealed class Device : IDisposable
         }
     }
 
-    /// <summary>A CPU-accelerator device of a given shape; tests use a GPU-like one (32-wide warps, large groups).</summary>
-    public static Device OpenCpu(int threadsPerWarp, int warpsPerGroup, int groups)
+    /// <summary>A CPU-accelerator device of a given shape; tests use a GPU-like one (32-wide warps, 256-thread groups, several groups).</summary>
+    public static Device OpenCpu(int threadsPerWarp, int warpsPerGroup, int groups, KernelPolicy policy)
     {
         var cpu = new CPUDevice(threadsPerWarp, warpsPerGroup, groups);
         var context = CreateContext(cpu);
-        return new Device(context, cpu.CreateAccelerator(context), $"CPU accelerator {threadsPerWarp}x{warpsPerGroup}x{groups}");
+        return new Device(context, cpu.CreateAccelerator(context),
+            $"CPU accelerator {threadsPerWarp}x{warpsPerGroup}x{groups}", policy);
     }
 
     /// <summary>The default CPU shape: one thread per core (ILGPU's smallest warp is 2), since every thread
     /// of the CPU accelerator is an OS thread and threads beyond the cores cost dearly.</summary>
     public static CPUDevice DefaultCpu => new(2, 1, Math.Max(1, Environment.ProcessorCount / 2));
 
-    static Device OpenBest()
+    static CPUDevice GpuLikeCpu => new(GpuLikeWarp, GpuLikeWarps, GpuLikeGroups);
+
+    static KernelPolicy DefaultPolicy(Accelerator accelerator) =>
+        accelerator.AcceleratorType == AcceleratorType.CPU ? KernelPolicy.Host : KernelPolicy.Gpu;
+
+    /// <summary>auto (null), host or gpu, from the option or else <c>CRNN_KERNELS</c>.</summary>
+    public static KernelPolicy? ParseKernels(string? kernels)
     {
-        var context = CreateContext(DefaultCpu);
+        string source = "--kernels";
+        if (string.IsNullOrWhiteSpace(kernels))
+        {
+            kernels = Environment.GetEnvironmentVariable(KernelsVariable);
+            source = KernelsVariable;
+        }
+        return kernels?.Trim().ToLowerInvariant() switch
+        {
+            null or "" or "auto" => null,
+            "host" => KernelPolicy.Host,
+            "gpu" => KernelPolicy.Gpu,
+            _ => throw new DeviceException($"{source} '{kernels}' is not a kernel policy (expected auto, host or gpu)"),
+        };
+    }
+
+    static Device OpenBest(CPUDevice cpuShape, KernelPolicy? policy)
+    {
+        var context = CreateContext(cpuShape);
         foreach (var kind in new[] { "cuda", "opencl" })
         {
             foreach (var device in DevicesOf(context, kind))
             {
                 try
                 {
-                    return new Device(context, device.CreateAccelerator(context), $"best available ({kind} before cpu)");
+                    var accelerator = device.CreateAccelerator(context);
+                    return new Device(context, accelerator, $"best available ({kind} before cpu)", policy ?? DefaultPolicy(accelerator));
                 }
                 catch (Exception e) when (e is not OutOfMemoryException)
                 {
@@ -109,7 +160,8 @@ public sealed class Device : IDisposable
             }
         }
         var cpu = DevicesOf(context, "cpu")[0];
-        return new Device(context, cpu.CreateAccelerator(context), "no CUDA or OpenCL device; using the CPU accelerator");
+        var cpuAccelerator = cpu.CreateAccelerator(context);
+        return new Device(context, cpuAccelerator, "no CUDA or OpenCL device; using the CPU accelerator", policy ?? DefaultPolicy(cpuAccelerator));
     }
 
     static Context CreateContext(CPUDevice? cpu) =>
@@ -205,7 +257,7 @@ public sealed class Device : IDisposable
     }
 
     public override string ToString() =>
-        $"{Accelerator.AcceleratorType.ToString().ToLowerInvariant()} '{Name}' ({Reason}; {MaxGroups} groups x {GroupSize} threads)";
+        $"{Accelerator.AcceleratorType.ToString().ToLowerInvariant()} '{Name}' ({Reason}; {MaxGroups} groups x {GroupSize} threads; {Policy.ToString().ToLowerInvariant()} kernels)";
 
     public void Dispose()
     {

@@ -39,52 +39,38 @@ public struct GemmShape
     public readonly long Flops => 2L * M * N * K * Batch;
 }
 
-/// <summary>Which GEMM runs: the shared-memory tiled kernel (GPU shape, 256-thread groups), the
-/// register-blocked kernel (CPU shape: each thread a 4×4 block, no shared memory), or, on the CPU
-/// accelerator only, the packed SIMD product on the host (<see cref="HostGemm"/>).</summary>
-public enum GemmVariant { Auto, Tiled, Blocked, Host }
-
-/// <summary>Matrix products for 1×1 convolutions, the LSTM and the linear head.</summary>
+/// <summary>Matrix products for 1×1 convolutions, the LSTM and the linear head: the shared-memory tiled
+/// kernel (gpu policy, 256-thread groups) or the packed SIMD product on the host (<see cref="HostGemm"/>).</summary>
 public sealed class Gemm
 {
     const int Tile = 64, TileK = 16, TiledGroupSize = 256;
 
     readonly Device _device;
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape> _tiled, _blocked;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape> _tiled;
 
     public Gemm(Device device)
     {
         _device = device;
         _tiled = device.Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(TiledKernel);
-        _blocked = device.Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(BlockedKernel);
     }
 
-    /// <summary>The variant Auto picks: the host product on the CPU accelerator (its kernels run as scalar
-    /// .NET code), else tiled where groups have 256 threads, else blocked.</summary>
-    public GemmVariant Preferred =>
-        _device.IsCpu ? GemmVariant.Host : _device.GroupSize >= TiledGroupSize ? GemmVariant.Tiled : GemmVariant.Blocked;
-
-    public void Run(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s, GemmVariant variant = GemmVariant.Auto)
+    public void Run(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
     {
         Validate(a, b, c, s);
         if (s.M == 0 || s.N == 0) return;
         int outputs = s.SumBatches != 0 ? 1 : s.Batch;
-        var chosen = variant == GemmVariant.Auto ? Preferred : variant;
-        if (chosen == GemmVariant.Host)
+        if (_device.UsesHost)
         {
             HostMemory.Enter(_device, "GEMM");
             unsafe { HostGemm.Run(HostMemory.Pointer(a), HostMemory.Pointer(b), HostMemory.Pointer(c), s); }
         }
-        else if (chosen == GemmVariant.Tiled)
+        else
         {
+            if (_device.Accelerator.MaxNumThreadsPerGroup < TiledGroupSize)
+                throw new NotSupportedException($"the tiled GEMM needs {TiledGroupSize}-thread groups; {_device.Name} allows {_device.Accelerator.MaxNumThreadsPerGroup}");
             long tiles = (long)outputs * ((s.M + Tile - 1) / Tile) * ((s.N + Tile - 1) / Tile);
             int groups = (int)Math.Min(tiles, Math.Max(_device.MaxGroups, 1));
             _tiled(_device.Groups(groups, TiledGroupSize), a, b, c, s);
-        }
-        else
-        {
-            long blocks = (long)outputs * ((s.M + 3) / 4) * ((s.N + 3) / 4);
-            _blocked(_device.GridStride(blocks), a, b, c, s);
         }
     }
 
@@ -153,44 +139,6 @@ public sealed class Gemm
             StoreRow(c, offC, m0 + ty + 16, n0 + tx, 16, c1, s);
             StoreRow(c, offC, m0 + ty + 32, n0 + tx, 16, c2, s);
             StoreRow(c, offC, m0 + ty + 48, n0 + tx, 16, c3, s);
-        }
-    }
-
-    /// <summary>CPU shape: each thread computes 4×4 blocks of C straight from global memory. Edge blocks
-    /// read clamped (valid) indices and discard those results, so the inner loop has no branches.</summary>
-    static void BlockedKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
-    {
-        int blocksM = (s.M + 3) / 4, blocksN = (s.N + 3) / 4;
-        int outputs = s.SumBatches != 0 ? 1 : s.Batch;
-        int total = outputs * blocksM * blocksN;
-        int stride = Grid.DimX * Group.DimX;
-        for (int t = Grid.GlobalIndex.X; t < total; t += stride)
-        {
-            int ob = t / (blocksM * blocksN), rem = t % (blocksM * blocksN);
-            int m0 = rem / blocksN * 4, n0 = rem % blocksN * 4;
-            int r0 = m0 * s.AM, r1 = Math.Min(m0 + 1, s.M - 1) * s.AM, r2 = Math.Min(m0 + 2, s.M - 1) * s.AM, r3 = Math.Min(m0 + 3, s.M - 1) * s.AM;
-            int q0 = n0 * s.BN, q1 = Math.Min(n0 + 1, s.N - 1) * s.BN, q2 = Math.Min(n0 + 2, s.N - 1) * s.BN, q3 = Math.Min(n0 + 3, s.N - 1) * s.BN;
-            Float4 c0 = default, c1 = default, c2 = default, c3 = default;
-            int bFirst = s.SumBatches != 0 ? 0 : ob, bEnd = s.SumBatches != 0 ? s.Batch : ob + 1;
-            for (int bi = bFirst; bi < bEnd; bi++)
-            {
-                int pa = bi * s.StrideA, pb = bi * s.StrideB;
-                for (int k = 0; k < s.K; k++)
-                {
-                    var bv = new Float4(b[pb + q0], b[pb + q1], b[pb + q2], b[pb + q3]);
-                    c0 = c0.Fma(a[pa + r0], bv);
-                    c1 = c1.Fma(a[pa + r1], bv);
-                    c2 = c2.Fma(a[pa + r2], bv);
-                    c3 = c3.Fma(a[pa + r3], bv);
-                    pa += s.AK;
-                    pb += s.BK;
-                }
-            }
-            int offC = ob * s.StrideC;
-            StoreRow(c, offC, m0, n0, 1, c0, s);
-            StoreRow(c, offC, m0 + 1, n0, 1, c1, s);
-            StoreRow(c, offC, m0 + 2, n0, 1, c2, s);
-            StoreRow(c, offC, m0 + 3, n0, 1, c3, s);
         }
     }
 

@@ -7,10 +7,6 @@ using ILGPU.Runtime;
 
 namespace Crnn.Kernels;
 
-/// <summary>How an element-wise or convolution operation runs: the ILGPU kernel, or (CPU accelerator only)
-/// SIMD .NET code on the host, straight on the accelerator's memory. Auto picks Host on the CPU accelerator.</summary>
-public enum ComputeVariant { Auto, Kernel, Host }
-
 /// <summary>
 /// What the host variants (<see cref="HostGemm"/>, <see cref="HostDepthwise"/>, <see cref="HostBatchNorm"/>,
 /// <see cref="HostElementwise"/>) share: entering host code on the CPU accelerator, host addresses of views,
@@ -30,17 +26,9 @@ internal static unsafe class HostMemory
     /// launched after it see its result.</summary>
     public static void Enter(Device device, string operation)
     {
-        if (!device.IsCpu) throw new NotSupportedException($"the Host variant of {operation} runs only on the CPU accelerator");
+        if (!device.IsCpu) throw new NotSupportedException($"the host code of {operation} runs only on the CPU accelerator");
         device.Synchronize();
     }
-
-    /// <summary>Whether Auto means Host: on the CPU accelerator, whose kernels run as scalar .NET code.</summary>
-    public static bool UseHost(Device device, ComputeVariant variant) => variant switch
-    {
-        ComputeVariant.Host => true,
-        ComputeVariant.Kernel => false,
-        _ => device.IsCpu,
-    };
 
     /// <summary>
     /// body(first, end) over [0, count) cut into contiguous ranges, in parallel when there is enough work

@@ -60,7 +60,7 @@ public struct LstmStep
     public int Batch, Steps, Hidden;
     /// <summary>Position in processing order: the forward direction is at t = Step, the reverse at t = Steps−1−Step.</summary>
     public int Step;
-    /// <summary>1 where the recurrent products already ran as GEMMs (CPU accelerator), 0 where the kernel does them.</summary>
+    /// <summary>1 where the recurrent products already ran as GEMMs (host policy), 0 where the kernel does them.</summary>
     public int GemmRecurrence;
 }
 
@@ -69,7 +69,7 @@ public struct LstmStep
 /// reverse direction runs t = T−1…0). The input projection of all steps and both directions is one GEMM;
 /// then each step is one fused launch for both directions (recurrent product h·W_hhᵀ, biases, gate
 /// nonlinearities, cell and hidden update). Backward runs the steps in reverse the same way and ends with
-/// GEMMs and fixed-order sums for dx and the weight gradients. On the CPU accelerator, where the host GEMM
+/// GEMMs and fixed-order sums for dx and the weight gradients. Under the host policy, where the host GEMM
 /// is an order of magnitude faster than scalar kernel code, each step's recurrent products run as GEMMs
 /// (one per direction) and the step kernels keep only the elementwise work.
 /// </summary>
@@ -82,14 +82,13 @@ public sealed class Lstm
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LstmStep> _backwardStep;
     readonly bool _gemmRecurrence;
 
-    /// <param name="gemmRecurrence">Run the recurrent products as GEMMs instead of inside the step kernels;
-    /// by default where the GEMM runs on the host (the CPU accelerator).</param>
-    public Lstm(Device device, bool? gemmRecurrence = null)
+    public Lstm(Device device)
     {
         _device = device;
         _gemm = new Gemm(device);
         _bias = new Bias(device);
-        _gemmRecurrence = gemmRecurrence ?? _gemm.Preferred == GemmVariant.Host;
+        // Under the host policy the recurrent products run as (host) GEMMs; GPU step kernels do them inline.
+        _gemmRecurrence = device.UsesHost;
         var acc = device.Accelerator;
         _forwardStep = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LstmStep>(ForwardStepKernel);
         _backwardStep = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LstmStep>(BackwardStepKernel);

@@ -12,47 +12,41 @@ public class ActivationTests
         _ => x,
     };
 
-    /// <summary>Every activation on both devices with the kernel, and with the host code on the default device
-    /// (when it is the CPU accelerator; sizes with and without vector tails, and one split into parallel blocks).</summary>
-    public static TheoryData<string, ComputeVariant, Activation, int> Cases()
+    /// <summary>Every activation on both devices, and on the host code alone with sizes with and without
+    /// vector tails and one split into parallel blocks.</summary>
+    public static TheoryData<string, Activation, int> Cases()
     {
-        var data = new TheoryData<string, ComputeVariant, Activation, int>();
+        var data = new TheoryData<string, Activation, int>();
         foreach (var device in TestDevices.Names)
             foreach (var act in Enum.GetValues<Activation>())
                 foreach (int n in new[] { 1, 97, 3 * 33 * 7 })
-                    data.Add(device, ComputeVariant.Kernel, act, n);
+                    data.Add(device, act, n);
         foreach (var act in Enum.GetValues<Activation>())
-            foreach (int n in new[] { 1, 8, 97, 3 * 33 * 7, 100_003 })
-                data.Add(TestDevices.Default, ComputeVariant.Host, act, n);
+            foreach (int n in new[] { 8, 100_003 })
+                data.Add(TestDevices.HostOnly, act, n);
         return data;
     }
 
-    /// <summary>The variants the single-case tests check on a device.</summary>
-    static ComputeVariant[] Variants(string device) =>
-        device == TestDevices.Default && TestDevices.Get(device).IsCpu ? [ComputeVariant.Kernel, ComputeVariant.Host] : [ComputeVariant.Kernel];
-
     [Theory]
     [MemberData(nameof(Cases))]
-    public void ForwardMatchesReference(string device, ComputeVariant variant, Activation act, int n)
+    public void ForwardMatchesReference(string device, Activation act, int n)
     {
         var dev = TestDevices.Get(device);
-        if (variant == ComputeVariant.Host && !dev.IsCpu) return;
         var x = Reference.Random(n, 11, -5f, 5f);
         using var tx = dev.Upload(x, n);
         using var ty = Reference.NaNs(dev, n);
-        new Activations(dev).Forward(act, tx.View, ty.View, variant);
-        Reference.AssertClose(Array.ConvertAll(x, v => Act(act, v)), ty.ToHost(), 1e-6, $"{act} {variant}");
+        new Activations(dev).Forward(act, tx.View, ty.View);
+        Reference.AssertClose(Array.ConvertAll(x, v => Act(act, v)), ty.ToHost(), 1e-6, $"{act} {dev.Policy}");
         // In place (y = x) gives the same values.
-        new Activations(dev).Forward(act, tx.View, tx.View, variant);
+        new Activations(dev).Forward(act, tx.View, tx.View);
         Assert.Equal(ty.ToHost(), tx.ToHost());
     }
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void BackwardMatchesFiniteDifferences(string device, ComputeVariant variant, Activation act, int n)
+    public void BackwardMatchesFiniteDifferences(string device, Activation act, int n)
     {
         var dev = TestDevices.Get(device);
-        if (variant == ComputeVariant.Host && !dev.IsCpu) return;
         var x = Reference.Random(n, 12, -5f, 5f);
         // Keep clear of the kinks (-3, 3 for hardswish; ±2.5 for hardsigmoid; 0 for relu), where the
         // derivative is a convention rather than a limit.
@@ -63,7 +57,7 @@ public class ActivationTests
         using var tx = dev.Upload(x, n);
         using var tdy = dev.Upload(r, n);
         using var tdx = Reference.NaNs(dev, n);
-        new Activations(dev).Backward(act, tx.View, tdy.View, tdx.View, variant);
+        new Activations(dev).Backward(act, tx.View, tdy.View, tdx.View);
         var rd = Reference.ToDouble(r);
         // The reference is element-wise, so one finite difference per element is the whole gradient.
         var expected = new double[n];
@@ -72,9 +66,9 @@ public class ActivationTests
             double h = 1e-5, xi = x[i];
             expected[i] = (Act(act, xi + h) - Act(act, xi - h)) / (2 * h) * rd[i];
         }
-        Reference.AssertNormClose(expected, tdx.ToHost(), 1e-6, $"{act} {variant}");
+        Reference.AssertNormClose(expected, tdx.ToHost(), 1e-6, $"{act} {dev.Policy}");
         // In place (dx = dy) gives the same values.
-        new Activations(dev).Backward(act, tx.View, tdy.View, tdy.View, variant);
+        new Activations(dev).Backward(act, tx.View, tdy.View, tdy.View);
         Assert.Equal(tdx.ToHost(), tdy.ToHost());
     }
 
@@ -87,12 +81,9 @@ public class ActivationTests
         var b = Reference.Random(97, 2);
         using var ta = dev.Upload(a, 97);
         using var tb = dev.Upload(b, 97);
-        foreach (var variant in Variants(device))
-        {
-            using var ty = Reference.NaNs(dev, 97);
-            new Activations(dev).Add(ta.View, tb.View, ty.View, variant);
-            Reference.AssertClose(a.Zip(b, (p, q) => (double)p + q).ToArray(), ty.ToHost(), 1e-7, $"sum {variant}");
-        }
+        using var ty = Reference.NaNs(dev, 97);
+        new Activations(dev).Add(ta.View, tb.View, ty.View);
+        Reference.AssertClose(a.Zip(b, (p, q) => (double)p + q).ToArray(), ty.ToHost(), 1e-7, "sum");
     }
 
     [Theory]
@@ -101,20 +92,16 @@ public class ActivationTests
     {
         var dev = TestDevices.Get(device);
         var x = Reference.Random(97, 4);
-        foreach (var variant in Variants(device))
-        {
-            using var tx = dev.Upload(x, 97);
-            new Activations(dev).Scale(tx.View, 0.125f, variant);
-            Reference.AssertClose(x.Select(v => v * 0.125).ToArray(), tx.ToHost(), 1e-7, $"scaled {variant}");
-        }
+        using var tx = dev.Upload(x, 97);
+        new Activations(dev).Scale(tx.View, 0.125f);
+        Reference.AssertClose(x.Select(v => v * 0.125).ToArray(), tx.ToHost(), 1e-7, "scaled");
     }
 
     /// <summary>Host add and scale over sizes split into parallel blocks, with tails; two runs bit-identical.</summary>
     [Fact]
     public void HostAddScaleLargeAndDeterministic()
     {
-        var dev = TestDevices.Get(TestDevices.Default);
-        if (!dev.IsCpu) return;
+        var dev = TestDevices.Host;
         const int n = 100_003;
         var a = Reference.Random(n, 1);
         var b = Reference.Random(n, 2);
@@ -124,10 +111,10 @@ public class ActivationTests
         float[] Run()
         {
             using var ty = Reference.NaNs(dev, n);
-            acts.Add(ta.View, tb.View, ty.View, ComputeVariant.Host);
-            acts.Scale(ty.View, 0.375f, ComputeVariant.Host);
-            acts.Forward(Activation.HardSwish, ty.View, ty.View, ComputeVariant.Host);
-            acts.Backward(Activation.HardSigmoid, ta.View, ty.View, ty.View, ComputeVariant.Host);
+            acts.Add(ta.View, tb.View, ty.View);
+            acts.Scale(ty.View, 0.375f);
+            acts.Forward(Activation.HardSwish, ty.View, ty.View);
+            acts.Backward(Activation.HardSigmoid, ta.View, ty.View, ty.View);
             return ty.ToHost();
         }
         var first = Run();

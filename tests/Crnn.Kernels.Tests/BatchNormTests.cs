@@ -33,23 +33,21 @@ public class BatchNormTests
         return (y, mean, variance);
     }
 
-    /// <summary>Both kernel variants on both devices, shapes [batch, channels, H, W]; grouped runs on the GPU-like
-    /// device (a barrier per tree level, each costly there) get the small ones. The host code runs on the
-    /// default device (when it is the CPU accelerator), also on spatial runs of full vectors and tails.</summary>
-    public static TheoryData<string, BatchNormVariant, int, int, int, int> Cases()
+    /// <summary>Shapes [batch, channels, H, W] on both devices; the GPU-like device (a barrier per tree level,
+    /// each an OS wait there) gets few channels. The host code also runs on spatial runs of full vectors and tails.</summary>
+    public static TheoryData<string, int, int, int, int> Cases()
     {
-        var data = new TheoryData<string, BatchNormVariant, int, int, int, int>();
+        var data = new TheoryData<string, int, int, int, int>();
         foreach (var device in TestDevices.Names)
-            foreach (var variant in new[] { BatchNormVariant.Grouped, BatchNormVariant.PerThread })
-            {
-                bool cheap = device == TestDevices.Default || variant == BatchNormVariant.PerThread;
-                data.Add(device, variant, 1, 7, 1, 97);
-                data.Add(device, variant, 3, 1, 5, 97);
-                data.Add(device, variant, 3, cheap ? 33 : 2, 3, 1);
-                if (cheap) data.Add(device, variant, 1, 1, 1, 1);
-            }
-        foreach (var (batch, channels, h, w) in new[] { (1, 7, 1, 97), (3, 1, 5, 97), (3, 33, 3, 1), (1, 1, 1, 1), (3, 5, 4, 50), (2, 3, 1, 16), (2, 2, 1, 13) })
-            data.Add(TestDevices.Default, BatchNormVariant.Host, batch, channels, h, w);
+        {
+            bool cheap = device == TestDevices.Default;
+            data.Add(device, 1, 7, 1, 97);
+            data.Add(device, 3, 1, 5, 97);
+            data.Add(device, 3, cheap ? 33 : 5, 3, 1);
+            data.Add(device, 1, 1, 1, 1);
+        }
+        foreach (var (batch, channels, h, w) in new[] { (3, 5, 4, 50), (2, 3, 1, 16), (2, 2, 1, 13) })
+            data.Add(TestDevices.HostOnly, batch, channels, h, w);
         return data;
     }
 
@@ -76,9 +74,9 @@ public class BatchNormTests
             return this;
         }
 
-        public void ForwardTraining(BatchNorm bn, Tensor<float> y, BatchNormVariant variant = BatchNormVariant.Auto) =>
+        public void ForwardTraining(BatchNorm bn, Tensor<float> y) =>
             bn.ForwardTraining(TX.View, TGamma.View, TBeta.View, y.View, TMean.View, TInvStd.View, TRunMean.View, TRunVar.View,
-                batch, channels, spatial, 0.9f, variant);
+                batch, channels, spatial, 0.9f);
 
         public void Dispose()
         {
@@ -88,14 +86,13 @@ public class BatchNormTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void ForwardTrainingMatchesReference(string device, BatchNormVariant variant, int batch, int channels, int h, int w)
+    public void ForwardTrainingMatchesReference(string device, int batch, int channels, int h, int w)
     {
         var dev = TestDevices.Get(device);
-        if (variant == BatchNormVariant.Host && !dev.IsCpu) return;
         int spatial = h * w;
         using var inputs = new Inputs(dev, batch, channels, spatial).Upload();
         using var ty = Reference.NaNs(dev, inputs.N);
-        inputs.ForwardTraining(new BatchNorm(dev), ty, variant);
+        inputs.ForwardTraining(new BatchNorm(dev), ty);
 
         var (y, mean, variance) = Forward(Reference.ToDouble(inputs.X), Reference.ToDouble(inputs.Gamma), Reference.ToDouble(inputs.Beta), batch, channels, spatial);
         Reference.AssertClose(y, ty.ToHost(), 1e-5, "y");
@@ -126,35 +123,29 @@ public class BatchNormTests
             int c = i / spatial % channels;
             expected[i] = inputs.Gamma[c] * (inputs.X[i] - (double)inputs.RunningMean[c]) / Math.Sqrt(inputs.RunningVar[c] + Eps) + inputs.Beta[c];
         }
-        var variants = device == TestDevices.Default && dev.IsCpu
-            ? new[] { BatchNormVariant.PerThread, BatchNormVariant.Host } : [BatchNormVariant.PerThread];
-        foreach (var variant in variants)
-        {
-            using var ty = Reference.NaNs(dev, inputs.N);
-            new BatchNorm(dev).ForwardInference(inputs.TX.View, inputs.TGamma.View, inputs.TBeta.View, inputs.TRunMean.View,
-                inputs.TRunVar.View, ty.View, batch, channels, spatial, variant);
-            Reference.AssertClose(expected, ty.ToHost(), 1e-5, $"y {variant}");
-        }
+        using var ty = Reference.NaNs(dev, inputs.N);
+        new BatchNorm(dev).ForwardInference(inputs.TX.View, inputs.TGamma.View, inputs.TBeta.View, inputs.TRunMean.View,
+            inputs.TRunVar.View, ty.View, batch, channels, spatial);
+        Reference.AssertClose(expected, ty.ToHost(), 1e-5, $"y {dev.Policy}");
     }
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void BackwardMatchesFiniteDifferences(string device, BatchNormVariant variant, int batch, int channels, int h, int w)
+    public void BackwardMatchesFiniteDifferences(string device, int batch, int channels, int h, int w)
     {
         var dev = TestDevices.Get(device);
-        if (variant == BatchNormVariant.Host && !dev.IsCpu) return;
         int spatial = h * w;
         var bn = new BatchNorm(dev);
         using var inputs = new Inputs(dev, batch, channels, spatial).Upload();
         using var ty = Reference.NaNs(dev, inputs.N);
-        inputs.ForwardTraining(bn, ty, variant);
+        inputs.ForwardTraining(bn, ty);
         var r = Reference.Random(inputs.N, 6);
         using var tdy = dev.Upload(r, inputs.N);
         using var tdx = Reference.NaNs(dev, inputs.N);
         using var tdgamma = Reference.NaNs(dev, channels);
         using var tdbeta = Reference.NaNs(dev, channels);
         bn.Backward(inputs.TX.View, tdy.View, inputs.TGamma.View, inputs.TMean.View, inputs.TInvStd.View,
-            tdx.View, tdgamma.View, tdbeta.View, batch, channels, spatial, variant);
+            tdx.View, tdgamma.View, tdbeta.View, batch, channels, spatial);
 
         // Loss Σ y·r of the float64 training-mode forward, as a function of x, gamma and beta in turn.
         var x = Reference.ToDouble(inputs.X);
@@ -168,19 +159,17 @@ public class BatchNormTests
     }
 
     [Theory]
-    [InlineData(BatchNormVariant.PerThread)]
-    [InlineData(BatchNormVariant.Host)]
-    public void InPlaceAndRepeatableBitForBit(BatchNormVariant variant)
+    [MemberData(nameof(TestDevices.Names), MemberType = typeof(TestDevices))]
+    public void InPlaceAndRepeatableBitForBit(string device)
     {
-        var dev = TestDevices.Get(TestDevices.Default);
-        if (variant == BatchNormVariant.Host && !dev.IsCpu) return;
+        var dev = TestDevices.Get(device);
         const int batch = 3, channels = 7, spatial = 33;
         var bn = new BatchNorm(dev);
         using var a = new Inputs(dev, batch, channels, spatial).Upload();
         using var b = new Inputs(dev, batch, channels, spatial).Upload();
         using var ty = Reference.NaNs(dev, a.N);
-        a.ForwardTraining(bn, ty, variant);
-        b.ForwardTraining(bn, b.TX, variant); // y = x
+        a.ForwardTraining(bn, ty);
+        b.ForwardTraining(bn, b.TX); // y = x
         Assert.Equal(ty.ToHost(), b.TX.ToHost());
         Assert.Equal(a.TRunVar.ToHost(), b.TRunVar.ToHost());
 
@@ -192,8 +181,8 @@ public class BatchNormTests
         using var db = Reference.NaNs(dev, channels);
         using var dg2 = Reference.NaNs(dev, channels);
         using var db2 = Reference.NaNs(dev, channels);
-        bn.Backward(a.TX.View, tdy.View, a.TGamma.View, a.TMean.View, a.TInvStd.View, tdx.View, dg.View, db.View, batch, channels, spatial, variant);
-        bn.Backward(a.TX.View, tdyInPlace.View, a.TGamma.View, a.TMean.View, a.TInvStd.View, tdyInPlace.View, dg2.View, db2.View, batch, channels, spatial, variant);
+        bn.Backward(a.TX.View, tdy.View, a.TGamma.View, a.TMean.View, a.TInvStd.View, tdx.View, dg.View, db.View, batch, channels, spatial);
+        bn.Backward(a.TX.View, tdyInPlace.View, a.TGamma.View, a.TMean.View, a.TInvStd.View, tdyInPlace.View, dg2.View, db2.View, batch, channels, spatial);
         Assert.Equal(tdx.ToHost(), tdyInPlace.ToHost());
         Assert.Equal(dg.ToHost(), dg2.ToHost());
         Assert.Equal(db.ToHost(), db2.ToHost());
@@ -203,8 +192,7 @@ public class BatchNormTests
     [Fact]
     public void HostIsDeterministic()
     {
-        var dev = TestDevices.Get(TestDevices.Default);
-        if (!dev.IsCpu) return;
+        var dev = TestDevices.Host;
         const int batch = 8, channels = 24, spatial = 2 * 50;
         var bn = new BatchNorm(dev);
         var r = Reference.Random(batch * channels * spatial, 6);
@@ -216,23 +204,14 @@ public class BatchNormTests
             using var tdx = Reference.NaNs(dev, inputs.N);
             using var dg = Reference.NaNs(dev, channels);
             using var db = Reference.NaNs(dev, channels);
-            inputs.ForwardTraining(bn, ty, BatchNormVariant.Host);
+            inputs.ForwardTraining(bn, ty);
             bn.Backward(inputs.TX.View, tdy.View, inputs.TGamma.View, inputs.TMean.View, inputs.TInvStd.View, tdx.View, dg.View, db.View,
-                batch, channels, spatial, BatchNormVariant.Host);
+                batch, channels, spatial);
             return [ty.ToHost(), inputs.TMean.ToHost(), inputs.TInvStd.ToHost(), inputs.TRunVar.ToHost(), tdx.ToHost(), dg.ToHost(), db.ToHost()];
         }
         var first = Run();
         var second = Run();
         for (int i = 0; i < first.Length; i++) Assert.Equal(first[i], second[i]);
-    }
-
-    [Fact]
-    public void AutoPicksHostOnTheCpuAccelerator()
-    {
-        var dev = TestDevices.Get(TestDevices.Default);
-        var expected = dev.IsCpu ? BatchNormVariant.Host : dev.GroupSize >= 32 ? BatchNormVariant.Grouped : BatchNormVariant.PerThread;
-        Assert.Equal(expected, new BatchNorm(dev).Preferred);
-        Assert.Equal(BatchNormVariant.Host, new BatchNorm(TestDevices.Get(TestDevices.GpuLike)).Preferred);
     }
 
     [Fact]

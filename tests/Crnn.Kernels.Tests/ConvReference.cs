@@ -64,13 +64,4 @@ public static class ConvReference
         }
         return (numeric, picks.Select(i => kernel[i]).ToArray());
     }
-
-    /// <summary>
-    /// The weight-gradient variants to check: per-thread everywhere; grouped wherever groups are GPU-sized,
-    /// and on the 2-thread CPU device only for few weights (there it pays two barriers per pair of weights).
-    /// </summary>
-    public static WeightGradientVariant[] WeightVariants(Device device, int weights) =>
-        device.GroupSize >= 256 || weights <= 300
-            ? [WeightGradientVariant.PerThread, WeightGradientVariant.Grouped]
-            : [WeightGradientVariant.PerThread];
 }

@@ -86,7 +86,7 @@ public class CtcTests
     // ---------------------------------------------------------------- running the kernels
 
     static (float[] Loss, float[] Gradient) Run(string device, float[] logits, int batch, int time, int classes,
-        int[] labels, int[] lengths, int blank = 0, bool zeroInfinity = false, CtcVariant variant = CtcVariant.Auto)
+        int[] labels, int[] lengths, int blank = 0, bool zeroInfinity = false)
     {
         var dev = TestDevices.Get(device);
         var ctc = new Ctc(dev);
@@ -96,7 +96,7 @@ public class CtcTests
         using var tLengths = dev.Upload(lengths, batch);
         using var tLoss = Reference.NaNs(dev, batch);
         using var tGrad = Reference.NaNs(dev, logits.Length);
-        ctc.LossAndGradient(tLogits.View, tLabels.View, tLengths.View, tLoss.View, tGrad.View, ws, blank, zeroInfinity, variant);
+        ctc.LossAndGradient(tLogits.View, tLabels.View, tLengths.View, tLoss.View, tGrad.View, ws, blank, zeroInfinity);
         return (tLoss.ToHost(), tGrad.ToHost());
     }
 
@@ -148,53 +148,45 @@ public class CtcTests
 
     // ---------------------------------------------------------------- tests
 
-    public static TheoryData<string, CtcVariant, int, int> LogSoftmaxCases()
+    public static TheoryData<string, int, int> LogSoftmaxCases() => new()
     {
-        var data = new TheoryData<string, CtcVariant, int, int>();
-        foreach (var variant in new[] { CtcVariant.Grouped, CtcVariant.PerThread })
-        {
-            data.Add(TestDevices.Default, variant, 1, 1);
-            data.Add(TestDevices.Default, variant, 7, 37);
-            data.Add(TestDevices.Default, variant, 33, 97);
-            data.Add(TestDevices.Default, variant, 3, 6625);
-            data.Add(TestDevices.GpuLike, variant, 3, 37);
-            data.Add(TestDevices.GpuLike, variant, 2, 6625);
-        }
-        return data;
-    }
+        { TestDevices.Default, 1, 1 },
+        { TestDevices.Default, 7, 37 },
+        { TestDevices.Default, 33, 97 },
+        { TestDevices.Default, 3, 6625 },
+        { TestDevices.GpuLike, 1, 1 },
+        { TestDevices.GpuLike, 7, 37 },
+        { TestDevices.GpuLike, 2, 6625 },
+    };
 
     [Theory]
     [MemberData(nameof(LogSoftmaxCases))]
-    public void LogSoftmaxMatchesReference(string device, CtcVariant variant, int rows, int classes)
+    public void LogSoftmaxMatchesReference(string device, int rows, int classes)
     {
         var dev = TestDevices.Get(device);
         var x = Reference.Random(rows * classes, 11, -20f, 20f);
         using var tx = dev.Upload(x, x.Length);
         using var ty = Reference.NaNs(dev, x.Length);
-        new Ctc(dev).LogSoftmax(tx.View, ty.View, rows, classes, variant);
+        new Ctc(dev).LogSoftmax(tx.View, ty.View, rows, classes);
         Reference.AssertClose(LogSoftmax64(Reference.ToDouble(x), rows, classes), ty.ToHost(), 1e-5, "logp");
     }
 
-    public static TheoryData<string, CtcVariant, int, int, int> RandomCases()
+    public static TheoryData<string, int, int, int> RandomCases() => new()
     {
-        var data = new TheoryData<string, CtcVariant, int, int, int>();
-        foreach (var variant in new[] { CtcVariant.Grouped, CtcVariant.PerThread })
-        {
-            data.Add(TestDevices.Default, variant, 1, 1, 2);
-            data.Add(TestDevices.Default, variant, 3, 7, 5);
-            data.Add(TestDevices.Default, variant, 5, 12, 9);
-            data.Add(TestDevices.GpuLike, variant, 3, 5, 4);
-        }
-        return data;
-    }
+        { TestDevices.Default, 1, 1, 2 },
+        { TestDevices.Default, 3, 7, 5 },
+        { TestDevices.Default, 5, 12, 9 },
+        { TestDevices.GpuLike, 1, 1, 2 },
+        { TestDevices.GpuLike, 5, 12, 9 },
+    };
 
     [Theory]
     [MemberData(nameof(RandomCases))]
-    public void LossAndGradientMatchReference(string device, CtcVariant variant, int batch, int time, int classes)
+    public void LossAndGradientMatchReference(string device, int batch, int time, int classes)
     {
         var logits = Reference.Random(batch * time * classes, batch + time, -3f, 3f);
         var (labels, lengths) = RandomLabels(batch, time, classes, 0, classes);
-        var result = Run(device, logits, batch, time, classes, labels, lengths, variant: variant);
+        var result = Run(device, logits, batch, time, classes, labels, lengths);
         CheckAgainstReference(logits, batch, time, classes, labels, lengths, 0, result, 1e-5);
     }
 

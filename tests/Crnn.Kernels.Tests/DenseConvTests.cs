@@ -80,13 +80,10 @@ public class DenseConvTests
         using var tdy = dev.Upload(r, r.Length);
         var conv = new DenseConv(dev);
         var (xd, rd) = (Reference.ToDouble(x), Reference.ToDouble(r));
-        foreach (var variant in ConvReference.WeightVariants(dev, w.Length))
-        {
-            using var tdw = Reference.NaNs(dev, w.Length);
-            conv.BackwardWeight(tdy.View, tx.View, tdw.View, s, variant);
-            var (numeric, kernel) = ConvReference.SampledGradient(ws => Reference.Dot(Forward(xd, ws, s), rd), Reference.ToDouble(w), tdw.ToHost());
-            Reference.AssertNormClose(numeric, kernel, 1e-5, $"dw {variant} {s}");
-        }
+        using var tdw = Reference.NaNs(dev, w.Length);
+        conv.BackwardWeight(tdy.View, tx.View, tdw.View, s);
+        var (numeric, kernel) = ConvReference.SampledGradient(ws => Reference.Dot(Forward(xd, ws, s), rd), Reference.ToDouble(w), tdw.ToHost());
+        Reference.AssertNormClose(numeric, kernel, 1e-5, $"dw {dev.Policy} {s}");
     }
 
     [Fact]

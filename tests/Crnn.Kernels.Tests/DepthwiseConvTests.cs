@@ -31,17 +31,6 @@ public class DepthwiseConvTests
         return ConvShape.Depthwise(p[0], p[1], p[2], p[3], p[4], p[5], p[6]);
     }
 
-    /// <summary>The forward/data variants to check: the kernel everywhere, and the host code on the default device
-    /// when it is the CPU accelerator (the GPU-like device keeps testing the kernels).</summary>
-    static ComputeVariant[] Variants(string device) =>
-        device == TestDevices.Default && TestDevices.Get(device).IsCpu ? [ComputeVariant.Kernel, ComputeVariant.Host] : [ComputeVariant.Kernel];
-
-    static WeightGradientVariant[] WeightVariants(string device, int weights)
-    {
-        var kernels = ConvReference.WeightVariants(TestDevices.Get(device), weights);
-        return device == TestDevices.Default && TestDevices.Get(device).IsCpu ? [.. kernels, WeightGradientVariant.Host] : kernels;
-    }
-
     static double[] Forward(double[] x, double[] w, ConvShape s) =>
         ConvReference.Forward(x, w, null, s.Batch, s.InChannels, s.Height, s.Width, s.InChannels, s.InChannels, s.Kernel, s.StrideH, s.StrideW, s.Pad);
 
@@ -56,12 +45,9 @@ public class DepthwiseConvTests
         using var tx = dev.Upload(x, x.Length);
         using var tw = dev.Upload(w, w.Length);
         var expected = Forward(Reference.ToDouble(x), Reference.ToDouble(w), s);
-        foreach (var variant in Variants(device))
-        {
-            using var ty = Reference.NaNs(dev, s.OutputLength);
-            new DepthwiseConv(dev).Forward(tx.View, tw.View, ty.View, s, variant);
-            Reference.AssertClose(expected, ty.ToHost(), 1e-5, $"y {variant} {s}");
-        }
+        using var ty = Reference.NaNs(dev, s.OutputLength);
+        new DepthwiseConv(dev).Forward(tx.View, tw.View, ty.View, s);
+        Reference.AssertClose(expected, ty.ToHost(), 1e-5, $"y {dev.Policy} {s}");
     }
 
     [Theory]
@@ -76,13 +62,10 @@ public class DepthwiseConvTests
         using var tw = dev.Upload(w, w.Length);
         using var tdy = dev.Upload(r, r.Length);
         var (wd, rd) = (Reference.ToDouble(w), Reference.ToDouble(r));
-        foreach (var variant in Variants(device))
-        {
-            using var tdx = Reference.NaNs(dev, s.InputLength);
-            new DepthwiseConv(dev).BackwardData(tdy.View, tw.View, tdx.View, s, variant);
-            var (numeric, kernel) = ConvReference.SampledGradient(xs => Reference.Dot(Forward(xs, wd, s), rd), Reference.ToDouble(x), tdx.ToHost());
-            Reference.AssertNormClose(numeric, kernel, 1e-5, $"dx {variant} {s}");
-        }
+        using var tdx = Reference.NaNs(dev, s.InputLength);
+        new DepthwiseConv(dev).BackwardData(tdy.View, tw.View, tdx.View, s);
+        var (numeric, kernel) = ConvReference.SampledGradient(xs => Reference.Dot(Forward(xs, wd, s), rd), Reference.ToDouble(x), tdx.ToHost());
+        Reference.AssertNormClose(numeric, kernel, 1e-5, $"dx {dev.Policy} {s}");
     }
 
     [Theory]
@@ -98,13 +81,10 @@ public class DepthwiseConvTests
         using var tdy = dev.Upload(r, r.Length);
         var conv = new DepthwiseConv(dev);
         var (xd, rd) = (Reference.ToDouble(x), Reference.ToDouble(r));
-        foreach (var variant in WeightVariants(device, w.Length))
-        {
-            using var tdw = Reference.NaNs(dev, w.Length);
-            conv.BackwardWeight(tdy.View, tx.View, tdw.View, s, variant);
-            var (numeric, kernel) = ConvReference.SampledGradient(ws => Reference.Dot(Forward(xd, ws, s), rd), Reference.ToDouble(w), tdw.ToHost());
-            Reference.AssertNormClose(numeric, kernel, 1e-5, $"dw {variant} {s}");
-        }
+        using var tdw = Reference.NaNs(dev, w.Length);
+        conv.BackwardWeight(tdy.View, tx.View, tdw.View, s);
+        var (numeric, kernel) = ConvReference.SampledGradient(ws => Reference.Dot(Forward(xd, ws, s), rd), Reference.ToDouble(w), tdw.ToHost());
+        Reference.AssertNormClose(numeric, kernel, 1e-5, $"dw {dev.Policy} {s}");
     }
 
     /// <summary>float64 gradients of Σ y·dy by the chain rule (every output's window scattered back): dx and dw.</summary>
@@ -137,8 +117,7 @@ public class DepthwiseConvTests
     [Fact]
     public void HostSweepMatchesReference()
     {
-        var dev = TestDevices.Get(TestDevices.Default);
-        if (!dev.IsCpu) return;
+        var dev = TestDevices.Host;
         var conv = new DepthwiseConv(dev);
         int seed = 0;
         foreach (int k in new[] { 3, 5 })
@@ -156,9 +135,9 @@ public class DepthwiseConvTests
                         using var ty = Reference.NaNs(dev, s.OutputLength);
                         using var tdx = Reference.NaNs(dev, s.InputLength);
                         using var tdw = Reference.NaNs(dev, w.Length);
-                        conv.Forward(tx.View, tw.View, ty.View, s, ComputeVariant.Host);
-                        conv.BackwardData(tr.View, tw.View, tdx.View, s, ComputeVariant.Host);
-                        conv.BackwardWeight(tr.View, tx.View, tdw.View, s, WeightGradientVariant.Host);
+                        conv.Forward(tx.View, tw.View, ty.View, s);
+                        conv.BackwardData(tr.View, tw.View, tdx.View, s);
+                        conv.BackwardWeight(tr.View, tx.View, tdw.View, s);
                         var (xd, wd, rd) = (Reference.ToDouble(x), Reference.ToDouble(w), Reference.ToDouble(r));
                         var (dx, dw) = Gradients(xd, wd, rd, s);
                         Reference.AssertClose(Forward(xd, wd, s), ty.ToHost(), 1e-5, $"y {s}");
@@ -171,8 +150,7 @@ public class DepthwiseConvTests
     [Fact]
     public void HostIsDeterministic()
     {
-        var dev = TestDevices.Get(TestDevices.Default);
-        if (!dev.IsCpu) return;
+        var dev = TestDevices.Host;
         var conv = new DepthwiseConv(dev);
         var s = ConvShape.Depthwise(8, 40, 4, 50, 5, 2, 1);
         var x = Reference.Random(s.InputLength, 1);
@@ -194,13 +172,6 @@ public class DepthwiseConvTests
         var first = Run();
         var second = Run();
         for (int i = 0; i < first.Length; i++) Assert.Equal(first[i], second[i]);
-    }
-
-    [Fact]
-    public void AutoPicksHostOnTheCpuAccelerator()
-    {
-        var dev = TestDevices.Get(TestDevices.Default);
-        Assert.Equal(dev.IsCpu ? WeightGradientVariant.Host : Conv.PreferredWeightVariant(dev), new DepthwiseConv(dev).Preferred);
     }
 
     [Fact]

@@ -32,6 +32,24 @@ public class DeviceTests
     }
 
     [Fact]
+    public void KernelPolicyIsDecidedWhenTheDeviceOpens()
+    {
+        using (var host = Device.Open("cpu", "auto")) Assert.Equal(KernelPolicy.Host, host.Policy);
+        using (var host = Device.Open(null, "host")) Assert.True(host.IsCpu && host.UsesHost);
+        // gpu on the CPU accelerator: the GPU-like shape the GPU kernels need.
+        using var gpu = Device.Open("cpu", " GPU ");
+        Assert.Equal(KernelPolicy.Gpu, gpu.Policy);
+        Assert.Equal((256, Device.GpuLikeGroups), (gpu.GroupSize, gpu.MaxGroups));
+        Assert.Contains("gpu kernels", gpu.ToString());
+    }
+
+    [Theory]
+    [InlineData("cuda", "host", "--kernels host runs only on the CPU accelerator")]
+    [InlineData("cpu", "simd", "--kernels 'simd' is not a kernel policy")]
+    public void RejectsImpossiblePolicies(string device, string kernels, string message) =>
+        Assert.Contains(message, Assert.Throws<DeviceException>(() => Device.Open(device, kernels)).Message);
+
+    [Fact]
     public void MissingIndexSaysHowManyThereAre()
     {
         var e = Assert.Throws<DeviceException>(() => Device.Open("cpu:5"));
@@ -41,7 +59,7 @@ public class DeviceTests
     [Fact]
     public void GridStrideNeverExceedsTheDeviceOrTheWork()
     {
-        using var device = Device.OpenCpu(32, 8, 3);
+        using var device = Device.OpenCpu(32, 8, 3, KernelPolicy.Gpu);
         Assert.Equal(256, device.GroupSize);
         Assert.Equal(3, device.MaxGroups);
         var small = device.GridStride(10);

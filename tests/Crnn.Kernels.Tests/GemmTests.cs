@@ -24,19 +24,18 @@ public class GemmTests
         return c;
     }
 
-    static void Check(string device, GemmVariant variant, GemmShape s, int aLen, int bLen, int cLen, bool nanOutput) =>
-        Kernels.Tests.Reference.AssertClose(Expected(s, aLen, bLen, cLen, nanOutput), Run(device, variant, s, aLen, bLen, cLen, nanOutput),
-            1e-5, $"{variant} M={s.M} N={s.N} K={s.K} batch={s.Batch} sum={s.SumBatches} C");
+    static void Check(Device dev, GemmShape s, int aLen, int bLen, int cLen, bool nanOutput) =>
+        Kernels.Tests.Reference.AssertClose(Expected(s, aLen, bLen, cLen, nanOutput), Run(dev, s, aLen, bLen, cLen, nanOutput),
+            1e-5, $"{dev.Policy} M={s.M} N={s.N} K={s.K} batch={s.Batch} sum={s.SumBatches} C");
 
     /// <summary>C after one product on fixed-seed random A, B (and C when not NaN-filled).</summary>
-    static float[] Run(string device, GemmVariant variant, GemmShape s, int aLen, int bLen, int cLen, bool nanOutput)
+    static float[] Run(Device dev, GemmShape s, int aLen, int bLen, int cLen, bool nanOutput)
     {
-        var dev = TestDevices.Get(device);
         var (a, b, c0) = Inputs(aLen, bLen, cLen, nanOutput);
         using var ta = dev.Upload(a, aLen);
         using var tb = dev.Upload(b, bLen);
         using var tc = dev.Upload(c0, cLen);
-        new Gemm(dev).Run(ta.View, tb.View, tc.View, s, variant);
+        new Gemm(dev).Run(ta.View, tb.View, tc.View, s);
         return tc.ToHost();
     }
 
@@ -50,64 +49,61 @@ public class GemmTests
         (Kernels.Tests.Reference.Random(aLen, 1), Kernels.Tests.Reference.Random(bLen, 2),
          nanOutput ? Enumerable.Repeat(float.NaN, cLen).ToArray() : Kernels.Tests.Reference.Random(cLen, 3));
 
-    public static TheoryData<string, GemmVariant, int, int, int, bool, bool> Cases()
+    /// <summary>Odd sizes on both devices; 65×70 spans two 64-wide tiles each way, so with 4 groups the
+    /// grid-stride loop over tiles runs on several groups.</summary>
+    public static TheoryData<string, int, int, int, bool, bool> Cases()
     {
-        var data = new TheoryData<string, GemmVariant, int, int, int, bool, bool>();
+        var data = new TheoryData<string, int, int, int, bool, bool>();
         foreach (var device in TestDevices.Names)
-            foreach (var variant in new[] { GemmVariant.Tiled, GemmVariant.Blocked, GemmVariant.Host })
-            {
-                // The tiled kernel needs 256-thread groups: the GPU-like device or a real GPU.
-                if (variant == GemmVariant.Tiled && TestDevices.Get(device).GroupSize < 256) continue;
-                // The host product runs on CPU-accelerator memory; the default device is enough for it.
-                if (variant == GemmVariant.Host && (device != TestDevices.Default || !TestDevices.Get(device).IsCpu)) continue;
-                data.Add(device, variant, 1, 1, 1, false, false);
-                data.Add(device, variant, 7, 33, 97, false, false);
-                data.Add(device, variant, 33, 7, 65, true, false);
-                data.Add(device, variant, 97, 33, 7, false, true);
-                data.Add(device, variant, 65, 70, 17, true, true);
-            }
+        {
+            data.Add(device, 1, 1, 1, false, false);
+            data.Add(device, 7, 33, 97, false, false);
+            data.Add(device, 33, 7, 65, true, false);
+            data.Add(device, 97, 33, 7, false, true);
+            data.Add(device, 65, 70, 17, true, true);
+        }
         return data;
     }
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void MatchesFloat64Reference(string device, GemmVariant variant, int m, int n, int k, bool transA, bool transB)
+    public void MatchesFloat64Reference(string device, int m, int n, int k, bool transA, bool transB)
     {
         var s = GemmShape.RowMajor(m, n, k, transA, transB);
-        Check(device, variant, s, m * k, k * n, m * n, nanOutput: true);
+        Check(TestDevices.Get(device), s, m * k, k * n, m * n, nanOutput: true);
     }
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void AlphaBetaAccumulate(string device, GemmVariant variant, int m, int n, int k, bool transA, bool transB)
+    public void AlphaBetaAccumulate(string device, int m, int n, int k, bool transA, bool transB)
     {
         var s = GemmShape.RowMajor(m, n, k, transA, transB, alpha: 0.5f, beta: -1.25f);
-        Check(device, variant, s, m * k, k * n, m * n, nanOutput: false);
+        Check(TestDevices.Get(device), s, m * k, k * n, m * n, nanOutput: false);
     }
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void BatchedAndSummedOverBatch(string device, GemmVariant variant, int m, int n, int k, bool transA, bool transB)
+    public void BatchedAndSummedOverBatch(string device, int m, int n, int k, bool transA, bool transB)
     {
         const int batch = 3;
         // The shapes of a 1×1 convolution over NCHW: weights shared (stride 0), activations per image.
         var s = GemmShape.RowMajor(m, n, k, transA, transB).Batched(batch, 0, k * n, m * n);
-        Check(device, variant, s, m * k, batch * k * n, batch * m * n, nanOutput: true);
+        Check(TestDevices.Get(device), s, m * k, batch * k * n, batch * m * n, nanOutput: true);
         var sum = GemmShape.RowMajor(m, n, k, transA, transB).Batched(batch, m * k, k * n, 0, sumBatches: true);
-        Check(device, variant, sum, batch * m * k, batch * k * n, m * n, nanOutput: true);
+        Check(TestDevices.Get(device), sum, batch * m * k, batch * k * n, m * n, nanOutput: true);
     }
+
+    /// <summary>The AVX2 micro-kernel where the CPU has it, and always the portable Vector128 one.</summary>
+    public static TheoryData<bool> HostKernels() => HostGemm.UseAvx2 ? new() { true, false } : new() { false };
 
     /// <summary>
     /// The host product on every combination of odd sizes (edges of its 6×16 micro-tiles and 96/192/256 blocks),
     /// cycling through transposes, alpha/beta, shared (stride 0) batched operands and batch sums.
     /// </summary>
     [Theory]
-    [InlineData(true)]
-    [InlineData(false)] // the portable Vector128 micro-kernel, wherever AVX2 is present too
+    [MemberData(nameof(HostKernels))]
     public void HostOddShapeSweep(bool avx2)
     {
-        if (!TestDevices.Get(TestDevices.Default).IsCpu) return;
-        if (avx2 && !HostGemm.UseAvx2) return;
         int[] sizes = [1, 3, 7, 17, 33, 65, 97, 130];
         bool saved = HostGemm.UseAvx2;
         HostGemm.UseAvx2 = avx2;
@@ -124,10 +120,10 @@ public class GemmTests
                         var s = GemmShape.RowMajor(m, n, k, transA, transB, alpha: c % 5 == 0 ? 0.5f : 1f, beta: c % 3 == 0 ? -1.25f : 0f);
                         switch (c % 4)
                         {
-                            case 0: Check(TestDevices.Default, GemmVariant.Host, s, m * k, k * n, m * n, nanOutput: s.Beta == 0); break;
-                            case 1: Check(TestDevices.Default, GemmVariant.Host, s.Batched(2, 0, k * n, m * n), m * k, 2 * k * n, 2 * m * n, s.Beta == 0); break;
-                            case 2: Check(TestDevices.Default, GemmVariant.Host, s.Batched(3, m * k, 0, m * n), 3 * m * k, k * n, 3 * m * n, s.Beta == 0); break;
-                            default: Check(TestDevices.Default, GemmVariant.Host, s.Batched(3, m * k, k * n, 0, sumBatches: true), 3 * m * k, 3 * k * n, m * n, s.Beta == 0); break;
+                            case 0: Check(TestDevices.Host, s, m * k, k * n, m * n, nanOutput: s.Beta == 0); break;
+                            case 1: Check(TestDevices.Host, s.Batched(2, 0, k * n, m * n), m * k, 2 * k * n, 2 * m * n, s.Beta == 0); break;
+                            case 2: Check(TestDevices.Host, s.Batched(3, m * k, 0, m * n), 3 * m * k, k * n, 3 * m * n, s.Beta == 0); break;
+                            default: Check(TestDevices.Host, s.Batched(3, m * k, k * n, 0, sumBatches: true), 3 * m * k, 3 * k * n, m * n, s.Beta == 0); break;
                         }
                     }
         }
@@ -138,23 +134,15 @@ public class GemmTests
     [Fact]
     public void HostIsDeterministic()
     {
-        if (!TestDevices.Get(TestDevices.Default).IsCpu) return;
         var plain = GemmShape.RowMajor(301, 517, 611, transB: true);
         var sum = GemmShape.RowMajor(97, 130, 333, transA: true, beta: 0.5f).Batched(5, 97 * 333, 333 * 130, 0, sumBatches: true);
         foreach (var (s, aLen, bLen, cLen) in new[] { (plain, 301 * 611, 611 * 517, 301 * 517), (sum, 5 * 97 * 333, 5 * 333 * 130, 97 * 130) })
         {
-            var first = Run(TestDevices.Default, GemmVariant.Host, s, aLen, bLen, cLen, nanOutput: s.Beta == 0);
-            var second = Run(TestDevices.Default, GemmVariant.Host, s, aLen, bLen, cLen, nanOutput: s.Beta == 0);
+            var first = Run(TestDevices.Host, s, aLen, bLen, cLen, nanOutput: s.Beta == 0);
+            var second = Run(TestDevices.Host, s, aLen, bLen, cLen, nanOutput: s.Beta == 0);
             Assert.Equal(first, second);
             Kernels.Tests.Reference.AssertClose(Expected(s, aLen, bLen, cLen, s.Beta == 0), first, 1e-5, "host C");
         }
-    }
-
-    [Fact]
-    public void AutoPicksHostOnTheCpuAccelerator()
-    {
-        var dev = TestDevices.Get(TestDevices.Default);
-        Assert.Equal(dev.IsCpu ? GemmVariant.Host : GemmVariant.Tiled, new Gemm(dev).Preferred);
     }
 
     [Fact]
