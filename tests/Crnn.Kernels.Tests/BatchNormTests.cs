@@ -214,6 +214,56 @@ public class BatchNormTests
         for (int i = 0; i < first.Length; i++) Assert.Equal(first[i], second[i]);
     }
 
+    /// <summary>conv2's BatchNorm: 480 channels over batch 8 × 2×50 positions, forward and backward against float64
+    /// (the backward by its closed form, which BackwardMatchesFiniteDifferences checks on small shapes). On the
+    /// default device only: the GPU-like CPU device pays ~28 barriers per channel, minutes for 480 channels; the
+    /// gpu policy runs it with CRNN_TEST_DEVICE=cuda|opencl (tools/pocl-test.sh).</summary>
+    [Fact]
+    public void SeedModelHeadChannels()
+    {
+        var dev = TestDevices.Get(TestDevices.Default);
+        const int batch = 8, channels = 480, spatial = 100, n = batch * spatial;
+        var bn = new BatchNorm(dev);
+        using var inputs = new Inputs(dev, batch, channels, spatial).Upload();
+        using var ty = Reference.NaNs(dev, inputs.N);
+        inputs.ForwardTraining(bn, ty);
+        var x = Reference.ToDouble(inputs.X);
+        var gamma = Reference.ToDouble(inputs.Gamma);
+        var (y, mean, variance) = Forward(x, gamma, Reference.ToDouble(inputs.Beta), batch, channels, spatial);
+        Reference.AssertClose(y, ty.ToHost(), 1e-5, $"y {dev.Policy}");
+        Reference.AssertClose(mean, inputs.TMean.ToHost(), 1e-6, "saveMean");
+
+        var r = Reference.Random(inputs.N, 6);
+        using var tdy = dev.Upload(r, inputs.N);
+        using var tdx = Reference.NaNs(dev, inputs.N);
+        using var tdgamma = Reference.NaNs(dev, channels);
+        using var tdbeta = Reference.NaNs(dev, channels);
+        bn.Backward(inputs.TX.View, tdy.View, inputs.TGamma.View, inputs.TMean.View, inputs.TInvStd.View,
+            tdx.View, tdgamma.View, tdbeta.View, batch, channels, spatial);
+        var dx = new double[inputs.N];
+        var dgamma = new double[channels];
+        var dbeta = new double[channels];
+        for (int c = 0; c < channels; c++)
+        {
+            double invStd = 1 / Math.Sqrt(variance[c] + Eps), sumDy = 0, sumDyXhat = 0;
+            foreach (int i in ChannelIndices(batch, channels, spatial, c))
+            {
+                sumDy += r[i];
+                sumDyXhat += r[i] * (x[i] - mean[c]) * invStd;
+            }
+            dbeta[c] = sumDy;
+            dgamma[c] = sumDyXhat;
+            foreach (int i in ChannelIndices(batch, channels, spatial, c))
+                dx[i] = gamma[c] * invStd * (r[i] - sumDy / n - (x[i] - mean[c]) * invStd * sumDyXhat / n);
+        }
+        Reference.AssertNormClose(dx, tdx.ToHost(), 1e-5, "dx");
+        Reference.AssertClose(dgamma, tdgamma.ToHost(), 1e-5, "dgamma");
+        Reference.AssertClose(dbeta, tdbeta.ToHost(), 1e-5, "dbeta");
+    }
+
+    static IEnumerable<int> ChannelIndices(int batch, int channels, int spatial, int c) =>
+        Enumerable.Range(0, batch).SelectMany(b => Enumerable.Range((b * channels + c) * spatial, spatial));
+
     [Fact]
     public void RejectsBadArguments()
     {

@@ -178,6 +178,9 @@ public class CtcTests
         { TestDevices.Default, 5, 12, 9 },
         { TestDevices.GpuLike, 1, 1, 2 },
         { TestDevices.GpuLike, 5, 12, 9 },
+        // The seed model's head: 37 classes, T = 25, batch 8.
+        { TestDevices.Default, 8, 25, 37 },
+        { TestDevices.GpuLike, 8, 25, 37 },
     };
 
     [Theory]

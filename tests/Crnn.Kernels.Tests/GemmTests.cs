@@ -145,6 +145,24 @@ public class GemmTests
         }
     }
 
+    /// <summary>
+    /// The seed model's sizes under each policy: the linear head's and the LSTM's long products (K ≥ 800), and
+    /// a weight gradient summed over a batch the way unit 0's 1×1 convolution takes it (dy [8, 800]·x [8, 800]ᵀ
+    /// per image, 800 = 16×50 positions). The GPU-like device gets batch 4 for the sum (≈ 400 barriers, each an
+    /// OS wait there).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDevices.Names), MemberType = typeof(TestDevices))]
+    public void SeedModelShapes(string device)
+    {
+        var dev = TestDevices.Get(device);
+        Check(dev, GemmShape.RowMajor(97, 130, 833, transB: true), 97 * 833, 833 * 130, 97 * 130, nanOutput: true);
+        Check(dev, GemmShape.RowMajor(37, 192, 800, transA: true), 800 * 37, 800 * 192, 37 * 192, nanOutput: true);
+        int batch = device == TestDevices.GpuLike ? 4 : 8;
+        var weightGradient = GemmShape.RowMajor(8, 8, 800, transB: true).Batched(batch, 8 * 800, 8 * 800, 0, sumBatches: true);
+        Check(dev, weightGradient, batch * 8 * 800, batch * 8 * 800, 8 * 8, nanOutput: true);
+    }
+
     [Fact]
     public void RejectsOutOfRangeShapes()
     {
