@@ -38,11 +38,16 @@ public class TrainRobustnessTests : IDisposable
     [InlineData("--max-bad-steps 0", "--max-bad-steps must be at least 1")]
     [InlineData("--max-bad-steps 1.5", "'1.5'")]
     [InlineData("--bogus 3", "--bogus")]
+    [InlineData("--kernels simd", "'simd'")]
     public void BadOptionValuesAreOneLineAndExitCode2(string args, string message)
     {
         Cli.AssertUserError(Cli.Run($"train --device cpu --output {Path.Combine(_folder, "never")} {args}"), message);
         Assert.False(Directory.Exists(Path.Combine(_folder, "never")), "nothing is written for a rejected command");
     }
+
+    [Fact]
+    public void TheHostPolicyOnAGpuDeviceIsAUserError() =>
+        Cli.AssertUserError(Cli.Run("bench", "--device", "cuda", "--kernels", "host", "--steps", "1"), "--kernels host runs only on the CPU accelerator");
 
     [Fact]
     public void AnUnwritableOutputFolderFailsBeforeTraining()
