@@ -28,16 +28,29 @@ public class PtxCompileTests
             .SelectMany(t => t.GetMethods(BindingFlags.Static | BindingFlags.NonPublic | BindingFlags.Public | BindingFlags.DeclaredOnly))
             .Where(m => m.Name.EndsWith("Kernel", StringComparison.Ordinal) && m.ReturnType == typeof(void));
 
+    /// <summary>Compiles for SM_75. With CRNN_PTX_DIR set (tools/ptx-check.sh) it also writes the PTX for
+    /// sm_80 and sm_90 there as <c>Type.Method.sm_XX.ptx</c>, for ptxas to assemble. ISA 8.7 is what
+    /// ILGPU picks under a CUDA 12.8 driver; the instruction set changes only the <c>.version</c> line.</summary>
     [Theory]
     [MemberData(nameof(KernelNames))]
     public void CompilesToPtx(string name)
     {
         var method = AllKernels().Single(m => $"{m.DeclaringType!.Name}.{m.Name}" == name);
         using var context = Context.Create(b => b.Cuda().EnableAlgorithms());
-        using var backend = new PTXBackend(context, CudaArchitecture.SM_75, CudaInstructionSet.ISA_75, null!);
+        Assert.Contains(".entry", Ptx(context, method, CudaArchitecture.SM_75, CudaInstructionSet.ISA_75));
+
+        var dir = Environment.GetEnvironmentVariable("CRNN_PTX_DIR");
+        if (string.IsNullOrEmpty(dir)) return;
+        Directory.CreateDirectory(dir);
+        foreach (var (arch, sm) in new[] { (CudaArchitecture.SM_80, "sm_80"), (CudaArchitecture.SM_90, "sm_90") })
+            File.WriteAllText(Path.Combine(dir, $"{name}.{sm}.ptx"), Ptx(context, method, arch, CudaInstructionSet.ISA_87));
+    }
+
+    static string Ptx(Context context, MethodInfo method, CudaArchitecture arch, CudaInstructionSet isa)
+    {
+        using var backend = new PTXBackend(context, arch, isa, null!);
         var entry = EntryPointDescription.FromExplicitlyGroupedKernel(method);
-        var compiled = backend.Compile(entry, KernelSpecialization.Empty);
-        Assert.Contains(".entry", ((PTXCompiledKernel)compiled).PTXAssembly);
+        return ((PTXCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty)).PTXAssembly;
     }
 
     [Fact]
