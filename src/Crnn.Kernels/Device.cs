@@ -217,7 +217,7 @@ public sealed class Device : IDisposable
             throw new DeviceMemoryException($"cannot allocate {Mib(bytes)} MiB on the device: one tensor may hold at most 2^31 elements", bytes);
         try
         {
-            return Tensor<T>.Allocate(Accelerator, shape);
+            return Tensor<T>.Allocate(this, shape);
         }
         catch (Exception e) when (e is OutOfMemoryException or AcceleratorException)
         {

@@ -222,7 +222,7 @@ public sealed class Lstm
             if (s.Steps == 1)
             {
                 // A single step only ever sees the zero initial state.
-                dW.MemSetToZero();
+                Fill.Zero(_device, dW);
                 continue;
             }
             var shape = new GemmShape

@@ -10,12 +10,13 @@ namespace Crnn.Kernels;
 public sealed class Tensor<T> : IDisposable where T : unmanaged
 {
     readonly MemoryBuffer1D<T, Stride1D.Dense>? _owned;
+    readonly Device _device;
 
     public ArrayView<T> View { get; }
     public int[] Shape { get; }
     public int Length => (int)View.Length;
 
-    Tensor(MemoryBuffer1D<T, Stride1D.Dense>? owned, ArrayView<T> view, int[] shape)
+    Tensor(Device device, MemoryBuffer1D<T, Stride1D.Dense>? owned, ArrayView<T> view, int[] shape)
     {
         long count = 1;
         foreach (int d in shape)
@@ -25,18 +26,19 @@ public sealed class Tensor<T> : IDisposable where T : unmanaged
         }
         if (count != view.Length)
             throw new ArgumentException($"shape [{string.Join(",", shape)}] holds {count} elements, view has {view.Length}");
+        _device = device;
         _owned = owned;
         View = view;
         Shape = shape;
     }
 
-    internal static Tensor<T> Allocate(Accelerator accelerator, int[] shape)
+    internal static Tensor<T> Allocate(Device device, int[] shape)
     {
         long count = 1;
         foreach (int d in shape) count *= d;
         if (count > int.MaxValue) throw new ArgumentException($"tensor of {count} elements exceeds the 2^31 element limit");
-        var buffer = accelerator.Allocate1D<T>(Math.Max(count, 1));
-        return new Tensor<T>(buffer, buffer.View.SubView(0, count), (int[])shape.Clone());
+        var buffer = device.Accelerator.Allocate1D<T>(Math.Max(count, 1));
+        return new Tensor<T>(device, buffer, buffer.View.SubView(0, count), (int[])shape.Clone());
     }
 
     /// <summary>A non-owning view of <paramref name="count"/> elements starting at <paramref name="offset"/>.</summary>
@@ -46,11 +48,11 @@ public sealed class Tensor<T> : IDisposable where T : unmanaged
         foreach (int d in shape) count *= d;
         if (offset < 0 || offset + count > Length)
             throw new ArgumentOutOfRangeException(nameof(offset), $"slice [{offset}, {offset + count}) outside tensor of {Length}");
-        return new Tensor<T>(null, View.SubView(offset, count), (int[])shape.Clone());
+        return new Tensor<T>(_device, null, View.SubView(offset, count), (int[])shape.Clone());
     }
 
     /// <summary>The same memory under another shape with the same element count.</summary>
-    public Tensor<T> Reshape(params int[] shape) => new(null, View, (int[])shape.Clone());
+    public Tensor<T> Reshape(params int[] shape) => new(_device, null, View, (int[])shape.Clone());
 
     public T[] ToHost()
     {
@@ -65,8 +67,8 @@ public sealed class Tensor<T> : IDisposable where T : unmanaged
         if (Length > 0) View.CopyFromCPU(host);
     }
 
-    /// <summary>Sets every element to zero on the device.</summary>
-    public void Clear() { if (Length > 0) View.MemSetToZero(); }
+    /// <summary>Sets every element to zero on the device (with a kernel: see <see cref="Kernels.Fill"/> for why not MemSetToZero).</summary>
+    public void Clear() => Kernels.Fill.Zero(_device, View);
 
     /// <summary>Sets every element to <paramref name="value"/> (through the host: for tests and set-up, not hot paths).</summary>
     public void Fill(T value)
