@@ -164,10 +164,14 @@ public sealed class Device : IDisposable
         return new Device(context, cpuAccelerator, "no CUDA or OpenCL device; using the CPU accelerator", policy ?? DefaultPolicy(cpuAccelerator));
     }
 
+    /// <summary>ILGPU's optimization level for the GPU backends (the CPU accelerator runs IL as is): at O2 global
+    /// accesses become ld.global/st.global instead of generic ld/st (seen by assembling the PTX).</summary>
+    public const OptimizationLevel Optimization = OptimizationLevel.O2;
+
     static Context CreateContext(CPUDevice? cpu) =>
         Context.Create(builder =>
         {
-            builder.CPU(cpu ?? DefaultCpu).Cuda().OpenCL(dev => dev.Capabilities.GenericAddressSpace).EnableAlgorithms();
+            builder.CPU(cpu ?? DefaultCpu).Cuda().OpenCL(dev => dev.Capabilities.GenericAddressSpace).EnableAlgorithms().Optimize(Optimization);
         });
 
     static List<ILGPU.Runtime.Device> DevicesOf(Context context, string kind)

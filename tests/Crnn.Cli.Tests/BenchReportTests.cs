@@ -23,7 +23,7 @@ public class BenchReportTests : IDisposable
         // host name, CPU model, cores, OS, .NET: five comma-separated fields at least
         Assert.True(Regex.Matches(machine, ", ").Count >= 4, machine);
         Assert.StartsWith("- device: cpu", lines.Single(l => l.StartsWith("- device: ")));
-        Assert.Contains("- reproduce: `crnn bench --device cpu --batch-size 1 --steps 1 --warmup 0`", lines);
+        Assert.Contains("- reproduce: `crnn bench --device cpu --kernels host --batch-size 1 --steps 1 --warmup 0`", lines);
         Assert.Contains("## Batch 1", lines);
     }
 }

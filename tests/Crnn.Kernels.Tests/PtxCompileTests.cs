@@ -36,7 +36,7 @@ public class PtxCompileTests
     public void CompilesToPtx(string name)
     {
         var method = AllKernels().Single(m => $"{m.DeclaringType!.Name}.{m.Name}" == name);
-        using var context = Context.Create(b => b.Cuda().EnableAlgorithms());
+        using var context = Context.Create(b => b.Cuda().EnableAlgorithms().Optimize(Device.Optimization));
         Assert.Contains(".entry", Ptx(context, method, CudaArchitecture.SM_75, CudaInstructionSet.ISA_75));
 
         var dir = Environment.GetEnvironmentVariable("CRNN_PTX_DIR");
