@@ -25,10 +25,13 @@ public static class BenchCommand
         var device = DeviceChoice.DeviceOption();
         var kernels = DeviceChoice.KernelsOption();
         var output = new Option<string?>("--output") { Description = "also write the Markdown report to this file" };
+        var launches = new Option<bool>("--launches") { Description = "list every kernel launch of one training step (grid, parallel work, FLOPs, bytes) and the launch summary; on the CPU the plan of an H100 (132 SMs), computed without running the kernels" };
         var loader = new Option<bool>("--loader") { Description = "measure the data loaders instead: images/s of synthetic words and a label file, direct and prefetched, and training steps with and without prefetching" };
         var command = new Command("bench", "Measure training-step throughput and the time per layer family.");
-        foreach (var o in new Option[] { batch, steps, warmup, device, kernels, output, loader }) command.Options.Add(o);
-        command.SetAction(p => UserError.Guard(() => p.GetValue(loader)
+        foreach (var o in new Option[] { batch, steps, warmup, device, kernels, output, loader, launches }) command.Options.Add(o);
+        command.SetAction(p => UserError.Guard(() => p.GetValue(launches)
+            ? RunLaunches(p.GetValue(batch)![0], new DeviceChoice(p.GetValue(device), p.GetValue(kernels)), p.GetValue(output), Console.Out)
+            : p.GetValue(loader)
             ? RunLoader(p.GetValue(batch)!, p.GetValue(steps), p.GetValue(warmup), new DeviceChoice(p.GetValue(device), p.GetValue(kernels)), p.GetValue(output), Console.Out)
             : Run(p.GetValue(batch)!, p.GetValue(steps), p.GetValue(warmup), new DeviceChoice(p.GetValue(device), p.GetValue(kernels)), p.GetValue(output), Console.Out)));
         return command;
@@ -122,6 +125,59 @@ public static class BenchCommand
         foreach (var (name, ms) in profiler.Milliseconds.OrderByDescending(kv => kv.Value))
             report.AppendLine($"| {name} | {ms / steps:F2} | {ms / total:P1} |");
         report.AppendLine($"| **total (synchronized)** | {total / steps:F2} | |").AppendLine();
+    }
+
+    // ---- crnn bench --launches ----
+
+    /// <summary>The SM count the launch summary measures grids against (an H100 SXM / H200).</summary>
+    public const int TargetMultiprocessors = 132;
+
+    /// <summary>
+    /// Every kernel launch of one training step at <paramref name="batch"/>, with its grid, the parallel work it
+    /// exposes (256-thread groups' worth of independent work), FLOPs and bytes, then the summary line. On a GPU
+    /// the step runs (after one unrecorded step); on the CPU accelerator the plan is that of an H100 (132 SMs of
+    /// 2 048 threads: the grid sizes a CUDA device would get), recorded without running the kernels.
+    /// </summary>
+    public static int RunLaunches(int batch, DeviceChoice deviceChoice, string? outputFile, TextWriter log)
+    {
+        if (batch < 1) throw new ArgumentException("--batch-size must be at least 1");
+        using var device = deviceChoice.Open();
+        bool dryRun = device.IsCpu;
+        if (dryRun) device.PlanAsGpu(TargetMultiprocessors, 2048);
+        using var model = new CrnnModel(device, new ModelConfig());
+        model.Initialize(seed: 1);
+        using var source = new SyntheticSource(CharDictionary.Default, seed: 1);
+        var options = new TrainOptions { Steps = int.MaxValue, BatchSize = batch };
+        using var trainer = new Trainer(model, CharDictionary.Default, source, options, Path.GetTempPath(), validation: null);
+        if (!dryRun) trainer.TrainStep();
+        var plan = new LaunchPlan { DryRun = dryRun };
+        device.Plan = plan;
+        try { trainer.TrainStep(); }
+        finally { device.Plan = null; }
+        device.Synchronize();
+
+        var report = new StringBuilder();
+        report.AppendLine($"# Kernel launches of one training step ({DateTime.UtcNow:yyyy-MM-dd})").AppendLine();
+        DescribeMachine(report, device, $"crnn bench --launches --device {deviceChoice.Device ?? DeviceKind(device)} --kernels {device.Policy.ToString().ToLowerInvariant()} --batch-size {batch}");
+        report.AppendLine($"- seed model, batch {batch}; " + (dryRun
+            ? $"planned for {TargetMultiprocessors} SMs × 2 048 threads ({device.MaxGroups} groups of {device.GroupSize} at most), kernels not run"
+            : "recorded while running"));
+        report.AppendLine($"- parallel groups: the 256-thread groups' worth of independent work a launch exposes (its outputs, tiles, channels or sequences that need no other group); under {TargetMultiprocessors} a launch cannot fill an H100").AppendLine();
+        report.AppendLine("| # | kernel | groups × threads | parallel groups | MFLOP | MB |").AppendLine("|---:|---|---:|---:|---:|---:|");
+        for (int i = 0; i < plan.Launches.Count; i++)
+        {
+            var l = plan.Launches[i];
+            report.AppendLine($"| {i + 1} | {l.Kernel} | {l.Groups} × {l.GroupSize} | {l.ParallelGroups:N0} | {l.Flops / 1e6:F2} | {l.Bytes / 1e6:F2} |");
+        }
+        report.AppendLine().AppendLine("| kernel | launches | GFLOP | share of FLOPs under " + TargetMultiprocessors + " groups |").AppendLine("|---|---:|---:|---:|");
+        double totalFlops = plan.Launches.Sum(l => l.Flops);
+        foreach (var g in plan.Launches.GroupBy(l => l.Kernel).OrderByDescending(g => g.Sum(l => l.Flops)))
+            report.AppendLine($"| {g.Key} | {g.Count()} | {g.Sum(l => l.Flops) / 1e9:F3} | {g.Where(l => l.ParallelGroups < TargetMultiprocessors).Sum(l => l.Flops) / totalFlops:P1} |");
+        report.AppendLine();
+        report.AppendLine($"launches per step: {plan.Launches.Count}; FLOP share in launches under {TargetMultiprocessors} parallel groups: {100 * plan.SmallGridFlopShare(TargetMultiprocessors):F1} %");
+        log.Write(report);
+        if (outputFile != null) File.WriteAllText(outputFile, report.ToString());
+        return 0;
     }
 
     // ---- crnn bench --loader ----

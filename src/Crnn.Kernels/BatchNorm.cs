@@ -69,7 +69,10 @@ public sealed class BatchNorm
             }
         }
         else
-            _forwardGrouped(PerGroup(channels), x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, s, momentum);
+        {
+            if (_device.Launch(nameof(ForwardTrainingGroupedKernel), PerGroup(channels), (long)channels * _device.GroupSize, 8.0 * x.Length, 16.0 * x.Length))
+                _forwardGrouped(PerGroup(channels), x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, s, momentum);
+        }
     }
 
     /// <summary>y = gamma·(x − runningMean)/√(runningVar + eps) + beta; y may be x.</summary>
@@ -89,7 +92,10 @@ public sealed class BatchNorm
             }
         }
         else
-            _forwardInference(_device.GridStride(x.Length), x, gamma, beta, runningMean, runningVar, y, s);
+        {
+            if (_device.Launch(nameof(ForwardInferenceKernel), _device.GridStride(x.Length), x.Length, 4.0 * x.Length, 8.0 * x.Length))
+                _forwardInference(_device.GridStride(x.Length), x, gamma, beta, runningMean, runningVar, y, s);
+        }
     }
 
     /// <summary>
@@ -115,7 +121,10 @@ public sealed class BatchNorm
             }
         }
         else
-            _backwardGrouped(PerGroup(channels), x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, s);
+        {
+            if (_device.Launch(nameof(BackwardGroupedKernel), PerGroup(channels), (long)channels * _device.GroupSize, 10.0 * x.Length, 20.0 * x.Length))
+                _backwardGrouped(PerGroup(channels), x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, s);
+        }
     }
 
     /// <summary>One group per channel (groups loop over channels when there are more channels than groups).</summary>

@@ -23,14 +23,18 @@ public sealed class Bias
     public void Add(ArrayView<float> y, ArrayView<float> bias, int outer, int channels, int inner)
     {
         Check(y, bias, outer, channels, inner);
-        _add(_device.GridStride((long)outer * channels * inner), y, bias, outer, channels, inner);
+        long n = (long)outer * channels * inner;
+        if (_device.Launch(nameof(AddKernel), _device.GridStride(n), n, n, 8.0 * n))
+            _add(_device.GridStride(n), y, bias, outer, channels, inner);
     }
 
     /// <summary>dbias[c] = Σ over o and i of dy[o, c, i] (overwrites dbias), summed in a fixed order.</summary>
     public void Gradient(ArrayView<float> dy, ArrayView<float> dbias, int outer, int channels, int inner)
     {
         Check(dy, dbias, outer, channels, inner);
-        _gradient(_device.GridStride(channels), dy, dbias, outer, channels, inner);
+        long n = (long)outer * channels * inner;
+        if (_device.Launch(nameof(GradientKernel), _device.GridStride(channels), channels, n, 4.0 * n))
+            _gradient(_device.GridStride(channels), dy, dbias, outer, channels, inner);
     }
 
     static void Check(ArrayView<float> y, ArrayView<float> bias, int outer, int channels, int inner)

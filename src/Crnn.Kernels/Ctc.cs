@@ -106,9 +106,14 @@ public sealed class Ctc
         if (logits.Length != (long)rows * classes) throw new ArgumentException($"logits have {logits.Length} elements, expected {rows}x{classes}");
         if (logProbs.Length != logits.Length) throw new ArgumentException($"logProbs have {logProbs.Length} elements, expected {logits.Length}");
         if (rows == 0) return;
+        long n = (long)rows * classes;
         if (Grouped)
-            _logSoftmaxGroups(GroupsFor(rows, classes), logits, logProbs, rows, classes);
-        else
+        {
+            var config = GroupsFor(rows, classes);
+            if (_device.Launch(nameof(LogSoftmaxGroupsKernel), config, (long)rows * config.GroupDim.X, 4.0 * n, 8.0 * n))
+                _logSoftmaxGroups(config, logits, logProbs, rows, classes);
+        }
+        else if (_device.Launch(nameof(LogSoftmaxRowsKernel), _device.GridStride(rows), rows, 4.0 * n, 8.0 * n))
             _logSoftmaxRows(_device.GridStride(rows), logits, logProbs, rows, classes);
     }
 
@@ -137,14 +142,20 @@ public sealed class Ctc
         var ws = workspace;
         bool grouped = Grouped;
         LogSoftmax(logits, ws.LogProbs.View, b * t, c);
-        _offsets(_device.GridStride(b), labelLengths, ws.Offsets.View, b);
+        if (_device.Launch(nameof(OffsetsKernel), _device.GridStride(b), b, b, 8.0 * b))
+            _offsets(_device.GridStride(b), labelLengths, ws.Offsets.View, b);
         var alphaBeta = grouped ? _alphaBetaGroups : _alphaBetaThreads;
         var config = grouped ? GroupsFor(b, 2 * t + 1) : _device.GridStride(b);
-        alphaBeta(config, ws.LogProbs.View, labels, labelLengths, ws.Offsets.View, ws.Alpha.View, ws.Beta.View,
-            ws.NegLogLikelihood.View, loss, shape);
-        _softmaxGradient(_device.GridStride(n), ws.LogProbs.View, ws.NegLogLikelihood.View, gradient, shape);
-        _occupancy(_device.GridStride((long)b * t), ws.LogProbs.View, labels, labelLengths, ws.Offsets.View,
-            ws.Alpha.View, ws.Beta.View, ws.NegLogLikelihood.View, gradient, shape);
+        double lattice = 2.0 * b * t * (2 * t + 1);
+        if (_device.Launch(grouped ? nameof(AlphaBetaGroupsKernel) : nameof(AlphaBetaThreadsKernel), config,
+                grouped ? (long)b * config.GroupDim.X : b, 10 * lattice, 12 * lattice))
+            alphaBeta(config, ws.LogProbs.View, labels, labelLengths, ws.Offsets.View, ws.Alpha.View, ws.Beta.View,
+                ws.NegLogLikelihood.View, loss, shape);
+        if (_device.Launch(nameof(SoftmaxGradientKernel), _device.GridStride(n), n, 3.0 * n, 8.0 * n))
+            _softmaxGradient(_device.GridStride(n), ws.LogProbs.View, ws.NegLogLikelihood.View, gradient, shape);
+        if (_device.Launch(nameof(OccupancyKernel), _device.GridStride((long)b * t), (long)b * t, 5 * lattice, 8 * lattice))
+            _occupancy(_device.GridStride((long)b * t), ws.LogProbs.View, labels, labelLengths, ws.Offsets.View,
+                ws.Alpha.View, ws.Beta.View, ws.NegLogLikelihood.View, gradient, shape);
     }
 
     /// <summary>One group per item, sized to the work of one item (whole warps, at most the device's group).</summary>

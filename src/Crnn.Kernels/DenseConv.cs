@@ -68,6 +68,11 @@ public sealed class DenseConv
         _weightGrouped = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>(WeightGroupedKernel);
     }
 
+    /// <summary>2 per multiply-add of the convolution (each of its three products has as many).</summary>
+    static double Flops(ConvShape s) => 2.0 * s.OutputLength * s.InChannels * s.Kernel * s.Kernel;
+
+    static double Bytes(ConvShape s) => 4.0 * ((double)s.InputLength + s.OutputLength + WeightLength(s));
+
     /// <summary>Elements of the weight tensor [OutChannels, InChannels, Kernel, Kernel].</summary>
     public static int WeightLength(ConvShape s) => s.OutChannels * s.InChannels * s.Kernel * s.Kernel;
 
@@ -75,14 +80,16 @@ public sealed class DenseConv
     public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s)
     {
         Check(x, w, y, s, "y");
-        _forward(_device.GridStride(s.OutputLength), x, w, y, s);
+        if (_device.Launch(nameof(ForwardKernel), _device.GridStride(s.OutputLength), s.OutputLength, Flops(s), Bytes(s)))
+            _forward(_device.GridStride(s.OutputLength), x, w, y, s);
     }
 
     /// <summary>dx = the gradient of Σ y·dy with respect to x (overwrites dx).</summary>
     public void BackwardData(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, ConvShape s)
     {
         Check(dx, w, dy, s, "dy");
-        _backwardData(_device.GridStride(s.InputLength), dy, w, dx, s);
+        if (_device.Launch(nameof(BackwardDataKernel), _device.GridStride(s.InputLength), s.InputLength, Flops(s), Bytes(s)))
+            _backwardData(_device.GridStride(s.InputLength), dy, w, dx, s);
     }
 
     /// <summary>dw = the gradient of Σ y·dy with respect to w, summed over the batch in a fixed order (overwrites
@@ -92,11 +99,15 @@ public sealed class DenseConv
         Check(x, dw, dy, s, "dy");
         int weights = WeightLength(s);
         if (_device.UsesHost)
-            _weightPerThread(_device.GridStride(weights), dy, x, dw, s);
+        {
+            if (_device.Launch(nameof(WeightPerThreadKernel), _device.GridStride(weights), weights, Flops(s), Bytes(s)))
+                _weightPerThread(_device.GridStride(weights), dy, x, dw, s);
+        }
         else
         {
             var (config, perGroup) = Conv.GroupedConfig(_device, weights);
-            _weightGrouped(config, dy, x, dw, s, perGroup);
+            if (_device.Launch(nameof(WeightGroupedKernel), config, (long)(weights + perGroup - 1) / perGroup * config.GroupDim.X, Flops(s), Bytes(s)))
+                _weightGrouped(config, dy, x, dw, s, perGroup);
         }
     }
 

@@ -23,6 +23,11 @@ public sealed class DepthwiseConv
         _weightGrouped = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>(WeightGroupedKernel);
     }
 
+    /// <summary>2 per multiply-add of the convolution (each of its three products has as many).</summary>
+    static double Flops(ConvShape s) => 2.0 * s.OutputLength * s.Kernel * s.Kernel;
+
+    static double Bytes(ConvShape s) => 4.0 * ((double)s.InputLength + s.OutputLength + WeightLength(s));
+
     /// <summary>Elements of the weight tensor [channels, 1, Kernel, Kernel].</summary>
     public static int WeightLength(ConvShape s) => s.InChannels * s.Kernel * s.Kernel;
 
@@ -35,7 +40,7 @@ public sealed class DepthwiseConv
             HostMemory.Enter(_device, "the depthwise convolution");
             unsafe { HostDepthwise.Forward(HostMemory.Pointer(x), HostMemory.Pointer(w), HostMemory.Pointer(y), s); }
         }
-        else
+        else if (_device.Launch(nameof(ForwardKernel), _device.GridStride(s.OutputLength), s.OutputLength, Flops(s), Bytes(s)))
             _forward(_device.GridStride(s.OutputLength), x, w, y, s);
     }
 
@@ -48,7 +53,7 @@ public sealed class DepthwiseConv
             HostMemory.Enter(_device, "the depthwise convolution");
             unsafe { HostDepthwise.BackwardData(HostMemory.Pointer(dy), HostMemory.Pointer(w), HostMemory.Pointer(dx), s); }
         }
-        else
+        else if (_device.Launch(nameof(BackwardDataKernel), _device.GridStride(s.InputLength), s.InputLength, Flops(s), Bytes(s)))
             _backwardData(_device.GridStride(s.InputLength), dy, w, dx, s);
     }
 
@@ -65,7 +70,8 @@ public sealed class DepthwiseConv
         else
         {
             var (config, perGroup) = Conv.GroupedConfig(_device, weights);
-            _weightGrouped(config, dy, x, dw, s, perGroup);
+            if (_device.Launch(nameof(WeightGroupedKernel), config, (long)(weights + perGroup - 1) / perGroup * config.GroupDim.X, Flops(s), Bytes(s)))
+                _weightGrouped(config, dy, x, dw, s, perGroup);
         }
     }
 

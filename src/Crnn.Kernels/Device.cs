@@ -35,7 +35,9 @@ public sealed class Device : IDisposable
     /// <summary>Threads per group in grid-stride launches.</summary>
     public int GroupSize { get; }
     /// <summary>Groups per grid-stride launch: enough to fill the device.</summary>
-    public int MaxGroups { get; }
+    public int MaxGroups { get; private set; }
+    /// <summary>When set, every kernel launch is recorded there (and, for a dry run, not executed).</summary>
+    public LaunchPlan? Plan { get; set; }
     public bool IsCpu => Accelerator.AcceleratorType == AcceleratorType.CPU;
     /// <summary>The code every kernel family runs on this device.</summary>
     public KernelPolicy Policy { get; }
@@ -58,7 +60,7 @@ public sealed class Device : IDisposable
         else
         {
             GroupSize = Math.Min(256, accelerator.MaxNumThreadsPerGroup);
-            MaxGroups = accelerator.NumMultiprocessors * Math.Max(1, accelerator.MaxNumThreadsPerMultiprocessor / GroupSize) * 2;
+            MaxGroups = GpuGroups(accelerator.NumMultiprocessors, accelerator.MaxNumThreadsPerMultiprocessor);
         }
     }
 
@@ -199,6 +201,27 @@ public sealed class Device : IDisposable
         if (parts.Length > 2 || (parts.Length == 2 && (!int.TryParse(parts[1], out index) || index < 0)))
             throw new DeviceException($"bad device index in '{spec}' (expected e.g. cuda:0)");
         return (kind, index);
+    }
+
+    /// <summary>Two waves of as many groups as the multiprocessors hold at once.</summary>
+    int GpuGroups(int multiprocessors, int threadsPerMultiprocessor) =>
+        multiprocessors * Math.Max(1, threadsPerMultiprocessor / GroupSize) * 2;
+
+    /// <summary>Launch geometry of a GPU with <paramref name="multiprocessors"/> SMs instead of this device's
+    /// (for a launch plan: e.g. an H100's 132 SMs of 2048 threads, computed on the CPU without running).</summary>
+    public void PlanAsGpu(int multiprocessors, int threadsPerMultiprocessor) =>
+        MaxGroups = GpuGroups(multiprocessors, threadsPerMultiprocessor);
+
+    /// <summary>Records a launch in <see cref="Plan"/> when there is one: <paramref name="work"/> is the number of
+    /// threads' worth of independent work it exposes. Returns whether to run it (false only in a dry run).</summary>
+    public bool Launch(string kernel, KernelConfig config, long work, double flops, double bytes,
+        [System.Runtime.CompilerServices.CallerFilePath] string family = "")
+    {
+        if (Plan is not { } plan) return true;
+        // Each family lives in the file of its name (Gemm.cs): "Gemm.TiledKernel".
+        string name = $"{Path.GetFileNameWithoutExtension(family)}.{kernel}";
+        plan.Add(new PlannedLaunch(name, config.GridDim.X, config.GroupDim.X, work, flops, bytes));
+        return !plan.DryRun;
     }
 
     /// <summary>Launch geometry for a grid-stride loop over <paramref name="work"/> items.</summary>

@@ -70,7 +70,9 @@ public sealed class Gemm
                 throw new NotSupportedException($"the tiled GEMM needs {TiledGroupSize}-thread groups; {_device.Name} allows {_device.Accelerator.MaxNumThreadsPerGroup}");
             long tiles = (long)outputs * ((s.M + Tile - 1) / Tile) * ((s.N + Tile - 1) / Tile);
             int groups = (int)Math.Min(tiles, Math.Max(_device.MaxGroups, 1));
-            _tiled(_device.Groups(groups, TiledGroupSize), a, b, c, s);
+            double bytes = 4.0 * ((double)s.M * s.K + (double)s.K * s.N) * s.Batch + 4.0 * outputs * s.M * s.N;
+            if (_device.Launch(nameof(TiledKernel), _device.Groups(groups, TiledGroupSize), tiles * TiledGroupSize, s.Flops, bytes))
+                _tiled(_device.Groups(groups, TiledGroupSize), a, b, c, s);
         }
     }
 

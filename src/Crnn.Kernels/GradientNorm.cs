@@ -54,15 +54,19 @@ public sealed class GradientNorm : IDisposable
         if (gradients.Length > int.MaxValue) throw new ArgumentException($"gradient buffer of {gradients.Length} elements exceeds the 2^31 element limit");
         int n = (int)gradients.Length;
         var grid = _device.GridStride(n);
-        _partialSums(WithShared(grid), gradients, _partials.View, n);
-        _finish(WithShared(_device.Groups(1, grid.GroupDim.X)), _partials.View, _result.View, grid.GridDim.X, maxNorm);
+        if (_device.Launch(nameof(PartialSumsKernel), grid, n, 2.0 * n, 4.0 * n))
+            _partialSums(WithShared(grid), gradients, _partials.View, n);
+        var finish = _device.Groups(1, grid.GroupDim.X);
+        if (_device.Launch(nameof(FinishKernel), finish, grid.GridDim.X, 2.0 * grid.GridDim.X, 4.0 * grid.GridDim.X))
+            _finish(WithShared(finish), _partials.View, _result.View, grid.GridDim.X, maxNorm);
     }
 
     /// <summary>gradients ·= <see cref="Scale"/> (the scale of the last <see cref="Compute"/>).</summary>
     public void ApplyScale(ArrayView<float> gradients)
     {
         if (gradients.Length > int.MaxValue) throw new ArgumentException($"gradient buffer of {gradients.Length} elements exceeds the 2^31 element limit");
-        _scale(_device.GridStride(gradients.Length), gradients, _result.View, (int)gradients.Length);
+        if (_device.Launch(nameof(ScaleKernel), _device.GridStride(gradients.Length), gradients.Length, gradients.Length, 8.0 * gradients.Length))
+            _scale(_device.GridStride(gradients.Length), gradients, _result.View, (int)gradients.Length);
     }
 
     /// <summary>Compute then ApplyScale: clips the gradients in place to norm ≤ maxNorm.</summary>

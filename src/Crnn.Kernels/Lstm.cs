@@ -140,7 +140,8 @@ public sealed class Lstm
                     _gemm.Run(y.SubView(offY, y.Length - offY), parameters.SubView(s.WeightHh(d), s.Gates * s.Hidden),
                         gates.SubView(offG, gates.Length - offG), shape);
                 }
-            _forwardStep(config, recurrent, gates, cells, y, StepOf(s, step));
+            if (_device.Launch(nameof(ForwardStepKernel), config, 2L * s.Batch * s.Hidden, StepFlops(s), StepBytes(s)))
+                _forwardStep(config, recurrent, gates, cells, y, StepOf(s, step));
         }
     }
 
@@ -204,7 +205,8 @@ public sealed class Lstm
                     _gemm.Run(dGates.SubView(offG, dGates.Length - offG), parameters.SubView(s.WeightHh(d), s.Gates * s.Hidden),
                         dHidden.SubView(d * bh, bh), shape);
                 }
-            _backwardStep(config, recurrent, gates, cells, dy, dGates, dCell, dHidden, StepOf(s, step));
+            if (_device.Launch(nameof(BackwardStepKernel), config, 2L * s.Batch * s.Hidden, StepFlops(s), StepBytes(s)))
+                _backwardStep(config, recurrent, gates, cells, dy, dGates, dCell, dHidden, StepOf(s, step));
         }
     }
 
@@ -235,6 +237,11 @@ public sealed class Lstm
             _gemm.Run(dGates.SubView(offG, dGates.Length - offG), y.SubView(offY, y.Length - offY), dW, shape);
         }
     }
+
+    /// <summary>One step of both directions: the recurrent products (unless they ran as GEMMs) and ~30 for the cell.</summary>
+    double StepFlops(LstmShape s) => 2.0 * s.Batch * (_gemmRecurrence ? 30.0 * s.Hidden : 2.0 * s.Gates * s.Hidden + 30.0 * s.Hidden);
+
+    double StepBytes(LstmShape s) => 4.0 * 2 * s.Batch * (2.0 * s.Gates + 3.0 * s.Hidden) + (_gemmRecurrence ? 0 : 4.0 * 2 * s.Gates * s.Hidden);
 
     LstmStep StepOf(LstmShape s, int step) =>
         new() { Batch = s.Batch, Steps = s.Steps, Hidden = s.Hidden, Step = step, GemmRecurrence = _gemmRecurrence ? 1 : 0 };
