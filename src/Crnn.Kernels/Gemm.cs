@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Algorithms;
 using ILGPU.Runtime;
 
 namespace Crnn.Kernels;
@@ -16,6 +17,10 @@ public struct GemmShape
     public int StrideA, StrideB, StrideC;
     public int SumBatches;
     public float Alpha, Beta;
+    /// <summary>Split-K (set by <see cref="Gemm"/>): each batch entry's K is cut into this many pieces of
+    /// <see cref="Gemm.PieceLength"/>, each (tile, batch entry, piece) a separate work unit writing a partial tile;
+    /// 0: one work unit per output tile.</summary>
+    public int Pieces;
 
     /// <summary>Row-major A [M,K] (or [K,M] if transA), B [K,N] (or [N,K] if transB), C [M,N].</summary>
     public static GemmShape RowMajor(int m, int n, int k, bool transA = false, bool transB = false,
@@ -44,36 +49,72 @@ public struct GemmShape
 public sealed class Gemm
 {
     const int Tile = 64, TileK = 16, TiledGroupSize = 256;
+    /// <summary>K values per split-K work unit. A constant, not a function of the grid, so a product's bits
+    /// are the same on every device and grid size.</summary>
+    public const int PieceLength = 256;
+    /// <summary>Products with fewer output tiles than this (weight gradients: 1–16 tiles) and a long K are
+    /// split along K, so they spread over a GPU's SMs instead of looping over K on a few of them.</summary>
+    public const int SplitBelowTiles = 128;
 
     readonly Device _device;
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape> _tiled;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape> _tiled;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, GemmShape, int> _reducePieces;
+    Tensor<float>? _partials;
 
     public Gemm(Device device)
     {
         _device = device;
-        _tiled = device.Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(TiledKernel);
+        var acc = device.Accelerator;
+        _tiled = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(TiledKernel);
+        _reducePieces = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, GemmShape, int>(ReducePiecesKernel);
     }
 
     public void Run(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
     {
         Validate(a, b, c, s);
         if (s.M == 0 || s.N == 0) return;
-        int outputs = s.SumBatches != 0 ? 1 : s.Batch;
         if (_device.UsesHost)
         {
             HostMemory.Enter(_device, "GEMM");
             unsafe { HostGemm.Run(HostMemory.Pointer(a), HostMemory.Pointer(b), HostMemory.Pointer(c), s); }
+            return;
         }
-        else
+        if (_device.Accelerator.MaxNumThreadsPerGroup < TiledGroupSize)
+            throw new NotSupportedException($"the tiled GEMM needs {TiledGroupSize}-thread groups; {_device.Name} allows {_device.Accelerator.MaxNumThreadsPerGroup}");
+        int outputs = s.SumBatches != 0 ? 1 : s.Batch;
+        long tiles = (long)outputs * ((s.M + Tile - 1) / Tile) * ((s.N + Tile - 1) / Tile);
+        double bytes = 4.0 * ((double)s.M * s.K + (double)s.K * s.N) * s.Batch + 4.0 * outputs * s.M * s.N;
+        s.Pieces = 0;
+        int summed = s.SumBatches != 0 ? s.Batch : 1;
+        if (outputs == 1 && tiles < SplitBelowTiles && (long)summed * s.K >= 2 * PieceLength)
         {
-            if (_device.Accelerator.MaxNumThreadsPerGroup < TiledGroupSize)
-                throw new NotSupportedException($"the tiled GEMM needs {TiledGroupSize}-thread groups; {_device.Name} allows {_device.Accelerator.MaxNumThreadsPerGroup}");
-            long tiles = (long)outputs * ((s.M + Tile - 1) / Tile) * ((s.N + Tile - 1) / Tile);
-            int groups = (int)Math.Min(tiles, Math.Max(_device.MaxGroups, 1));
-            double bytes = 4.0 * ((double)s.M * s.K + (double)s.K * s.N) * s.Batch + 4.0 * outputs * s.M * s.N;
-            if (_device.Launch(nameof(TiledKernel), _device.Groups(groups, TiledGroupSize), tiles * TiledGroupSize, s.Flops, bytes))
-                _tiled(_device.Groups(groups, TiledGroupSize), a, b, c, s);
+            // Split-K: partial tiles per (batch entry, piece) into a workspace, then a fixed-order sum.
+            s.Pieces = (s.K + PieceLength - 1) / PieceLength;
+            int partials = summed * s.Pieces;
+            var workspace = Workspace((long)partials * s.M * s.N);
+            long units = tiles * partials;
+            var config = _device.Groups((int)Math.Min(units, Math.Max(_device.MaxGroups, 1)), TiledGroupSize);
+            if (_device.Launch(nameof(TiledKernel), config, units * TiledGroupSize, s.Flops, bytes + 4.0 * partials * s.M * s.N))
+                _tiled(config, a, b, c, workspace, s);
+            long n = (long)s.M * s.N;
+            if (_device.Launch(nameof(ReducePiecesKernel), _device.GridStride(n), n, (double)n * partials, 4.0 * n * (partials + 2)))
+                _reducePieces(_device.GridStride(n), workspace, c, s, partials);
+            return;
         }
+        var grid = _device.Groups((int)Math.Min(tiles, Math.Max(_device.MaxGroups, 1)), TiledGroupSize);
+        if (_device.Launch(nameof(TiledKernel), grid, tiles * TiledGroupSize, s.Flops, bytes))
+            _tiled(grid, a, b, c, c, s);
+    }
+
+    /// <summary>The split-K workspace, grown to the largest product seen (a training step allocates it once).</summary>
+    ArrayView<float> Workspace(long length)
+    {
+        if (_partials == null || _partials.Length < length)
+        {
+            _partials?.Dispose();
+            _partials = _device.Allocate((int)Math.Min(length, int.MaxValue));
+        }
+        return _partials.View.SubView(0, length);
     }
 
     static void Validate(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
@@ -92,36 +133,52 @@ public sealed class Gemm
         c[index] = s.Beta == 0f ? s.Alpha * acc : s.Alpha * acc + s.Beta * c[index];
 
     /// <summary>GPU shape: a 256-thread group computes a 64×64 tile of C, each thread a 4×4 sub-block at
-    /// stride 16 (conflict-free shared reads), staging 16-deep slices of A and B in shared memory.</summary>
-    static void TiledKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
+    /// stride 16 (conflict-free shared reads), staging 16-deep slices of A and B in shared memory. With
+    /// <see cref="GemmShape.Pieces"/> a work unit is one (tile, batch entry, K piece) and writes its raw partial
+    /// tile to <paramref name="partials"/> [unit's partial index, M, N] for <see cref="ReducePiecesKernel"/>.</summary>
+    static void TiledKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> partials, GemmShape s)
     {
         var sa = SharedMemory.Allocate<float>(TileK * Tile); // [k][m]
         var sb = SharedMemory.Allocate<float>(TileK * Tile); // [k][n]
         int tid = Group.IdxX, threads = Group.DimX;
         int tx = tid % 16, ty = tid / 16;
-        int tilesM = (s.M + Tile - 1) / Tile, tilesN = (s.N + Tile - 1) / Tile;
+        int tilesM = (s.M + Tile - 1) / Tile, tilesN = (s.N + Tile - 1) / Tile, tiles = tilesM * tilesN;
+        bool split = s.Pieces > 0;
         int outputs = s.SumBatches != 0 ? 1 : s.Batch;
-        int total = outputs * tilesM * tilesN;
+        int total = split ? tiles * (s.SumBatches != 0 ? s.Batch : 1) * s.Pieces : outputs * tiles;
         for (int t = Grid.IdxX; t < total; t += Grid.DimX)
         {
-            int ob = t / (tilesM * tilesN), rem = t % (tilesM * tilesN);
+            int unit = t / tiles, rem = t % tiles;
             int m0 = rem / tilesN * Tile, n0 = rem % tilesN * Tile;
+            // Which batch entries and which K range this unit sums.
+            int bFirst, bEnd, kFirst = 0, kEnd = s.K;
+            if (split)
+            {
+                bFirst = unit / s.Pieces;
+                bEnd = bFirst + 1;
+                kFirst = unit % s.Pieces * PieceLength;
+                kEnd = XMath.Min(s.K, kFirst + PieceLength);
+            }
+            else
+            {
+                bFirst = s.SumBatches != 0 ? 0 : unit;
+                bEnd = s.SumBatches != 0 ? s.Batch : unit + 1;
+            }
             Float4 c0 = default, c1 = default, c2 = default, c3 = default;
-            int bFirst = s.SumBatches != 0 ? 0 : ob, bEnd = s.SumBatches != 0 ? s.Batch : ob + 1;
             for (int bi = bFirst; bi < bEnd; bi++)
             {
                 int offA = bi * s.StrideA, offB = bi * s.StrideB;
-                for (int k0 = 0; k0 < s.K; k0 += TileK)
+                for (int k0 = kFirst; k0 < kEnd; k0 += TileK)
                 {
                     // Cooperative loads; the fastest-varying index follows the unit stride for coalescing.
                     for (int e = tid; e < TileK * Tile; e += threads)
                     {
                         int kk = s.AK == 1 ? e % TileK : e / Tile, mm = s.AK == 1 ? e / TileK : e % Tile;
                         int m = m0 + mm, k = k0 + kk;
-                        sa[kk * Tile + mm] = m < s.M && k < s.K ? a[offA + m * s.AM + k * s.AK] : 0f;
+                        sa[kk * Tile + mm] = m < s.M && k < kEnd ? a[offA + m * s.AM + k * s.AK] : 0f;
                         int kb = s.BK == 1 ? e % TileK : e / Tile, nn = s.BK == 1 ? e / TileK : e % Tile;
                         int n = n0 + nn, k2 = k0 + kb;
-                        sb[kb * Tile + nn] = n < s.N && k2 < s.K ? b[offB + k2 * s.BK + n * s.BN] : 0f;
+                        sb[kb * Tile + nn] = n < s.N && k2 < kEnd ? b[offB + k2 * s.BK + n * s.BN] : 0f;
                     }
                     Group.Barrier();
                     for (int kk = 0; kk < TileK; kk++)
@@ -136,11 +193,37 @@ public sealed class Gemm
                     Group.Barrier();
                 }
             }
-            int offC = ob * s.StrideC;
-            StoreRow(c, offC, m0 + ty, n0 + tx, 16, c0, s);
-            StoreRow(c, offC, m0 + ty + 16, n0 + tx, 16, c1, s);
-            StoreRow(c, offC, m0 + ty + 32, n0 + tx, 16, c2, s);
-            StoreRow(c, offC, m0 + ty + 48, n0 + tx, 16, c3, s);
+            if (split)
+            {
+                // Raw partial sums; alpha, beta and the fixed-order sum come in ReducePiecesKernel.
+                var raw = new GemmShape { M = s.M, N = s.N, Ldc = s.N, Alpha = 1f };
+                int offP = unit * s.M * s.N;
+                StoreRow(partials, offP, m0 + ty, n0 + tx, 16, c0, raw);
+                StoreRow(partials, offP, m0 + ty + 16, n0 + tx, 16, c1, raw);
+                StoreRow(partials, offP, m0 + ty + 32, n0 + tx, 16, c2, raw);
+                StoreRow(partials, offP, m0 + ty + 48, n0 + tx, 16, c3, raw);
+            }
+            else
+            {
+                int offC = unit * s.StrideC;
+                StoreRow(c, offC, m0 + ty, n0 + tx, 16, c0, s);
+                StoreRow(c, offC, m0 + ty + 16, n0 + tx, 16, c1, s);
+                StoreRow(c, offC, m0 + ty + 32, n0 + tx, 16, c2, s);
+                StoreRow(c, offC, m0 + ty + 48, n0 + tx, 16, c3, s);
+            }
+        }
+    }
+
+    /// <summary>C[m, n] = alpha·Σ_p partials[p, m, n] (+ beta·C), p in order: one thread per output, so the sum's
+    /// order depends on the shape alone.</summary>
+    static void ReducePiecesKernel(ArrayView<float> partials, ArrayView<float> c, GemmShape s, int count)
+    {
+        int n = s.M * s.N, stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride)
+        {
+            float sum = 0f;
+            for (int p = 0; p < count; p++) sum += partials[p * n + i];
+            Store(c, i / s.N * s.Ldc + i % s.N, sum, s);
         }
     }
 

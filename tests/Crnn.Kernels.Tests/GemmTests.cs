@@ -163,6 +163,31 @@ public class GemmTests
         Check(dev, weightGradient, batch * 8 * 800, batch * 8 * 800, 8 * 8, nanOutput: true);
     }
 
+    /// <summary>Products the gpu policy splits along K (few output tiles, long K): odd sizes, a batch sum whose K
+    /// is not a multiple of the piece length, alpha/beta accumulation.</summary>
+    [Theory]
+    [MemberData(nameof(TestDevices.Names), MemberType = typeof(TestDevices))]
+    public void SplitAlongKMatchesFloat64Reference(string device)
+    {
+        var dev = TestDevices.Get(device);
+        var sum = GemmShape.RowMajor(33, 70, 301, transA: true).Batched(3, 33 * 301, 301 * 70, 0, sumBatches: true);
+        Check(dev, sum, 3 * 33 * 301, 3 * 301 * 70, 33 * 70, nanOutput: true);
+        var accumulate = GemmShape.RowMajor(37, 19, 1000, transB: true, alpha: 0.5f, beta: -1.25f);
+        Check(dev, accumulate, 37 * 1000, 1000 * 19, 37 * 19, nanOutput: false);
+    }
+
+    /// <summary>The split-K sum has a fixed order (pieces of <see cref="Gemm.PieceLength"/>, summed in order), so
+    /// one group and four groups give the same bits, as any GPU's grid would.</summary>
+    [Fact]
+    public void SplitAlongKIsTheSameForAnyGridSize()
+    {
+        using var oneGroup = Device.OpenCpu(Device.GpuLikeWarp, Device.GpuLikeWarps, 1, KernelPolicy.Gpu);
+        var s = GemmShape.RowMajor(8, 8, 800, transB: true).Batched(2, 8 * 800, 8 * 800, 0, sumBatches: true);
+        var four = Run(TestDevices.Get(TestDevices.GpuLike), s, 2 * 8 * 800, 2 * 8 * 800, 64, nanOutput: true);
+        Assert.Equal(four, Run(oneGroup, s, 2 * 8 * 800, 2 * 8 * 800, 64, nanOutput: true));
+        Assert.Equal(four, Run(TestDevices.Get(TestDevices.GpuLike), s, 2 * 8 * 800, 2 * 8 * 800, 64, nanOutput: true));
+    }
+
     [Fact]
     public void RejectsOutOfRangeShapes()
     {
