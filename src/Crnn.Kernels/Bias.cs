@@ -9,14 +9,23 @@ namespace Crnn.Kernels;
 /// </summary>
 public sealed class Bias
 {
+    /// <summary>Positions (outer × inner) per partial sum of the gradient: a constant, so the sums' order, and their
+    /// bits, depend on the shape alone, not on the grid.</summary>
+    public const int PieceLength = 256;
+
     readonly Device _device;
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int> _add, _gradient;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int> _add;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int, int> _partialSums;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _sumPieces;
+    Tensor<float>? _partials;
 
     public Bias(Device device)
     {
         _device = device;
-        _add = device.Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(AddKernel);
-        _gradient = device.Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(GradientKernel);
+        var acc = device.Accelerator;
+        _add = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(AddKernel);
+        _partialSums = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int, int>(PartialSumsKernel);
+        _sumPieces = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(SumPiecesKernel);
     }
 
     /// <summary>y[o, c, i] += bias[c].</summary>
@@ -28,13 +37,33 @@ public sealed class Bias
             _add(_device.GridStride(n), y, bias, outer, channels, inner);
     }
 
-    /// <summary>dbias[c] = Σ over o and i of dy[o, c, i] (overwrites dbias), summed in a fixed order.</summary>
+    /// <summary>dbias[c] = Σ over o and i of dy[o, c, i] (overwrites dbias), summed in a fixed order: partial sums
+    /// over pieces of <see cref="PieceLength"/> positions, one thread each (pieces × channels of parallel work
+    /// rather than one thread per channel over up to 6 400 rows), then the pieces in order.</summary>
     public void Gradient(ArrayView<float> dy, ArrayView<float> dbias, int outer, int channels, int inner)
     {
         Check(dy, dbias, outer, channels, inner);
         long n = (long)outer * channels * inner;
-        if (_device.Launch(nameof(GradientKernel), _device.GridStride(channels), channels, n, 4.0 * n))
-            _gradient(_device.GridStride(channels), dy, dbias, outer, channels, inner);
+        if (n == 0) { Fill.Zero(_device, dbias); return; }
+        int pieces = (int)(((long)outer * inner + PieceLength - 1) / PieceLength);
+        // One piece: the partial sums are the result.
+        var partials = pieces == 1 ? dbias : Workspace((long)pieces * channels);
+        long units = (long)pieces * channels;
+        if (_device.Launch(nameof(PartialSumsKernel), _device.GridStride(units), units, n, 4.0 * n))
+            _partialSums(_device.GridStride(units), dy, partials, outer, channels, inner, pieces);
+        if (pieces > 1 && _device.Launch(nameof(SumPiecesKernel), _device.GridStride(channels), channels, units, 4.0 * (units + channels)))
+            _sumPieces(_device.GridStride(channels), partials, dbias, channels, pieces);
+    }
+
+    /// <summary>The partial sums' workspace, grown to the largest shape seen (allocated once in training).</summary>
+    ArrayView<float> Workspace(long length)
+    {
+        if (_partials == null || _partials.Length < length)
+        {
+            _partials?.Dispose();
+            _partials = _device.Allocate((int)length);
+        }
+        return _partials.View.SubView(0, length);
     }
 
     static void Check(ArrayView<float> y, ArrayView<float> bias, int outer, int channels, int inner)
@@ -50,18 +79,33 @@ public sealed class Bias
         for (int i = Grid.GlobalIndex.X; i < n; i += stride) y[i] += bias[i / inner % channels];
     }
 
-    /// <summary>One thread per channel: a sequential, fixed-order sum (biases are few and small).</summary>
-    static void GradientKernel(ArrayView<float> dy, ArrayView<float> dbias, int outer, int channels, int inner)
+    /// <summary>partials[p, c] = Σ of dy[o, c, i] over positions j = o·inner + i in piece p, in order.</summary>
+    static void PartialSumsKernel(ArrayView<float> dy, ArrayView<float> partials, int outer, int channels, int inner, int pieces)
+    {
+        int units = pieces * channels, positions = outer * inner, stride = Grid.DimX * Group.DimX;
+        for (int u = Grid.GlobalIndex.X; u < units; u += stride)
+        {
+            int c = u % channels, first = u / channels * PieceLength;
+            int end = first + PieceLength < positions ? first + PieceLength : positions;
+            int o = first / inner, i = first % inner;
+            float sum = 0f;
+            for (int j = first; j < end; j++)
+            {
+                sum += dy[(o * channels + c) * inner + i];
+                if (++i == inner) { i = 0; o++; }
+            }
+            partials[u] = sum;
+        }
+    }
+
+    /// <summary>dbias[c] = Σ_p partials[p, c], p in order.</summary>
+    static void SumPiecesKernel(ArrayView<float> partials, ArrayView<float> dbias, int channels, int pieces)
     {
         int stride = Grid.DimX * Group.DimX;
         for (int c = Grid.GlobalIndex.X; c < channels; c += stride)
         {
             float sum = 0f;
-            for (int o = 0; o < outer; o++)
-            {
-                int p = (o * channels + c) * inner;
-                for (int i = 0; i < inner; i++) sum += dy[p + i];
-            }
+            for (int p = 0; p < pieces; p++) sum += partials[p * channels + c];
             dbias[c] = sum;
         }
     }

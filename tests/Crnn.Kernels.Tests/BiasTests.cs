@@ -12,6 +12,9 @@ public class BiasTests
             data.Add(device, 1, 1, 1);
             data.Add(device, 3, 7, 97);
             data.Add(device, 33, 37, 1);
+            // Several pieces of Bias.PieceLength positions, boundaries inside an image's plane and between rows.
+            data.Add(device, 7, 5, 97);
+            data.Add(device, 601, 9, 1);
         }
         return data;
     }
