@@ -20,11 +20,13 @@ namespace Crnn.Kernels;
 /// Both directions' input weights are adjacent so the input projection is one [8H, Input] product.
 /// </para>
 /// <para>
-/// Rows of activations are r = b·Steps + t. Forward saves <see cref="SavedLength"/> floats for backward:
-/// the activated gates [Batch, Steps, 2, 4H] (i, f, g, o per direction) followed by the cells
-/// [Batch, Steps, 2H]. Backward needs <see cref="ScratchLength"/> floats of scratch: the pre-activation gate
-/// gradients [Batch, Steps, 2, 4H] followed by the cell gradient carried between steps [2, Batch, H] and the
-/// recurrent part of the hidden gradient [2, Batch, H] (used where the recurrent products run as GEMMs).
+/// Rows of activations are r = b·Steps + t. Forward saves <see cref="SavedLength"/> floats: the activated
+/// gates [Batch, Steps, 2, 4H] (i, f, g, o per direction) and the cells [Batch, Steps, 2H], which backward
+/// reads, followed by forward's own workspace, the recurrent weights transposed, W_hhᵀ [2, H, 4H] (written and
+/// read by the gpu policy's recurrence kernel, unused under host). Backward needs <see cref="ScratchLength"/>
+/// floats of scratch: the pre-activation gate gradients [Batch, Steps, 2, 4H] followed by the cell gradient
+/// carried between steps [2, Batch, H] and the recurrent part of the hidden gradient [2, Batch, H] (both used
+/// only under the host policy, where the recurrence runs step by step).
 /// </para>
 /// </summary>
 public readonly record struct LstmShape(int Batch, int Steps, int Input, int Hidden)
@@ -50,49 +52,81 @@ public readonly record struct LstmShape(int Batch, int Steps, int Input, int Hid
 
     public int GatesLength => Batch * Steps * 2 * Gates;
     public int CellsLength => Batch * Steps * 2 * Hidden;
-    public int SavedLength => GatesLength + CellsLength;
+    /// <summary>W_hhᵀ [2, H, 4H]: the recurrent weights as the gpu forward reads them (see <see cref="Lstm"/>).</summary>
+    public int TransposedWeightLength => 2 * Gates * Hidden;
+    public int SavedLength => GatesLength + CellsLength + TransposedWeightLength;
     public int ScratchLength => GatesLength + 4 * Batch * Hidden;
 }
 
-/// <summary>Integers of one recurrent step, passed to the step kernels as one argument.</summary>
+
+/// <summary>Integers of one recurrent step of the host policy's step kernels, passed as one argument.</summary>
 public struct LstmStep
 {
     public int Batch, Steps, Hidden;
     /// <summary>Position in processing order: the forward direction is at t = Step, the reverse at t = Steps−1−Step.</summary>
     public int Step;
-    /// <summary>1 where the recurrent products already ran as GEMMs (host policy), 0 where the kernel does them.</summary>
-    public int GemmRecurrence;
 }
 
 /// <summary>
 /// A bidirectional LSTM layer (gates i, f, g, o; c' = f⊙c + i⊙g, h' = o⊙tanh(c'); zero initial state; the
-/// reverse direction runs t = T−1…0). The input projection of all steps and both directions is one GEMM;
-/// then each step is one fused launch for both directions (recurrent product h·W_hhᵀ, biases, gate
-/// nonlinearities, cell and hidden update). Backward runs the steps in reverse the same way and ends with
-/// GEMMs and fixed-order sums for dx and the weight gradients. Under the host policy, where the host GEMM
-/// is an order of magnitude faster than scalar kernel code, each step's recurrent products run as GEMMs
-/// (one per direction) and the step kernels keep only the elementwise work.
+/// reverse direction runs t = T−1…0). The input projection of all steps and both directions is one GEMM, and
+/// backward ends with GEMMs and fixed-order sums for dx and the weight gradients. The recurrence between them
+/// runs as the kernel policy says:
+/// <list type="bullet">
+/// <item><b>gpu</b>: one persistent launch per pass for all steps and both directions
+/// (<see cref="ForwardSequenceKernel"/>, <see cref="BackwardSequenceKernel"/>). A group owns whole (direction,
+/// batch) sequences, grid-stride over the 2·Batch of them, and keeps the state in shared memory across the
+/// steps with one <c>Group.Barrier</c> per step: one sequence's recurrence never needs another group's data,
+/// so there is no grid-wide synchronization and the bits do not depend on the grid size. Thread u of the group
+/// owns hidden unit u (and u + group size, …): its four gate rows k·H + u, its cell and its hidden value, with
+/// each dot product summed over a fixed ascending index. Forward reads the recurrent weights from the
+/// transposed copy W_hhᵀ [2, H, 4H] (a transpose launch before it writes the copy into the saved buffer), so
+/// at each m the threads of a warp read W_hhᵀ[m, k·H + u…u+31], consecutive addresses, while h_prev[m] is a
+/// shared-memory broadcast; backward's dh[u] = Σ_r dG_next[r]·W_hh[r, u] reads row r of W_hh itself at
+/// consecutive u, already coalesced. 2 + 1 launches forward (projection GEMM, transpose, recurrence).</item>
+/// <item><b>host</b>: step by step, where the host GEMM is an order of magnitude faster than scalar kernel
+/// code: each step's recurrent products are host GEMMs (one per direction) and the elementwise step kernels
+/// (<see cref="ForwardStepKernel"/>, <see cref="BackwardStepKernel"/>, one launch per step for both
+/// directions, used only by this policy) do the gates, cell and hidden update.</item>
+/// </list>
 /// </summary>
 public sealed class Lstm
 {
+    /// <summary>The largest hidden size the gpu policy's recurrence kernels hold in shared memory
+    /// (forward 3·512 floats = 6 KB, backward 9·512 floats = 18 KB per group).</summary>
+    public const int MaxGpuHidden = 512;
+
     readonly Device _device;
     readonly Gemm _gemm;
     readonly Bias _bias;
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LstmStep> _forwardStep;
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LstmStep> _backwardStep;
-    readonly bool _gemmRecurrence;
+    readonly Transpose _transpose;
+    // Each policy loads only its own recurrence kernels.
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>? _forwardSequence, _backwardSequence;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LstmStep>? _forwardStep;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LstmStep>? _backwardStep;
 
     public Lstm(Device device)
     {
         _device = device;
         _gemm = new Gemm(device);
         _bias = new Bias(device);
-        // Under the host policy the recurrent products run as (host) GEMMs; GPU step kernels do them inline.
-        _gemmRecurrence = device.UsesHost;
+        _transpose = new Transpose(device);
         var acc = device.Accelerator;
-        _forwardStep = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LstmStep>(ForwardStepKernel);
-        _backwardStep = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LstmStep>(BackwardStepKernel);
+        if (device.UsesHost)
+        {
+            _forwardStep = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LstmStep>(ForwardStepKernel);
+            _backwardStep = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LstmStep>(BackwardStepKernel);
+        }
+        else
+        {
+            _forwardSequence = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(ForwardSequenceKernel);
+            _backwardSequence = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(BackwardSequenceKernel);
+        }
     }
+
+    /// <summary>Recurrence launches since construction (persistent or step kernels; GEMMs, the transpose and the
+    /// bias sums not counted): per layer and pass 1 under the gpu policy, Steps under host.</summary>
+    public long RecurrenceLaunches { get; private set; }
 
     /// <summary>
     /// y [B, T, 2H] = BiLSTM(x [B, T, In]) with <paramref name="parameters"/> laid out as <see cref="LstmShape"/>
@@ -112,20 +146,30 @@ public sealed class Lstm
         // Input projection of every step and both directions: gates [rows, 8H] = x [rows, In] · W_ihᵀ.
         _gemm.Run(x, parameters.SubView(s.WeightIhOffset, 2 * s.Gates * s.Input), gates,
             GemmShape.RowMajor(rows, 2 * s.Gates, s.Input, transB: true));
-        RunForwardSteps(s, parameters, y, gates, cells);
+        if (_device.UsesHost)
+        {
+            RunHostForwardSteps(s, parameters, y, gates, cells);
+            return;
+        }
+        var wT = saved.SubView(s.GatesLength + s.CellsLength, s.TransposedWeightLength);
+        _transpose.Run(parameters.SubView(s.WeightHhOffset, 2 * s.Gates * s.Hidden), wT, 2, s.Gates, s.Hidden);
+        if (_device.Launch(nameof(ForwardSequenceKernel), SequenceGroups(s), 2L * s.Batch * _device.GroupSize, SequenceFlops(s), SequenceBytes(s)))
+            _forwardSequence!(SequenceGroups(s), wT, parameters.SubView(s.BiasIhOffset, 4 * s.Gates), gates, cells, y,
+                s.Batch, s.Steps, s.Hidden);
+        RecurrenceLaunches++;
     }
 
-    /// <summary>
-    /// The recurrence, one launch per step for both directions. Kept in one place so a persistent
-    /// whole-sequence kernel can replace it.
-    /// </summary>
-    void RunForwardSteps(LstmShape s, ArrayView<float> parameters, ArrayView<float> y, ArrayView<float> gates, ArrayView<float> cells)
+    /// <summary>One group per (direction, batch) sequence, at most the device's groups (grid-stride over the rest).</summary>
+    KernelConfig SequenceGroups(LstmShape s) => _device.Groups(Math.Min(2 * s.Batch, _device.MaxGroups), _device.GroupSize);
+
+    /// <summary>Host policy: one launch of the elementwise step kernel per step, after the step's recurrent GEMMs.</summary>
+    void RunHostForwardSteps(LstmShape s, ArrayView<float> parameters, ArrayView<float> y, ArrayView<float> gates, ArrayView<float> cells)
     {
-        var recurrent = parameters.SubView(s.WeightHhOffset, s.ParameterCount - s.WeightHhOffset);
+        var biases = parameters.SubView(s.BiasIhOffset, 4 * s.Gates);
         var config = _device.GridStride(2L * s.Batch * s.Hidden);
         for (int step = 0; step < s.Steps; step++)
         {
-            if (_gemmRecurrence && step > 0)
+            if (step > 0)
                 for (int d = 0; d < 2; d++)
                 {
                     // gates[b, t, d] += h_prev[b] · W_hh[d]ᵀ, h_prev = y[b, t∓1, d]; the kernel then adds the biases.
@@ -140,8 +184,9 @@ public sealed class Lstm
                     _gemm.Run(y.SubView(offY, y.Length - offY), parameters.SubView(s.WeightHh(d), s.Gates * s.Hidden),
                         gates.SubView(offG, gates.Length - offG), shape);
                 }
-            if (_device.Launch(nameof(ForwardStepKernel), config, 2L * s.Batch * s.Hidden, StepFlops(s), StepBytes(s)))
-                _forwardStep(config, recurrent, gates, cells, y, StepOf(s, step));
+            if (_device.Launch(nameof(ForwardStepKernel), config, 2L * s.Batch * s.Hidden, CellFlops(s), CellBytes(s)))
+                _forwardStep!(config, biases, gates, cells, y, StepOf(s, step));
+            RecurrenceLaunches++;
         }
     }
 
@@ -165,11 +210,16 @@ public sealed class Lstm
         var gates = saved.SubView(0, s.GatesLength);
         var cells = saved.SubView(s.GatesLength, s.CellsLength);
         var dGates = scratch.SubView(0, s.GatesLength);
-        var dCell = scratch.SubView(s.GatesLength, 2 * s.Batch * s.Hidden);
-        var dHidden = scratch.SubView(s.GatesLength + 2 * s.Batch * s.Hidden, 2 * s.Batch * s.Hidden);
         int rows = s.Batch * s.Steps, g2 = 2 * s.Gates;
 
-        RunBackwardSteps(s, parameters, dy, gates, cells, dGates, dCell, dHidden);
+        if (_device.UsesHost) RunHostBackwardSteps(s, parameters, dy, gates, cells, scratch);
+        else
+        {
+            if (_device.Launch(nameof(BackwardSequenceKernel), SequenceGroups(s), 2L * s.Batch * _device.GroupSize, SequenceFlops(s), SequenceBytes(s)))
+                _backwardSequence!(SequenceGroups(s), parameters.SubView(s.WeightHhOffset, 2 * s.Gates * s.Hidden), gates, cells, dy, dGates,
+                    s.Batch, s.Steps, s.Hidden);
+            RecurrenceLaunches++;
+        }
 
         var wIh = parameters.SubView(s.WeightIhOffset, g2 * s.Input);
         // dx [rows, In] = dG [rows, 8H] · W_ih [8H, In]
@@ -177,21 +227,25 @@ public sealed class Lstm
         // dW_ih [8H, In] = dGᵀ · x
         _gemm.Run(dGates, x, dParameters.SubView(s.WeightIhOffset, g2 * s.Input), GemmShape.RowMajor(g2, s.Input, rows, transA: true));
         RecurrentWeightGradient(s, y, dGates, dParameters);
-        // Both biases enter every gate pre-activation unchanged: each gradient is the column sum of dG.
-        _bias.Gradient(dGates, dParameters.SubView(s.BiasIhOffset, g2), rows, g2, 1);
-        _bias.Gradient(dGates, dParameters.SubView(s.BiasHhOffset, g2), rows, g2, 1);
+        // Both biases enter every gate pre-activation unchanged: each gradient is the column sum of dG, summed once.
+        var dBiasIh = dParameters.SubView(s.BiasIhOffset, g2);
+        _bias.Gradient(dGates, dBiasIh, rows, g2, 1);
+        dBiasIh.CopyTo(dParameters.SubView(s.BiasHhOffset, g2));
     }
 
-    /// <summary>The recurrence backward, one launch per step for both directions, latest step first.</summary>
-    void RunBackwardSteps(LstmShape s, ArrayView<float> parameters, ArrayView<float> dy, ArrayView<float> gates,
-        ArrayView<float> cells, ArrayView<float> dGates, ArrayView<float> dCell, ArrayView<float> dHidden)
+    /// <summary>Host policy: the recurrence backward, one launch per step for both directions, latest step first,
+    /// each after the GEMMs of the recurrent part of dh.</summary>
+    void RunHostBackwardSteps(LstmShape s, ArrayView<float> parameters, ArrayView<float> dy, ArrayView<float> gates,
+        ArrayView<float> cells, ArrayView<float> scratch)
     {
-        var recurrent = parameters.SubView(s.WeightHhOffset, 2 * s.Gates * s.Hidden);
+        var dGates = scratch.SubView(0, s.GatesLength);
+        var dCell = scratch.SubView(s.GatesLength, 2 * s.Batch * s.Hidden);
+        var dHidden = scratch.SubView(s.GatesLength + 2 * s.Batch * s.Hidden, 2 * s.Batch * s.Hidden);
         var config = _device.GridStride(2L * s.Batch * s.Hidden);
         int bh = s.Batch * s.Hidden;
         for (int step = s.Steps - 1; step >= 0; step--)
         {
-            if (_gemmRecurrence && step < s.Steps - 1)
+            if (step < s.Steps - 1)
                 for (int d = 0; d < 2; d++)
                 {
                     // dHidden[d, b] = dG[b, t±1, d] · W_hh[d]: the recurrent part of dh, which the kernel adds to dy.
@@ -205,8 +259,9 @@ public sealed class Lstm
                     _gemm.Run(dGates.SubView(offG, dGates.Length - offG), parameters.SubView(s.WeightHh(d), s.Gates * s.Hidden),
                         dHidden.SubView(d * bh, bh), shape);
                 }
-            if (_device.Launch(nameof(BackwardStepKernel), config, 2L * s.Batch * s.Hidden, StepFlops(s), StepBytes(s)))
-                _backwardStep(config, recurrent, gates, cells, dy, dGates, dCell, dHidden, StepOf(s, step));
+            if (_device.Launch(nameof(BackwardStepKernel), config, 2L * s.Batch * s.Hidden, CellFlops(s), CellBytes(s)))
+                _backwardStep!(config, gates, cells, dy, dGates, dCell, dHidden, StepOf(s, step));
+            RecurrenceLaunches++;
         }
     }
 
@@ -238,20 +293,26 @@ public sealed class Lstm
         }
     }
 
-    /// <summary>One step of both directions: the recurrent products (unless they ran as GEMMs) and ~30 for the cell.</summary>
-    double StepFlops(LstmShape s) => 2.0 * s.Batch * (_gemmRecurrence ? 30.0 * s.Hidden : 2.0 * s.Gates * s.Hidden + 30.0 * s.Hidden);
+    /// <summary>The cell update of one step, both directions (~30 operations per hidden unit), and its traffic.</summary>
+    static double CellFlops(LstmShape s) => 2.0 * s.Batch * 30.0 * s.Hidden;
 
-    double StepBytes(LstmShape s) => 4.0 * 2 * s.Batch * (2.0 * s.Gates + 3.0 * s.Hidden) + (_gemmRecurrence ? 0 : 4.0 * 2 * s.Gates * s.Hidden);
+    static double CellBytes(LstmShape s) => 4.0 * 2 * s.Batch * (2.0 * s.Gates + 3.0 * s.Hidden);
 
-    LstmStep StepOf(LstmShape s, int step) =>
-        new() { Batch = s.Batch, Steps = s.Steps, Hidden = s.Hidden, Step = step, GemmRecurrence = _gemmRecurrence ? 1 : 0 };
+    /// <summary>All steps of both directions with the recurrent products (launch report estimates).</summary>
+    static double SequenceFlops(LstmShape s) => s.Steps * (2.0 * s.Batch * 2.0 * s.Gates * s.Hidden + CellFlops(s));
 
-    static void Validate(LstmShape s)
+    static double SequenceBytes(LstmShape s) => s.Steps * (CellBytes(s) + 4.0 * 2 * s.Gates * s.Hidden);
+
+    static LstmStep StepOf(LstmShape s, int step) => new() { Batch = s.Batch, Steps = s.Steps, Hidden = s.Hidden, Step = step };
+
+    void Validate(LstmShape s)
     {
         if (s.Batch < 1 || s.Steps < 1 || s.Input < 1 || s.Hidden < 1)
             throw new ArgumentException($"bad LSTM shape: batch {s.Batch}, steps {s.Steps}, input {s.Input}, hidden {s.Hidden} (all must be ≥ 1)");
         if ((long)s.Batch * s.Steps * 8 * Math.Max(s.Hidden, s.Input) > int.MaxValue)
             throw new ArgumentException($"LSTM shape {s} exceeds the 2^31 element limit");
+        if (!_device.UsesHost && s.Hidden > MaxGpuHidden)
+            throw new ArgumentException($"LSTM hidden size {s.Hidden} exceeds the gpu recurrence kernels' limit of {MaxGpuHidden} (shared memory per group)");
     }
 
     static void Expect(ArrayView<float> view, int length, string name)
@@ -262,16 +323,136 @@ public sealed class Lstm
     static float Sigmoid(float x) => 1f / (1f + XMath.Exp(-x));
 
     /// <summary>
-    /// One thread per (direction, batch, hidden unit): the four recurrent dot products with its W_hh rows,
-    /// plus the input projection and both biases, then the gates, cell and hidden state (with
-    /// <see cref="LstmStep.GemmRecurrence"/> the recurrent products are already in the gates). Gates are overwritten
-    /// in place with their activated values (each thread owns its four), which backward reads.
-    /// <paramref name="recurrent"/> starts at W_hh: [2, 4H, H] then b_ih [2, 4H] then b_hh [2, 4H].
+    /// The whole forward recurrence (gpu policy), one launch for every step and both directions. Group g owns the
+    /// sequences q = g, g + groups, … of the 2·Batch (q = d·Batch + b) and runs each through all its steps; thread u
+    /// owns hidden units u, u + group size, …: their four gate rows k·H + u, starting from the input projection
+    /// and both biases and adding Σ_m W_hhᵀ[d, m, k·H + u]·h_prev[m] (m ascending; consecutive u read consecutive
+    /// addresses), then the gates, cell and hidden state. Shared memory holds h (two buffers: step s reads one and
+    /// writes the other) and the cell (each thread reads back only what it wrote), so one barrier per step
+    /// orders the steps. Gates are overwritten in place with their activated values, which backward reads.
+    /// <paramref name="wT"/>: W_hhᵀ [2, H, 4H]; <paramref name="biases"/>: b_ih [2, 4H] then b_hh [2, 4H].
     /// </summary>
-    static void ForwardStepKernel(ArrayView<float> recurrent, ArrayView<float> gates, ArrayView<float> cells, ArrayView<float> y, LstmStep p)
+    static void ForwardSequenceKernel(ArrayView<float> wT, ArrayView<float> biases, ArrayView<float> gates, ArrayView<float> cells,
+        ArrayView<float> y, int batch, int steps, int hidden)
     {
-        int h = p.Hidden, g4 = 4 * h, n = 2 * p.Batch * h;
-        int biasIh = 2 * g4 * h, biasHh = biasIh + 2 * g4;
+        var hs = SharedMemory.Allocate<float>(2 * MaxGpuHidden);
+        var cs = SharedMemory.Allocate<float>(MaxGpuHidden);
+        int tid = Group.IdxX, threads = Group.DimX, groups = Grid.DimX;
+        int h = hidden, g4 = 4 * h, sequences = 2 * batch;
+        for (int q = Grid.IdxX; q < sequences; q += groups)
+        {
+            int d = q / batch, b = q % batch;
+            int w = d * h * g4, bIh = d * g4, bHh = 2 * g4 + d * g4;
+            for (int step = 0; step < steps; step++)
+            {
+                int t = d == 0 ? step : steps - 1 - step;
+                int read = (step & 1) * MaxGpuHidden, write = MaxGpuHidden - read;
+                int gRow = (b * steps + t) * 2 * g4 + d * g4, yRow = (b * steps + t) * 2 * h + d * h;
+                for (int u = tid; u < h; u += threads)
+                {
+                    float ai = gates[gRow + u] + biases[bIh + u] + biases[bHh + u];
+                    float af = gates[gRow + h + u] + biases[bIh + h + u] + biases[bHh + h + u];
+                    float ag = gates[gRow + 2 * h + u] + biases[bIh + 2 * h + u] + biases[bHh + 2 * h + u];
+                    float ao = gates[gRow + 3 * h + u] + biases[bIh + 3 * h + u] + biases[bHh + 3 * h + u];
+                    float cPrev = 0f;
+                    if (step > 0)
+                    {
+                        for (int m = 0; m < h; m++)
+                        {
+                            float hm = hs[read + m];
+                            int row = w + m * g4 + u;
+                            ai += wT[row] * hm;
+                            af += wT[row + h] * hm;
+                            ag += wT[row + 2 * h] * hm;
+                            ao += wT[row + 3 * h] * hm;
+                        }
+                        cPrev = cs[u];
+                    }
+                    float i = Sigmoid(ai), f = Sigmoid(af), gg = XMath.Tanh(ag), o = Sigmoid(ao);
+                    float c = f * cPrev + i * gg;
+                    float hv = o * XMath.Tanh(c);
+                    gates[gRow + u] = i;
+                    gates[gRow + h + u] = f;
+                    gates[gRow + 2 * h + u] = gg;
+                    gates[gRow + 3 * h + u] = o;
+                    cells[yRow + u] = c;
+                    y[yRow + u] = hv;
+                    cs[u] = c;
+                    hs[write + u] = hv;
+                }
+                Group.Barrier();
+            }
+        }
+    }
+
+    /// <summary>
+    /// The whole backward recurrence (gpu policy), one launch, steps in reverse processing order; sequences and
+    /// hidden units owned as in <see cref="ForwardSequenceKernel"/>. dh[u] is dy plus Σ_r dG_next[r]·W_hh[d, r, u]
+    /// (r ascending over the 4H gate rows of the step processed after this one; consecutive u read consecutive
+    /// addresses of row r); dc adds the carried f_next⊙dc_next. Writes the pre-activation gate gradients to
+    /// <paramref name="dGates"/> and to shared memory (two buffers: step s writes one and reads the other, which
+    /// the step before wrote), the carried dc⊙f to shared memory (each thread reads back only its own), one
+    /// barrier per step. <paramref name="wHh"/>: W_hh [2, 4H, H].
+    /// </summary>
+    static void BackwardSequenceKernel(ArrayView<float> wHh, ArrayView<float> gates, ArrayView<float> cells, ArrayView<float> dy,
+        ArrayView<float> dGates, int batch, int steps, int hidden)
+    {
+        var dgs = SharedMemory.Allocate<float>(2 * 4 * MaxGpuHidden);
+        var dcs = SharedMemory.Allocate<float>(MaxGpuHidden);
+        int tid = Group.IdxX, threads = Group.DimX, groups = Grid.DimX;
+        int h = hidden, g4 = 4 * h, sequences = 2 * batch;
+        for (int q = Grid.IdxX; q < sequences; q += groups)
+        {
+            int d = q / batch, b = q % batch;
+            for (int step = steps - 1; step >= 0; step--)
+            {
+                int t = d == 0 ? step : steps - 1 - step;
+                int write = (step & 1) * 4 * MaxGpuHidden, read = 4 * MaxGpuHidden - write;
+                bool hasNext = step < steps - 1;
+                int gRow = (b * steps + t) * 2 * g4 + d * g4, yRow = (b * steps + t) * 2 * h + d * h;
+                int cPrevRow = (b * steps + (d == 0 ? t - 1 : t + 1)) * 2 * h + d * h;
+                for (int u = tid; u < h; u += threads)
+                {
+                    float dh = dy[yRow + u], dc = 0f;
+                    if (hasNext)
+                    {
+                        int w = d * g4 * h + u;
+                        for (int r = 0; r < g4; r++) dh += dgs[read + r] * wHh[w + r * h];
+                        dc = dcs[u];
+                    }
+                    float i = gates[gRow + u], f = gates[gRow + h + u], gg = gates[gRow + 2 * h + u], o = gates[gRow + 3 * h + u];
+                    float tc = XMath.Tanh(cells[yRow + u]);
+                    float cPrev = 0f;
+                    if (step > 0) cPrev = cells[cPrevRow + u];
+                    dc += dh * o * (1f - tc * tc);
+                    float di = dc * gg * i * (1f - i);
+                    float df = dc * cPrev * f * (1f - f);
+                    float dg = dc * i * (1f - gg * gg);
+                    float dout = dh * tc * o * (1f - o);
+                    dGates[gRow + u] = di;
+                    dGates[gRow + h + u] = df;
+                    dGates[gRow + 2 * h + u] = dg;
+                    dGates[gRow + 3 * h + u] = dout;
+                    dgs[write + u] = di;
+                    dgs[write + h + u] = df;
+                    dgs[write + 2 * h + u] = dg;
+                    dgs[write + 3 * h + u] = dout;
+                    dcs[u] = dc * f;
+                }
+                Group.Barrier();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Host policy only: the elementwise part of one forward step, one thread per (direction, batch, hidden unit),
+    /// for a step whose recurrent products the host GEMMs already added to the gates. Adds both biases, then the
+    /// gates, cell and hidden state; gates are overwritten in place with their activated values.
+    /// <paramref name="biases"/>: b_ih [2, 4H] then b_hh [2, 4H].
+    /// </summary>
+    static void ForwardStepKernel(ArrayView<float> biases, ArrayView<float> gates, ArrayView<float> cells, ArrayView<float> y, LstmStep p)
+    {
+        int h = p.Hidden, g4 = 4 * h, n = 2 * p.Batch * h, bHh = 2 * g4;
         int stride = Grid.DimX * Group.DimX;
         for (int idx = Grid.GlobalIndex.X; idx < n; idx += stride)
         {
@@ -279,28 +460,13 @@ public sealed class Lstm
             int t = d == 0 ? p.Step : p.Steps - 1 - p.Step;
             int tPrev = d == 0 ? t - 1 : t + 1;
             int gRow = (b * p.Steps + t) * 2 * g4 + d * g4;
-            int w = d * g4 * h + j * h, bias = d * g4 + j;
-            float ai = gates[gRow + j] + recurrent[biasIh + bias] + recurrent[biasHh + bias];
-            float af = gates[gRow + h + j] + recurrent[biasIh + bias + h] + recurrent[biasHh + bias + h];
-            float ag = gates[gRow + 2 * h + j] + recurrent[biasIh + bias + 2 * h] + recurrent[biasHh + bias + 2 * h];
-            float ao = gates[gRow + 3 * h + j] + recurrent[biasIh + bias + 3 * h] + recurrent[biasHh + bias + 3 * h];
+            int bias = d * g4 + j;
+            float ai = gates[gRow + j] + biases[bias] + biases[bHh + bias];
+            float af = gates[gRow + h + j] + biases[bias + h] + biases[bHh + bias + h];
+            float ag = gates[gRow + 2 * h + j] + biases[bias + 2 * h] + biases[bHh + bias + 2 * h];
+            float ao = gates[gRow + 3 * h + j] + biases[bias + 3 * h] + biases[bHh + bias + 3 * h];
             float cPrev = 0f;
-            if (p.Step > 0)
-            {
-                int hRow = (b * p.Steps + tPrev) * 2 * h + d * h;
-                if (p.GemmRecurrence == 0)
-                {
-                    for (int m = 0; m < h; m++)
-                    {
-                        float hm = y[hRow + m];
-                        ai += recurrent[w + m] * hm;
-                        af += recurrent[w + h * h + m] * hm;
-                        ag += recurrent[w + 2 * h * h + m] * hm;
-                        ao += recurrent[w + 3 * h * h + m] * hm;
-                    }
-                }
-                cPrev = cells[hRow + j];
-            }
+            if (p.Step > 0) cPrev = cells[(b * p.Steps + tPrev) * 2 * h + d * h + j];
             float i = Sigmoid(ai), f = Sigmoid(af), gg = XMath.Tanh(ag), o = Sigmoid(ao);
             float c = f * cPrev + i * gg;
             gates[gRow + j] = i;
@@ -314,13 +480,12 @@ public sealed class Lstm
     }
 
     /// <summary>
-    /// One thread per (direction, batch, hidden unit), steps in reverse processing order. dh is dy plus the
-    /// recurrent gradient Σ_r dG_next[r]·W_hh[r, j] from the step processed after this one (column j of W_hh,
-    /// a fixed-order sum); dc adds the carried f_next⊙dc_next. Writes the pre-activation gate gradients and
-    /// carries dc⊙f to the next launch in <paramref name="dCell"/> [2, B, H] (each thread owns its element).
-    /// With <see cref="LstmStep.GemmRecurrence"/> the recurrent sum was computed by a GEMM into <paramref name="dHidden"/> [2, B, H].
+    /// Host policy only: the elementwise part of one backward step, one thread per (direction, batch, hidden unit).
+    /// dh is dy plus <paramref name="dHidden"/> [2, B, H], the recurrent gradient dG_next·W_hh that the host GEMMs
+    /// computed from the step processed after this one; dc adds the carried f_next⊙dc_next. Writes the
+    /// pre-activation gate gradients and carries dc⊙f to the next launch in <paramref name="dCell"/> [2, B, H].
     /// </summary>
-    static void BackwardStepKernel(ArrayView<float> wHh, ArrayView<float> gates, ArrayView<float> cells, ArrayView<float> dy,
+    static void BackwardStepKernel(ArrayView<float> gates, ArrayView<float> cells, ArrayView<float> dy,
         ArrayView<float> dGates, ArrayView<float> dCell, ArrayView<float> dHidden, LstmStep p)
     {
         int h = p.Hidden, g4 = 4 * h, n = 2 * p.Batch * h;
@@ -334,11 +499,7 @@ public sealed class Lstm
             float dh = dy[yIdx], dc = 0f;
             if (hasNext)
             {
-                int tNext = d == 0 ? t + 1 : t - 1;
-                int nextRow = (b * p.Steps + tNext) * 2 * g4 + d * g4;
-                int w = d * g4 * h + j;
-                if (p.GemmRecurrence != 0) dh += dHidden[idx];
-                else for (int r = 0; r < g4; r++) dh += dGates[nextRow + r] * wHh[w + r * h];
+                dh += dHidden[idx];
                 dc = dCell[idx];
             }
             int gRow = (b * p.Steps + t) * 2 * g4 + d * g4;

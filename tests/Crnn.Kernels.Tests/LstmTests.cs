@@ -178,9 +178,9 @@ public class LstmTests
             }
     }
 
-    /// <summary>Odd shapes on both devices: the host policy runs the recurrent products as GEMMs, the gpu
-    /// policy inside the step kernels. Every step is several launches, and a launch on the GPU-like device
-    /// costs ~10 ms: T stays small there (the model's T = 25 is <see cref="SeedModelShapeUnderEachPolicy"/>).</summary>
+    /// <summary>Odd shapes on both devices: the host policy runs the recurrent products as GEMMs between step
+    /// kernels, the gpu policy all steps in one persistent kernel per pass, with a barrier per step (~10–40 ms
+    /// on the GPU-like device): T stays small there (the model's T = 25 is <see cref="SeedModelShapeUnderEachPolicy"/>).</summary>
     public static TheoryData<string, int, int, int, int> Cases()
     {
         var data = new TheoryData<string, int, int, int, int>();
@@ -261,6 +261,66 @@ public class LstmTests
         var (edx, edp) = ReferenceBackward(xd, pd, rd, s);
         Reference.AssertNormClose(edx, dx, 1e-5, $"dx {dev.Policy}");
         AssertParameterGradients(s, edp, dp, 1e-5, $"{dev.Policy} ");
+    }
+
+    /// <summary>The recurrence's launches: one per pass (forward, backward) under the gpu policy, one step kernel
+    /// per step under host.</summary>
+    [Theory]
+    [MemberData(nameof(TestDevices.Names), MemberType = typeof(TestDevices))]
+    public void RecurrenceLaunchesPerPass(string device)
+    {
+        var dev = TestDevices.Get(device);
+        var s = new LstmShape(3, 5, 7, 5);
+        var lstm = new Lstm(dev);
+        using var layer = new DeviceLayer(dev, lstm, s, RandomParameters(s, 41), Reference.Random(s.InputLength, 42));
+        long perPass = dev.UsesHost ? s.Steps : 1;
+        Assert.Equal(perPass, lstm.RecurrenceLaunches);
+        layer.Backward(dev, Reference.Random(s.OutputLength, 43));
+        Assert.Equal(2 * perPass, lstm.RecurrenceLaunches);
+    }
+
+    /// <summary>
+    /// Gpu policy: two runs give the same bits, and so does a one-group grid, since groups own whole sequences
+    /// (6 sequences over the GPU-like device's 4 groups: some groups run two).
+    /// </summary>
+    [Fact]
+    public void GpuPolicyRepeatRunsAndGridSizesAreBitIdentical()
+    {
+        var s = new LstmShape(3, 6, 7, 9);
+        var dev = TestDevices.Get(TestDevices.GpuLike);
+        var first = RunBits(dev, s);
+        Assert.Equal(first, RunBits(dev, s));
+        using var oneGroup = Device.OpenCpu(Device.GpuLikeWarp, Device.GpuLikeWarps, 1, KernelPolicy.Gpu);
+        Assert.Equal(first, RunBits(oneGroup, s));
+    }
+
+    /// <summary>y, saved, dx and dParameters of one forward and backward, as bits.</summary>
+    static int[] RunBits(Device dev, LstmShape s)
+    {
+        using var layer = new DeviceLayer(dev, new Lstm(dev), s, RandomParameters(s, 44), Reference.Random(s.InputLength, 45));
+        var (dx, dp) = layer.Backward(dev, Reference.Random(s.OutputLength, 46));
+        float[] all = [.. layer.Y.ToHost(), .. layer.Saved.ToHost(), .. dx, .. dp];
+        return Array.ConvertAll(all, BitConverter.SingleToInt32Bits);
+    }
+
+    /// <summary>Gpu policy with more hidden units than threads in a group (300 over 256): threads own several
+    /// units, their gate rows and cells; checked against the float64 forward and backpropagation.</summary>
+    [Fact]
+    public void GpuPolicyHiddenWiderThanGroup()
+    {
+        var dev = TestDevices.Get(TestDevices.GpuLike);
+        var s = new LstmShape(3, 4, 5, 300);
+        Assert.True(s.Hidden > dev.GroupSize);
+        var p = Reference.Random(s.ParameterCount, 51, -0.1f, 0.1f);
+        var x = Reference.Random(s.InputLength, 52);
+        var r = Reference.Random(s.OutputLength, 53);
+        using var layer = new DeviceLayer(dev, new Lstm(dev), s, p, x);
+        var (dx, dp) = layer.Backward(dev, r);
+        double[] xd = Reference.ToDouble(x), pd = Reference.ToDouble(p), rd = Reference.ToDouble(r);
+        Reference.AssertClose(ReferenceForward(xd, pd, s), layer.Y.ToHost(), 1e-5, "y");
+        var (edx, edp) = ReferenceBackward(xd, pd, rd, s);
+        Reference.AssertNormClose(edx, dx, 1e-5, "dx");
+        AssertParameterGradients(s, edp, dp, 1e-5, "");
     }
 
     /// <summary>The model's neck: two layers, the second reading the first's [B, T, 2H] output.</summary>
