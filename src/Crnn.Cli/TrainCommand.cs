@@ -76,11 +76,8 @@ public static class TrainCommand
         public IAnsiConsole? Live { get; init; }
     }
 
-    /// <summary>Exit code of a run stopped by Ctrl-C (after saving its checkpoint): 128 + SIGINT, as shells report it.</summary>
-    public const int InterruptedExitCode = 130;
-
-    /// <summary>Trains as <paramref name="s"/> says; 0 when done, <see cref="InterruptedExitCode"/> when stopped by
-    /// Ctrl-C or <paramref name="cancel"/> (a checkpoint is saved either way).</summary>
+    /// <summary>Trains as <paramref name="s"/> says; 0 when done, 128 + the signal's number when stopped by Ctrl-C
+    /// or <paramref name="cancel"/> (130), SIGTERM (143) or SIGHUP (129); a checkpoint is saved either way.</summary>
     public static int Run(Settings s, TextWriter log, CancellationToken cancel = default)
     {
         s.Options.Validate();
@@ -119,19 +116,13 @@ public static class TrainCommand
         if (files != null) files.Report = view.Note; // bad images, once each, without breaking a live display
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
         var interrupt = new Interrupt(stop, view.Note);
-        ConsoleCancelEventHandler onCancel = (_, e) =>
-        {
-            e.Cancel = true; // never let Ctrl-C kill the process mid-save
-            interrupt.Press();
-        };
-        Console.CancelKeyPress += onCancel;
-        try { view.Run(trainer, () => trainer.Run(stop.Token)); }
-        finally { Console.CancelKeyPress -= onCancel; }
+        using (interrupt.Listen()) view.Run(trainer, () => trainer.Run(stop.Token));
         if (files is { BadImages: > 0 }) log.WriteLine($"bad images skipped: {files.BadImages:N0} in all");
         if (interrupt.Requested)
         {
-            log.WriteLine($"interrupted at step {trainer.Step}/{s.Options.Steps}: checkpoint saved in {Path.GetFullPath(s.Output)}; continue with --resume {s.Output}");
-            return InterruptedExitCode;
+            string by = interrupt.Signal is { } signal ? $" by {Interrupt.Name(signal)}" : "";
+            log.WriteLine($"interrupted{by} at step {trainer.Step}/{s.Options.Steps}: checkpoint saved in {Path.GetFullPath(s.Output)}; continue with --resume {s.Output}");
+            return interrupt.ExitCode;
         }
         log.WriteLine($"checkpoint: {Path.GetFullPath(s.Output)} (step {trainer.Step})" +
             (trainer.BestValAccuracy is { } best ? $"; best validation accuracy {best:P1} in {Path.Combine(s.Output, Trainer.BestFolder)}" : ""));
