@@ -23,28 +23,6 @@ public class SignalTests(ITestOutputHelper output) : IDisposable
     const string Common = "--device cpu --batch-size 2 --val-count 2 --val-every 0 --log-every 1 --decay 0 --no-progress --seed 3";
     const int Target = 5;
 
-    /// <summary>Starts the crnn built next to this test assembly (the Cli project is a reference, so it is copied here).</summary>
-    static Process Start(string arguments)
-    {
-        string dll = Path.Combine(AppContext.BaseDirectory, "crnn.dll");
-        var info = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet", $"\"{dll}\" {arguments}")
-        {
-            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-        };
-        return Process.Start(info) ?? throw new InvalidOperationException("cannot start crnn");
-    }
-
-    /// <summary>Reads stdout until a line starts with <paramref name="prefix"/>; everything read goes to <paramref name="lines"/>.</summary>
-    static void ReadUntil(Process process, string prefix, List<string> lines)
-    {
-        while (process.StandardOutput.ReadLine() is { } line)
-        {
-            lines.Add(line);
-            if (line.StartsWith(prefix)) return;
-        }
-        Assert.Fail($"crnn ended before printing '{prefix}...':\n{string.Join('\n', lines)}\n{process.StandardError.ReadToEnd()}");
-    }
-
     [Theory]
     [InlineData(15, 143, "SIGTERM", false)]
     [InlineData(2, 130, "Ctrl-C", false)]
@@ -53,23 +31,21 @@ public class SignalTests(ITestOutputHelper output) : IDisposable
     {
         string run = Path.Combine(_folder, "run");
         var clock = Stopwatch.StartNew();
-        using var process = Start($"train {Common} --steps 1000 --output {run}");
-        var lines = new List<string>();
-        ReadUntil(process, "step 1/", lines);
+        using var process = new CrnnProcess($"train {Common} --steps 1000 --output {run}");
+        process.ReadUntil("step 1/");
         Assert.Equal(0, kill(process.Id, signal));
         if (signalTwice)
         {
             // The second signal comes while the step or the save is still running: acknowledged, not obeyed.
-            ReadUntil(process, "stopping:", lines);
+            process.ReadUntil("stopping:");
             Assert.Equal(0, kill(process.Id, signal));
-            ReadUntil(process, "still stopping", lines);
+            process.ReadUntil("still stopping");
         }
-        lines.AddRange(process.StandardOutput.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        string errors = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        output.WriteLine($"{name}: exit code {process.ExitCode} after {clock.Elapsed.TotalSeconds:F1} s\n{string.Join('\n', lines)}\n{errors}");
+        var (code, errors) = process.Finish();
+        var lines = process.Lines;
+        output.WriteLine($"{name}: exit code {code} after {clock.Elapsed.TotalSeconds:F1} s\n{string.Join('\n', lines)}\n{errors}");
 
-        Assert.Equal(exitCode, process.ExitCode);
+        Assert.Equal(exitCode, code);
         Assert.Equal("", errors);
         var stopped = Checkpoint.Load(run);
         Assert.InRange(stopped.Step, 1, Target - 1);
