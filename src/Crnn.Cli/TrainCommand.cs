@@ -90,9 +90,9 @@ public static class TrainCommand
 
         var files = s.Train.Length == 0 ? null : OpenTraining(s, dictionary, steps, log);
         using IBatchSource source = new PrefetchingSource(files ?? (IBatchSource)new SyntheticSource(dictionary, s.Options.Seed, options: s.Synthetic));
-        var validation = s.Val is null
+        using var validation = s.Val is null
             ? ValidationSet.Synthetic(dictionary, s.ValCount, seed: s.Options.Seed + 1_000_000, s.Synthetic)
-            : LoadValidation(s, dictionary, steps, log);
+            : OpenValidation(s, dictionary, steps, log);
 
         using var device = Device.Open(s.Device, s.Kernels);
         log.WriteLine($"device: {device}");
@@ -102,7 +102,7 @@ public static class TrainCommand
         string data = files != null
             ? $"{files.EpochSize:N0} samples from {string.Join(", ", s.Train)} (case: {s.Case.Resolve(dictionary).ToString().ToLowerInvariant()})"
             : "synthetic words (built-in)";
-        log.WriteLine($"data: {data}; validation: {validation.Texts.Count} images");
+        log.WriteLine($"data: {data}; validation: {validation.Count} images");
 
         using var trainer = new Trainer(model, dictionary, source, s.Options, s.Output, validation);
         if (checkpoint != null)
@@ -138,22 +138,13 @@ public static class TrainCommand
         return new LabelFileSource(data, s.Options.Seed, s.Strict);
     }
 
-    /// <summary>The --val dataset, decoded once; bad images are left out (or stop the run with --strict).</summary>
-    static ValidationSet LoadValidation(Settings s, CharDictionary dictionary, int steps, TextWriter log)
+    /// <summary>The --val dataset, decoded a chunk at a time at each validation; bad images are left out (or stop
+    /// the run with --strict).</summary>
+    static ValidationSet OpenValidation(Settings s, CharDictionary dictionary, int steps, TextWriter log)
     {
-        using var data = Datasets.Open(s.Val!, dictionary, steps, s.Case, s.Strict);
+        var data = Datasets.Open(s.Val!, dictionary, steps, s.Case, s.Strict);
         data.Skipped.Report(log, s.Val!);
-        var images = new float[data.Count * ImageDecoding.Size];
-        var errors = ImageDecoding.DecodePacked(data.Count, data.Decode, images);
-        var texts = new List<string>(data.Count);
-        for (int i = 0; i < data.Count; i++)
-        {
-            if (errors[i] is null) { texts.Add(data.Text(i)); continue; }
-            if (s.Strict) throw new InvalidDataException($"{data.Describe(i)}: {errors[i]} (--strict)");
-            log.WriteLine($"skipped bad validation image {data.Describe(i)}: {errors[i]}");
-        }
-        if (texts.Count == 0) throw new InvalidDataException($"no validation image of {s.Val} can be read");
-        return new ValidationSet(images[..(texts.Count * ImageDecoding.Size)], texts);
+        return ValidationSet.Stream(data, s.Strict, (sample, error) => log.WriteLine($"skipped bad validation image {sample}: {error}"));
     }
 
     /// <summary>Ends a synthetic run by reading a few unseen synthetic words back, saved as PNGs to try `crnn predict` on.</summary>
