@@ -43,7 +43,7 @@ public class KillTests(ITestOutputHelper output) : IDisposable
 
             var checkpoint = Checkpoint.Load(run); // the assertion: a kill anywhere leaves a loadable folder
             Assert.InRange(checkpoint.Step, lastStep, Steps - 1);
-            bool torn = Directory.GetFiles(run, ".*.tmp").Length > 0;
+            bool torn = SaveTemps(run).Length > 0;
             if (torn) midSave++;
             output.WriteLine($"kill {kill + 1}: {delay} ms after {(aimAtSave ? "a save began" : $"'{process.Lines.Last()}'")}; checkpoint at step {checkpoint.Step}{(torn ? " (killed in a save)" : "")}");
             lastStep = checkpoint.Step;
@@ -66,11 +66,15 @@ public class KillTests(ITestOutputHelper output) : IDisposable
         output.WriteLine($"whole test {clock.Elapsed.TotalSeconds:F0} s");
     }
 
+    /// <summary>Temp files of checkpoint saves in <paramref name="run"/> and its best/ (not the write probe's).</summary>
+    static string[] SaveTemps(string run) =>
+        [.. Directory.GetFiles(run, ".*.tmp", SearchOption.AllDirectories).Where(f => !Path.GetFileName(f).StartsWith(".write-test"))];
+
     /// <summary>Returns as soon as a checkpoint's temp files appear in <paramref name="run"/> (or its best/).</summary>
     static void WaitForASave(string run)
     {
         var clock = Stopwatch.StartNew();
-        while (Directory.GetFiles(run, ".*.tmp", SearchOption.AllDirectories).Length == 0)
+        while (SaveTemps(run).Length == 0)
         {
             Assert.True(clock.Elapsed < TimeSpan.FromMinutes(1), "no checkpoint save began within a minute");
             Thread.Sleep(1);
