@@ -23,12 +23,18 @@ public sealed class ValidationSet : IDisposable
 
     /// <summary>Images already preprocessed, [texts.Count, 3, H, W].</summary>
     public ValidationSet(float[] images, IReadOnlyList<string> texts)
-        : this(texts, texts.Count == 0 ? ImageDecoding.Size : images.Length / texts.Count, null!)
+        : this(texts, SizeOfEach(images, texts.Count), (start, count, destination) =>
+        {
+            int size = SizeOfEach(images, texts.Count);
+            images.AsSpan(start * size, count * size).CopyTo(destination);
+        })
     {
-        if (images.Length != texts.Count * ImageSize)
-            throw new ArgumentException($"{images.Length} floats are not {texts.Count} whole images");
-        _read = (start, count, destination) => images.AsSpan(start * ImageSize, count * ImageSize).CopyTo(destination);
     }
+
+    static int SizeOfEach(float[] images, int count) =>
+        count == 0 && images.Length == 0 ? ImageDecoding.Size
+        : count > 0 && images.Length % count == 0 ? images.Length / count
+        : throw new ArgumentException($"{images.Length} floats are not {count} whole images");
 
     ValidationSet(IReadOnlyList<string> texts, int imageSize, Reader read, IDisposable? source = null) =>
         (Texts, ImageSize, _read, _source) = (texts, imageSize, read, source);
