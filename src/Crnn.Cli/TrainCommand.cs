@@ -76,11 +76,8 @@ public static class TrainCommand
         public IAnsiConsole? Live { get; init; }
     }
 
-    /// <summary>Exit code of a run stopped by Ctrl-C (after saving its checkpoint): 128 + SIGINT, as shells report it.</summary>
-    public const int InterruptedExitCode = 130;
-
-    /// <summary>Trains as <paramref name="s"/> says; 0 when done, <see cref="InterruptedExitCode"/> when stopped by
-    /// Ctrl-C or <paramref name="cancel"/> (a checkpoint is saved either way).</summary>
+    /// <summary>Trains as <paramref name="s"/> says; 0 when done, 128 + the signal's number when stopped by Ctrl-C
+    /// or <paramref name="cancel"/> (130), SIGTERM (143) or SIGHUP (129); a checkpoint is saved either way.</summary>
     public static int Run(Settings s, TextWriter log, CancellationToken cancel = default)
     {
         s.Options.Validate();
@@ -93,9 +90,9 @@ public static class TrainCommand
 
         var files = s.Train.Length == 0 ? null : OpenTraining(s, dictionary, steps, log);
         using IBatchSource source = new PrefetchingSource(files ?? (IBatchSource)new SyntheticSource(dictionary, s.Options.Seed, options: s.Synthetic));
-        var validation = s.Val is null
+        using var validation = s.Val is null
             ? ValidationSet.Synthetic(dictionary, s.ValCount, seed: s.Options.Seed + 1_000_000, s.Synthetic)
-            : LoadValidation(s, dictionary, steps, log);
+            : OpenValidation(s, dictionary, steps, log);
 
         using var device = Device.Open(s.Device, s.Kernels);
         log.WriteLine($"device: {device}");
@@ -105,7 +102,7 @@ public static class TrainCommand
         string data = files != null
             ? $"{files.EpochSize:N0} samples from {string.Join(", ", s.Train)} (case: {s.Case.Resolve(dictionary).ToString().ToLowerInvariant()})"
             : "synthetic words (built-in)";
-        log.WriteLine($"data: {data}; validation: {validation.Texts.Count} images");
+        log.WriteLine($"data: {data}; validation: {validation.Count} images");
 
         using var trainer = new Trainer(model, dictionary, source, s.Options, s.Output, validation);
         if (checkpoint != null)
@@ -119,19 +116,13 @@ public static class TrainCommand
         if (files != null) files.Report = view.Note; // bad images, once each, without breaking a live display
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
         var interrupt = new Interrupt(stop, view.Note);
-        ConsoleCancelEventHandler onCancel = (_, e) =>
-        {
-            e.Cancel = true; // never let Ctrl-C kill the process mid-save
-            interrupt.Press();
-        };
-        Console.CancelKeyPress += onCancel;
-        try { view.Run(trainer, () => trainer.Run(stop.Token)); }
-        finally { Console.CancelKeyPress -= onCancel; }
+        using (interrupt.Listen()) view.Run(trainer, () => trainer.Run(stop.Token));
         if (files is { BadImages: > 0 }) log.WriteLine($"bad images skipped: {files.BadImages:N0} in all");
         if (interrupt.Requested)
         {
-            log.WriteLine($"interrupted at step {trainer.Step}/{s.Options.Steps}: checkpoint saved in {Path.GetFullPath(s.Output)}; continue with --resume {s.Output}");
-            return InterruptedExitCode;
+            string by = interrupt.Signal is { } signal ? $" by {Interrupt.Name(signal)}" : "";
+            log.WriteLine($"interrupted{by} at step {trainer.Step}/{s.Options.Steps}: checkpoint saved in {Path.GetFullPath(s.Output)}; continue with --resume {s.Output}");
+            return interrupt.ExitCode;
         }
         log.WriteLine($"checkpoint: {Path.GetFullPath(s.Output)} (step {trainer.Step})" +
             (trainer.BestValAccuracy is { } best ? $"; best validation accuracy {best:P1} in {Path.Combine(s.Output, Trainer.BestFolder)}" : ""));
@@ -147,22 +138,13 @@ public static class TrainCommand
         return new LabelFileSource(data, s.Options.Seed, s.Strict);
     }
 
-    /// <summary>The --val dataset, decoded once; bad images are left out (or stop the run with --strict).</summary>
-    static ValidationSet LoadValidation(Settings s, CharDictionary dictionary, int steps, TextWriter log)
+    /// <summary>The --val dataset, decoded a chunk at a time at each validation; bad images are left out (or stop
+    /// the run with --strict).</summary>
+    static ValidationSet OpenValidation(Settings s, CharDictionary dictionary, int steps, TextWriter log)
     {
-        using var data = Datasets.Open(s.Val!, dictionary, steps, s.Case, s.Strict);
+        var data = Datasets.Open(s.Val!, dictionary, steps, s.Case, s.Strict);
         data.Skipped.Report(log, s.Val!);
-        var images = new float[data.Count * ImageDecoding.Size];
-        var errors = ImageDecoding.DecodePacked(data.Count, data.Decode, images);
-        var texts = new List<string>(data.Count);
-        for (int i = 0; i < data.Count; i++)
-        {
-            if (errors[i] is null) { texts.Add(data.Text(i)); continue; }
-            if (s.Strict) throw new InvalidDataException($"{data.Describe(i)}: {errors[i]} (--strict)");
-            log.WriteLine($"skipped bad validation image {data.Describe(i)}: {errors[i]}");
-        }
-        if (texts.Count == 0) throw new InvalidDataException($"no validation image of {s.Val} can be read");
-        return new ValidationSet(images[..(texts.Count * ImageDecoding.Size)], texts);
+        return ValidationSet.Stream(data, s.Strict, (sample, error) => log.WriteLine($"skipped bad validation image {sample}: {error}"));
     }
 
     /// <summary>Ends a synthetic run by reading a few unseen synthetic words back, saved as PNGs to try `crnn predict` on.</summary>

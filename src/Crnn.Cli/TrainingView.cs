@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using Crnn.Engine.Training;
 using Spectre.Console;
 
@@ -116,26 +117,60 @@ public sealed class LiveView(IAnsiConsole console, long totalSteps, int batchSiz
     public override void Note(string message) => _note = "  " + message;
 }
 
+/// <summary>A request to stop training: Ctrl-C, a scheduler preempting the job, or the terminal closing.
+/// The value is the POSIX signal number; the exit code is 128 + it, as shells report a signal.</summary>
+public enum StopSignal { SIGHUP = 1, SIGINT = 2, SIGTERM = 15 }
+
 /// <summary>
-/// Ctrl-C: the first press cancels training, which then saves a checkpoint after the current step; later
-/// presses are only acknowledged (the process is not killed), so they cannot interrupt that save.
+/// Ctrl-C, SIGTERM or SIGHUP: the first one cancels training, which then saves a checkpoint after the current
+/// step; later ones are only acknowledged (the process is not killed), so they cannot interrupt that save.
 /// </summary>
 public sealed class Interrupt(CancellationTokenSource cancel, Action<string> note)
 {
     int _presses;
+    StopSignal? _signal;
 
     public bool Requested => cancel.IsCancellationRequested;
 
-    public void Press()
+    /// <summary>The first signal received; null when none was (a cancellation from the caller counts as Ctrl-C).</summary>
+    public StopSignal? Signal => _signal;
+
+    /// <summary>128 + the first signal's number: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP.</summary>
+    public int ExitCode => 128 + (int)(_signal ?? StopSignal.SIGINT);
+
+    public void Press(StopSignal signal = StopSignal.SIGINT)
     {
         if (Interlocked.Increment(ref _presses) == 1)
         {
-            note("stopping: a checkpoint is saved after this step (Ctrl-C again will not interrupt it)");
+            _signal = signal;
+            note($"stopping: a checkpoint is saved after this step ({Name(signal)}; another signal will not interrupt it)");
             cancel.Cancel();
         }
         else
         {
-            note("still stopping: waiting for the checkpoint to be written");
+            note($"still stopping ({Name(signal)}): waiting for the checkpoint to be written");
         }
+    }
+
+    public static string Name(StopSignal signal) => signal == StopSignal.SIGINT ? "Ctrl-C" : signal.ToString();
+
+    /// <summary>Routes SIGINT, SIGTERM and SIGHUP to <see cref="Press"/> until disposed, cancelling each signal's
+    /// default action (ending the process) so a save in progress always completes.</summary>
+    public IDisposable Listen()
+    {
+        var registrations = new (PosixSignal Posix, StopSignal Stop)[]
+        {
+            (PosixSignal.SIGINT, StopSignal.SIGINT), (PosixSignal.SIGTERM, StopSignal.SIGTERM), (PosixSignal.SIGHUP, StopSignal.SIGHUP),
+        }.Select(s => PosixSignalRegistration.Create(s.Posix, context =>
+        {
+            context.Cancel = true;
+            Press(s.Stop);
+        })).ToList();
+        return new Registrations(registrations);
+    }
+
+    sealed class Registrations(List<PosixSignalRegistration> all) : IDisposable
+    {
+        public void Dispose() => all.ForEach(r => r.Dispose());
     }
 }

@@ -17,7 +17,10 @@ public sealed record RngState(int Seed, long SamplesDrawn);
 /// <c>model.json</c> (configuration, dictionary, step, epoch, data RNG state, metrics).
 /// Every file is written to a temp file in the same folder and flushed to disk before any is renamed over
 /// the previous one, so a failed save leaves the previous checkpoint as it was. All three files carry one
-/// checkpoint id; a crash between the renames is caught on load instead of mixing two saves.
+/// checkpoint id, and model.json, renamed last, commits the save. A process killed between the renames leaves
+/// model.safetensors (and maybe optimizer.safetensors) of the new save beside model.json of the old one: the
+/// rest of the new save is then complete in its temp files, and <see cref="Load"/> reads it from them, so a
+/// folder always loads as one whole save, the old or the new. The next save removes such leftovers.
 /// </summary>
 public sealed class Checkpoint
 {
@@ -47,13 +50,16 @@ public sealed class Checkpoint
     };
 
     sealed record ConfigJson(double Scale, int Classes, int Hidden, int Height, int Width);
+    /// <summary><see cref="Optimizer"/>: whether optimizer.safetensors belongs to this save (null in checkpoints
+    /// written before it was recorded: then it does when present).</summary>
     sealed record MetadataJson(string Format, int Version, string CheckpointId, ConfigJson Config, string[] Dictionary,
-        long Step, int Epoch, RngState Rng, Dictionary<string, double> Metrics);
+        long Step, int Epoch, RngState Rng, Dictionary<string, double> Metrics, bool? Optimizer);
 
     public void Save(string folder) => Save(folder, path => new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None));
 
-    /// <summary>Save with a given way to create the temp files (tests use it to fail mid-write).</summary>
-    internal void Save(string folder, Func<string, Stream> createFile)
+    /// <summary>Save with a given way to create the temp files (tests use it to fail mid-write); tests stop a save
+    /// between its renames, as a kill would, with <paramref name="beforeRename"/> (called with each final name).</summary>
+    internal void Save(string folder, Func<string, Stream> createFile, Action<string>? beforeRename = null)
     {
         var layout = new ParameterLayout(Config);
         Validate(layout);
@@ -66,33 +72,51 @@ public sealed class Checkpoint
         if (AdamM is not null) files.Add((OptimizerFile, s => SafeTensors.Write(s, OptimizerTensors(layout), tensorMetadata)));
         var metadata = new MetadataJson(Format, Version, id,
             new ConfigJson(Config.Scale, Config.Classes, Config.Hidden, Config.Height, Config.Width),
-            [.. Dictionary.Symbols], Step, Epoch, Rng, new Dictionary<string, double>(Metrics));
+            [.. Dictionary.Symbols], Step, Epoch, Rng, new Dictionary<string, double>(Metrics), Optimizer: AdamM is not null);
         files.Add((MetadataFile, s => JsonSerializer.Serialize(s, metadata, Json))); // last: it names the checkpoint
 
         var temps = new List<string>();
+        int renamed = 0;
         try
         {
             Directory.CreateDirectory(folder);
             foreach (var (final, write) in files)
             {
-                string temp = Path.Combine(folder, $".{final}.{id}.tmp");
+                string temp = TempPath(folder, final, id);
                 temps.Add(temp);
                 using var stream = createFile(temp);
                 write(stream);
                 if (stream is FileStream fs) fs.Flush(flushToDisk: true);
                 else stream.Flush();
             }
-            for (int i = 0; i < files.Count; i++) File.Move(temps[i], Path.Combine(folder, files[i].Final), overwrite: true);
-            temps.Clear();
+            for (; renamed < files.Count; renamed++)
+            {
+                beforeRename?.Invoke(files[renamed].Final);
+                File.Move(temps[renamed], Path.Combine(folder, files[renamed].Final), overwrite: true);
+            }
             if (AdamM is null) File.Delete(Path.Combine(folder, OptimizerFile)); // a stale one would belong to another save
+            RemoveLeftovers(folder);
         }
         catch (Exception e)
         {
-            foreach (var temp in temps) TryDelete(temp);
+            // Once a file is renamed, the temps left are the rest of this save, which Load completes it from.
+            if (renamed == 0) foreach (var temp in temps) TryDelete(temp);
             if (e is IOException or UnauthorizedAccessException)
                 throw new CheckpointException($"cannot save checkpoint to '{folder}': {e.Message.Split('\n')[0]}", e);
             throw;
         }
+    }
+
+    /// <summary>Where a save with checkpoint id <paramref name="id"/> writes <paramref name="final"/> before renaming it.</summary>
+    static string TempPath(string folder, string final, string id) => Path.Combine(folder, $".{final}.{id}.tmp");
+
+    /// <summary>Removes the temp files of saves killed before they were committed (or while their renames went
+    /// on): once this save's files are all in place, none of them is needed to load the folder.</summary>
+    static void RemoveLeftovers(string folder)
+    {
+        foreach (var final in new[] { ModelFile, OptimizerFile, MetadataFile })
+            foreach (var temp in Directory.EnumerateFiles(folder, $".{final}.*.tmp"))
+                TryDelete(temp);
     }
 
     /// <summary>Fails fast, before any training, when <paramref name="folder"/> cannot be created or written
@@ -159,17 +183,11 @@ public sealed class Checkpoint
     {
         string metadataPath = Path.Combine(folder, MetadataFile);
         if (!File.Exists(metadataPath)) throw new InvalidDataException($"no {MetadataFile} in '{folder}'");
-        MetadataJson meta;
-        try
-        {
-            meta = JsonSerializer.Deserialize<MetadataJson>(File.ReadAllText(metadataPath), Json)
-                ?? throw new InvalidDataException($"{metadataPath} is empty");
-        }
-        catch (JsonException e) { throw new InvalidDataException($"{metadataPath} is not valid checkpoint JSON ({e.Message})"); }
-        if (meta.Format != Format || meta.Version != Version)
-            throw new InvalidDataException($"{metadataPath} is format '{meta.Format}' version {meta.Version}, expected '{Format}' version {Version}");
-        if (meta.Config is null || meta.Dictionary is null || meta.Rng is null)
-            throw new InvalidDataException($"{metadataPath} lacks config, dictionary or rng");
+        var meta = ReadMetadata(metadataPath);
+        var model = SafeTensors.Read(Path.Combine(folder, ModelFile));
+        // Killed between its renames, a newer save has model.safetensors in place and the rest in its temp files.
+        if (IdOf(model) is { } newer && newer != meta.CheckpointId && File.Exists(TempPath(folder, MetadataFile, newer)))
+            meta = ReadMetadata(metadataPath = TempPath(folder, MetadataFile, newer));
 
         var config = new ModelConfig(meta.Config.Scale, meta.Config.Classes, meta.Config.Hidden, meta.Config.Height, meta.Config.Width);
         CharDictionary dictionary;
@@ -179,7 +197,6 @@ public sealed class Checkpoint
             throw new InvalidDataException($"{metadataPath}: dictionary gives {dictionary.Classes} classes, config {config.Classes}");
 
         var layout = new ParameterLayout(config);
-        var model = SafeTensors.Read(Path.Combine(folder, ModelFile));
         CheckSameSave(model, meta);
         var parameters = new float[layout.ParameterCount];
         var buffers = new float[layout.BufferCount];
@@ -188,10 +205,8 @@ public sealed class Checkpoint
         CheckNoExtra(model, layout.Parameters.Count + layout.Buffers.Count);
 
         float[]? m = null, v = null;
-        string optimizerPath = Path.Combine(folder, OptimizerFile);
-        if (File.Exists(optimizerPath))
+        if (OptimizerOf(folder, meta) is { } optimizer)
         {
-            var optimizer = SafeTensors.Read(optimizerPath);
             CheckSameSave(optimizer, meta);
             m = new float[layout.ParameterCount];
             v = new float[layout.ParameterCount];
@@ -206,6 +221,37 @@ public sealed class Checkpoint
             Step = meta.Step, Epoch = meta.Epoch, Rng = meta.Rng, Metrics = meta.Metrics ?? [],
         };
     }
+
+    static MetadataJson ReadMetadata(string path)
+    {
+        MetadataJson meta;
+        try
+        {
+            meta = JsonSerializer.Deserialize<MetadataJson>(File.ReadAllText(path), Json)
+                ?? throw new InvalidDataException($"{path} is empty");
+        }
+        catch (JsonException e) { throw new InvalidDataException($"{path} is not valid checkpoint JSON ({e.Message})"); }
+        if (meta.Format != Format || meta.Version != Version)
+            throw new InvalidDataException($"{path} is format '{meta.Format}' version {meta.Version}, expected '{Format}' version {Version}");
+        if (meta.Config is null || meta.Dictionary is null || meta.Rng is null)
+            throw new InvalidDataException($"{path} lacks config, dictionary or rng");
+        return meta;
+    }
+
+    /// <summary>The optimizer file of the save <paramref name="meta"/> describes: in place, or still in its temp
+    /// file when the save was killed before renaming it; null when the save has none.</summary>
+    static SafeTensorFile? OptimizerOf(string folder, MetadataJson meta)
+    {
+        if (meta.Optimizer == false) return null; // a file there is a stale one from an earlier save
+        string path = Path.Combine(folder, OptimizerFile), temp = TempPath(folder, OptimizerFile, meta.CheckpointId);
+        var inPlace = File.Exists(path) ? SafeTensors.Read(path) : null;
+        if (inPlace is not null && IdOf(inPlace) == meta.CheckpointId) return inPlace;
+        if (File.Exists(temp)) return SafeTensors.Read(temp);
+        if (inPlace is null && meta.Optimizer == true) throw new InvalidDataException($"no {OptimizerFile} in '{folder}'");
+        return inPlace; // another save's file: the caller names the mix-up
+    }
+
+    static string? IdOf(SafeTensorFile file) => file.Metadata.TryGetValue("checkpoint_id", out var id) ? id : null;
 
     static void ReadAll(SafeTensorFile file, IReadOnlyList<ParameterSpec> specs, float[] flat, string suffix)
     {

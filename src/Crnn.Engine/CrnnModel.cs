@@ -143,6 +143,7 @@ public sealed class CrnnModel : IDisposable
             DecodedIds = kernels.Device.Allocate<int>(batch * steps);
             DecodedLengths = kernels.Device.Allocate<int>(batch);
             Confidences = kernels.Device.Allocate(batch);
+            kernels.Decoder.Reserve(batch, steps);
         }
 
         public Tensor<int> Labels { get; }

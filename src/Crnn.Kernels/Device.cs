@@ -234,6 +234,11 @@ public sealed class Device : IDisposable
     /// <summary>Launch geometry with exactly <paramref name="groups"/> groups of <paramref name="groupSize"/> threads.</summary>
     public KernelConfig Groups(int groups, int groupSize) => new(Math.Max(1, groups), groupSize);
 
+    long _allocatedBytes;
+
+    /// <summary>Bytes of every tensor allocated so far, freed or not (tests check a phase allocates nothing).</summary>
+    public long AllocatedBytes => Interlocked.Read(ref _allocatedBytes);
+
     /// <summary>A new device tensor; a failed allocation is a <see cref="DeviceMemoryException"/> naming its size.</summary>
     public Tensor<T> Allocate<T>(params int[] shape) where T : unmanaged
     {
@@ -244,7 +249,9 @@ public sealed class Device : IDisposable
             throw new DeviceMemoryException($"cannot allocate {Mib(bytes)} MiB on the device: one tensor may hold at most 2^31 elements", bytes);
         try
         {
-            return Tensor<T>.Allocate(this, shape);
+            var tensor = Tensor<T>.Allocate(this, shape);
+            Interlocked.Add(ref _allocatedBytes, bytes);
+            return tensor;
         }
         catch (Exception e) when (e is OutOfMemoryException or AcceleratorException)
         {

@@ -82,6 +82,10 @@ public sealed class GreedyDecoder : IDisposable
         return (result, hostConfidences);
     }
 
+    /// <summary>Allocates now the workspace of decoding <paramref name="batch"/> × <paramref name="steps"/>, so that
+    /// decoding allocates nothing later (the model reserves it with the network of each batch size).</summary>
+    public void Reserve(int batch, int steps) => Grow(ref _probs, batch * steps);
+
     /// <summary>The first <paramref name="count"/> elements of a workspace buffer, reallocated when too small.</summary>
     ArrayView<T> Grow<T>(ref Tensor<T>? buffer, int count) where T : unmanaged
     {

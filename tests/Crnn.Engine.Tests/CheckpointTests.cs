@@ -139,6 +139,43 @@ public sealed class CheckpointTests : IDisposable
         Assert.Contains("same save", Assert.Throws<CheckpointException>(() => Checkpoint.Load(main)).Message);
     }
 
+    /// <summary>A save stopped after renaming <paramref name="renamedFiles"/> of its files (as a kill would stop it):
+    /// the folder loads as that newer save, whole, from its temp files; the next save leaves no temp file.</summary>
+    [Theory]
+    [InlineData(1, true)]
+    [InlineData(2, true)]
+    [InlineData(1, false)]
+    public void ASaveKilledBetweenItsRenamesLoadsAsTheNewerSave(int renamedFiles, bool withOptimizer)
+    {
+        Make(1).Save(_dir);
+        var newer = Make(2, withOptimizer);
+        int renames = 0;
+        var e = Assert.Throws<CheckpointException>(() => newer.Save(_dir, path => new FileStream(path, FileMode.CreateNew),
+            beforeRename: _ => { if (renames++ == renamedFiles) throw new IOException("killed"); }));
+        Assert.Contains("killed", e.Message);
+        Assert.NotEmpty(Directory.GetFiles(_dir, ".*.tmp")); // a torn folder, not a finished save
+
+        var loaded = Checkpoint.Load(_dir);
+        Assert.Equal(newer.Step, loaded.Step);
+        Assert.Equal(Bits(newer.Parameters), Bits(loaded.Parameters));
+        Assert.Equal(Bits(newer.Buffers), Bits(loaded.Buffers));
+        Assert.Equal(newer.AdamM, loaded.AdamM);
+        Assert.Equal(newer.AdamV, loaded.AdamV);
+
+        Make(3).Save(_dir);
+        Assert.Equal(1003, Checkpoint.Load(_dir).Step);
+        Assert.Empty(Directory.GetFiles(_dir, ".*"));
+    }
+
+    [Fact]
+    public void ASaveKilledBeforeItsFirstRenameLeavesTheOlderSave()
+    {
+        Make(1).Save(_dir);
+        Assert.Throws<CheckpointException>(() => Make(2).Save(_dir, path => new FileStream(path, FileMode.CreateNew),
+            beforeRename: _ => throw new IOException("killed")));
+        Assert.Equal(1001, Checkpoint.Load(_dir).Step);
+    }
+
     [Fact]
     public void BadMetadataIsRejected()
     {

@@ -36,8 +36,9 @@ public sealed class MetricsLog : IDisposable
         {
             var jsonRows = resumeStep > 0 && File.Exists(jsonPath) ? File.ReadAllLines(jsonPath).Where(l => JsonStep(l) <= resumeStep).ToList() : [];
             var csvRows = resumeStep > 0 && File.Exists(csvPath) ? File.ReadAllLines(csvPath).Skip(1).Where(l => CsvStep(l) <= resumeStep).ToList() : [];
-            File.WriteAllLines(jsonPath, jsonRows);
-            File.WriteAllLines(csvPath, [string.Join(',', Columns), .. csvRows]); // the header once, at the top
+            // Rewritten through a temp file: a process killed here keeps the rows it had.
+            Replace(jsonPath, jsonRows);
+            Replace(csvPath, [string.Join(',', Columns), .. csvRows]); // the header once, at the top
             var log = new MetricsLog(folder, new StreamWriter(jsonPath, append: true), new StreamWriter(csvPath, append: true));
             foreach (var row in csvRows) log.Remember(row.Split(',').Select(ParseOrNull).ToArray());
             return log;
@@ -46,6 +47,13 @@ public sealed class MetricsLog : IDisposable
         {
             throw new TrainingException($"cannot write metrics in '{folder}': {e.Message.Split('\n')[0]}", e);
         }
+    }
+
+    static void Replace(string path, IEnumerable<string> lines)
+    {
+        string temp = path + ".tmp";
+        File.WriteAllLines(temp, lines);
+        File.Move(temp, path, overwrite: true);
     }
 
     /// <summary>Appends one logged step to both files (flushed, so they can be followed while training).</summary>
@@ -139,7 +147,9 @@ public sealed class MetricsLog : IDisposable
         }
     }
 
-    static long CsvStep(string line) => long.TryParse(line.Split(',')[0], CultureInfo.InvariantCulture, out long step) ? step : long.MaxValue;
+    /// <summary>The step of a csv row; a row cut short (the process killed while appending it) is not a row.</summary>
+    static long CsvStep(string line) =>
+        line.Split(',') is { Length: var n } fields && n == Columns.Length && long.TryParse(fields[0], CultureInfo.InvariantCulture, out long step) ? step : long.MaxValue;
 
     static double? ParseOrNull(string field) => double.TryParse(field, CultureInfo.InvariantCulture, out double v) ? v : null;
 

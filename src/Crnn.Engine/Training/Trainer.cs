@@ -6,20 +6,6 @@ using Crnn.Kernels;
 
 namespace Crnn.Engine.Training;
 
-/// <summary>Held-out images and their texts, preprocessed once.</summary>
-public sealed record ValidationSet(float[] Images, IReadOnlyList<string> Texts)
-{
-    /// <summary>Renders <paramref name="count"/> synthetic words from a seed the training stream never uses.</summary>
-    public static ValidationSet Synthetic(CharDictionary dictionary, int count, int seed, SyntheticOptions? options = null)
-    {
-        using var words = new SyntheticWords(dictionary, seed, options);
-        var images = new float[count * Preprocess.Channels * words.OutHeight * words.OutWidth];
-        var texts = new string[count];
-        words.NextBatch(images, texts, new int[count][]);
-        return new ValidationSet(images, texts);
-    }
-}
-
 /// <summary>What one logged step reports (also a row of metrics.jsonl and metrics.csv).</summary>
 public sealed record StepReport(long Step, double Loss, float LearningRate, double ImagesPerSecond, double? ValAccuracy, double? ValNormEditDistance)
 {
@@ -178,7 +164,8 @@ public sealed class Trainer : IDisposable
                 if (validate && _validation != null)
                 {
                     Validating?.Invoke(Step);
-                    var m = new Recognizer(_model, _dictionary, _options.BatchSize).Evaluate(_validation.Images, _validation.Texts);
+                    // Through the training batch's buffer and network: a validation allocates nothing on the device.
+                    var m = new Recognizer(_model, _dictionary, _images).Evaluate(_validation);
                     (accuracy, distance) = (m.Accuracy, m.NormEditDistance);
                     if (!(m.Accuracy <= _best)) (_best, _bestStep, newBest) = (m.Accuracy, Step, true);
                 }
