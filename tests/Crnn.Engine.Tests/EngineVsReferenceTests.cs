@@ -28,6 +28,23 @@ public class EngineVsReferenceTests(ITestOutputHelper output)
 
     static double[] D(float[] x) => Array.ConvertAll(x, v => (double)v);
 
+    /// <summary>Where an activation's input lies within float32 rounding of its kink, float32 and float64 may take
+    /// different branches and every gradient before it moves by ~1 % (seen: batch 4, seed 8 on the host policy,
+    /// seed 1 on PoCL: 1.5e-2 in the first layers, against ~2e-5 otherwise). Over seeds 1–12 the nearest kink
+    /// lies 3.6e-8 – 4.0e-6 away; the first batch whose inputs all stay 2e-6 clear of every kink is used.</summary>
+    static (float[] Images, int[][] Labels) BatchClearOfKinks(ModelConfig config, ParameterLayout layout, float[] parameters, float[] buffers, int batch)
+    {
+        var reference = new ReferenceModel(config, layout);
+        for (int seed = 1; seed <= 40; seed++)
+        {
+            var (images, labels) = RandomBatch(config, batch, seed);
+            ReferenceModel.ResetKinks();
+            reference.Forward(D(parameters), D(buffers), D(images), batch, labels, training: true);
+            if (ReferenceModel.NearestKink >= 2e-6) return (images, labels);
+        }
+        throw new InvalidOperationException("no batch among 40 seeds stays clear of the activation kinks");
+    }
+
     static double Norm(IEnumerable<double> x) => Math.Sqrt(x.Sum(v => v * v));
 
     [Fact]
@@ -39,11 +56,7 @@ public class EngineVsReferenceTests(ITestOutputHelper output)
         using var model = new CrnnModel(Device.Value, config);
         var (parameters, buffers) = model.Layout.Initialize(seed: 3);
         model.Load(parameters, buffers);
-        // A batch whose pre-activations stay clear of the relu/hardswish kinks: where one sits within float32
-        // rounding of a kink, float32 and float64 legitimately take different branches and the gradients of every
-        // layer before it move by ~1 % (measured at batch 4: seed 8 gives 1.5e-2 at unit 9; seeds 1–5 give
-        // 1.5e-5 – 5.8e-5, the float32 noise level).
-        var (images, labels) = RandomBatch(config, batch, seed: 1);
+        var (images, labels) = BatchClearOfKinks(config, model.Layout, parameters, buffers, batch);
         using var deviceImages = model.Device.Upload(images, images.Length);
 
         var losses = model.ForwardBackward(deviceImages.View, labels);

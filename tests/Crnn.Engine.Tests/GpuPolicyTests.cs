@@ -64,6 +64,11 @@ public class GpuPolicyTests(ITestOutputHelper output)
         }
         output.WriteLine($"largest relative difference {worst:E2}");
         Assert.Equal(first, second);
-        Assert.True(worst <= 1e-4, $"gpu and host losses differ by up to {worst:E2} relative");
+        // Step 1 sees the same weights and batch under both policies: only rounding differs.
+        Assert.True(Math.Abs(first[0] - reference[0]) <= 1e-6 * Math.Abs(reference[0]), $"step 1: gpu {first[0]} host {reference[0]}");
+        // Later steps drift apart: whenever an activation input lands within float32 rounding of its kink, the
+        // two policies take different branches and the first layers' gradients differ by ~1 %, which Adam carries
+        // on. Measured on PoCL (2026-12-03): ≤ 3e-6 for steps 1–4, then up to 1.2e-3 (step 9).
+        Assert.True(worst <= 5e-3, $"gpu and host losses differ by up to {worst:E2} relative");
     }
 }

@@ -423,12 +423,25 @@ public sealed class ReferenceModel
 
     // ───────────────────────────── activations ─────────────────────────────
 
-    internal static double Relu(double x) => x > 0 ? x : 0;
+    [ThreadStatic] static double _nearestKink;
+
+    /// <summary>The smallest distance of any activation input from its activation's kink (relu 0, hardswish ±3,
+    /// hardsigmoid ±2.5) since <see cref="ResetKinks"/>. Within float32 rounding of a kink the engine may take the
+    /// other branch than this float64 model, and every gradient before it moves by ~1 %.</summary>
+    public static double NearestKink => _nearestKink;
+    public static void ResetKinks() => _nearestKink = double.PositiveInfinity;
+    static double Near(double x, double distance)
+    {
+        if (distance < _nearestKink) _nearestKink = distance;
+        return x;
+    }
+
+    internal static double Relu(double x) => Near(x > 0 ? x : 0, Math.Abs(x));
     internal static double ReluGrad(double x) => x > 0 ? 1 : 0;
-    internal static double HardSwish(double x) => x * Math.Clamp(x + 3, 0, 6) / 6;
+    internal static double HardSwish(double x) => Near(x * Math.Clamp(x + 3, 0, 6) / 6, Math.Min(Math.Abs(x + 3), Math.Abs(x - 3)));
     internal static double HardSwishGrad(double x) => x < -3 ? 0 : x > 3 ? 1 : (2 * x + 3) / 6;
     /// <summary>Paddle's hardsigmoid: clip(0.2·x + 0.5, 0, 1).</summary>
-    internal static double HardSigmoid(double x) => Math.Clamp(0.2 * x + 0.5, 0, 1);
+    internal static double HardSigmoid(double x) => Near(Math.Clamp(0.2 * x + 0.5, 0, 1), Math.Min(Math.Abs(x + 2.5), Math.Abs(x - 2.5)));
     internal static double HardSigmoidGrad(double x) => x > -2.5 && x < 2.5 ? 0.2 : 0;
 
     static double Apply(Activation act, double x) => act switch
