@@ -17,7 +17,6 @@ public sealed class Bias
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int> _add;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int, int> _partialSums;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _sumPieces;
-    Tensor<float>? _partials;
 
     public Bias(Device device)
     {
@@ -47,7 +46,7 @@ public sealed class Bias
         if (n == 0) { Fill.Zero(_device, dbias); return; }
         int pieces = (int)(((long)outer * inner + PieceLength - 1) / PieceLength);
         // One piece: the partial sums are the result.
-        var partials = pieces == 1 ? dbias : Workspace((long)pieces * channels);
+        var partials = pieces == 1 ? dbias : _device.Workspace("bias.partials", (long)pieces * channels);
         long units = (long)pieces * channels;
         if (_device.Launch(nameof(PartialSumsKernel), _device.GridStride(units), units, n, 4.0 * n))
             _partialSums(_device.GridStride(units), dy, partials, outer, channels, inner, pieces);
@@ -55,16 +54,6 @@ public sealed class Bias
             _sumPieces(_device.GridStride(channels), partials, dbias, channels, pieces);
     }
 
-    /// <summary>The partial sums' workspace, grown to the largest shape seen (allocated once in training).</summary>
-    ArrayView<float> Workspace(long length)
-    {
-        if (_partials == null || _partials.Length < length)
-        {
-            _partials?.Dispose();
-            _partials = _device.Allocate((int)length);
-        }
-        return _partials.View.SubView(0, length);
-    }
 
     static void Check(ArrayView<float> y, ArrayView<float> bias, int outer, int channels, int inner)
     {

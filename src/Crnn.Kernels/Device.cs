@@ -293,8 +293,30 @@ public sealed class Device : IDisposable
     public override string ToString() =>
         $"{Accelerator.AcceleratorType.ToString().ToLowerInvariant()} '{Name}' ({Reason}; {MaxGroups} groups x {GroupSize} threads; {Policy.ToString().ToLowerInvariant()} kernels)";
 
+    readonly Dictionary<string, Tensor<float>> _workspaces = [];
+
+    /// <summary>
+    /// Scratch memory named <paramref name="name"/>, shared by every kernel-family instance on this device (their
+    /// launches run in stream order, so one product's partial sums are consumed before the next one writes) and
+    /// grown to the largest request, so models built one after another do not each hold their own.
+    /// </summary>
+    public ArrayView<float> Workspace(string name, long length)
+    {
+        if (!_workspaces.TryGetValue(name, out var buffer) || buffer.Length < length)
+        {
+            if (buffer != null)
+            {
+                Synchronize(); // launches already queued may still read the smaller buffer
+                buffer.Dispose();
+            }
+            _workspaces[name] = buffer = Allocate((int)Math.Min(length, int.MaxValue));
+        }
+        return buffer.View.SubView(0, length);
+    }
+
     public void Dispose()
     {
+        foreach (var buffer in _workspaces.Values) buffer.Dispose();
         Accelerator.Dispose();
         Context.Dispose();
     }

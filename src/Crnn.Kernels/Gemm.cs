@@ -59,7 +59,6 @@ public sealed class Gemm
     readonly Device _device;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape> _tiled;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, GemmShape, int> _reducePieces;
-    Tensor<float>? _partials;
 
     public Gemm(Device device)
     {
@@ -91,7 +90,7 @@ public sealed class Gemm
             // Split-K: partial tiles per (batch entry, piece) into a workspace, then a fixed-order sum.
             s.Pieces = (s.K + PieceLength - 1) / PieceLength;
             int partials = summed * s.Pieces;
-            var workspace = Workspace((long)partials * s.M * s.N);
+            var workspace = _device.Workspace("gemm.split-k", (long)partials * s.M * s.N);
             long units = tiles * partials;
             var config = _device.Groups((int)Math.Min(units, Math.Max(_device.MaxGroups, 1)), TiledGroupSize);
             if (_device.Launch(nameof(TiledKernel), config, units * TiledGroupSize, s.Flops, bytes + 4.0 * partials * s.M * s.N))
@@ -104,17 +103,6 @@ public sealed class Gemm
         var grid = _device.Groups((int)Math.Min(tiles, Math.Max(_device.MaxGroups, 1)), TiledGroupSize);
         if (_device.Launch(nameof(TiledKernel), grid, tiles * TiledGroupSize, s.Flops, bytes))
             _tiled(grid, a, b, c, c, s);
-    }
-
-    /// <summary>The split-K workspace, grown to the largest product seen (a training step allocates it once).</summary>
-    ArrayView<float> Workspace(long length)
-    {
-        if (_partials == null || _partials.Length < length)
-        {
-            _partials?.Dispose();
-            _partials = _device.Allocate((int)Math.Min(length, int.MaxValue));
-        }
-        return _partials.View.SubView(0, length);
     }
 
     static void Validate(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
