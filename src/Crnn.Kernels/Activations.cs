@@ -31,7 +31,7 @@ public sealed class Activations
     {
         int n = SameLength(x, y);
         if (Host(n)) unsafe { HostElementwise.Forward((int)act, HostMemory.Pointer(x), HostMemory.Pointer(y), n); }
-        else if (_device.Launch(nameof(ForwardKernel), _device.GridStride(n), n, 4.0 * n, 8.0 * n)) _forward(_device.GridStride(n), x, y, n, (int)act);
+        else if (_device.Launch(nameof(ForwardKernel), n, 4.0 * n, 8.0 * n, out var grid)) _forward(grid, x, y, n, (int)act);
     }
 
     /// <summary>dx = dy·act'(x), from the pre-activation input x; dx may be dy (in place).</summary>
@@ -40,7 +40,7 @@ public sealed class Activations
         int n = SameLength(x, dy);
         SameLength(x, dx);
         if (Host(n)) unsafe { HostElementwise.Backward((int)act, HostMemory.Pointer(x), HostMemory.Pointer(dy), HostMemory.Pointer(dx), n); }
-        else if (_device.Launch(nameof(BackwardKernel), _device.GridStride(n), n, 4.0 * n, 12.0 * n)) _backward(_device.GridStride(n), x, dy, dx, n, (int)act);
+        else if (_device.Launch(nameof(BackwardKernel), n, 4.0 * n, 12.0 * n, out var grid)) _backward(grid, x, dy, dx, n, (int)act);
     }
 
     /// <summary>y = a + b (the residual shortcut; its backward passes dy to both inputs unchanged).</summary>
@@ -49,7 +49,7 @@ public sealed class Activations
         int n = SameLength(a, b);
         SameLength(a, y);
         if (Host(n)) unsafe { HostElementwise.Add(HostMemory.Pointer(a), HostMemory.Pointer(b), HostMemory.Pointer(y), n); }
-        else if (_device.Launch(nameof(AddKernel), _device.GridStride(n), n, n, 12.0 * n)) _add(_device.GridStride(n), a, b, y, n);
+        else if (_device.Launch(nameof(AddKernel), n, n, 12.0 * n, out var grid)) _add(grid, a, b, y, n);
     }
 
     /// <summary>x *= factor, in place (e.g. the 1/batch of a mean loss).</summary>
@@ -57,7 +57,7 @@ public sealed class Activations
     {
         int n = (int)x.Length;
         if (Host(n)) unsafe { HostElementwise.Scale(HostMemory.Pointer(x), factor, n); }
-        else if (_device.Launch(nameof(ScaleKernel), _device.GridStride(n), n, n, 8.0 * n)) _scale(_device.GridStride(n), x, factor, n);
+        else if (_device.Launch(nameof(ScaleKernel), n, n, 8.0 * n, out var grid)) _scale(grid, x, factor, n);
     }
 
     /// <summary>Whether to run on the host (then after the kernels launched before have finished).</summary>

@@ -74,8 +74,8 @@ public sealed class Adam : IDisposable
         if (!(options.WeightDecay >= 0f) || float.IsInfinity(options.WeightDecay)) throw new ArgumentException($"Adam weight decay must be finite and ≥ 0, got {options.WeightDecay}");
         if (gradientScale.IsValid && gradientScale.Length != 1) throw new ArgumentException($"gradient scale must be one element, got {gradientScale.Length}");
         var scale = gradientScale.IsValid ? gradientScale : _one.View;
-        if (_device.Launch(nameof(StepKernel), _device.GridStride(n), n, 15.0 * n, 28.0 * n))
-            _step(_device.GridStride(n), parameters, gradients, m, v, scale, AdamStep.Create(options, step, (int)n));
+        if (_device.Launch(nameof(StepKernel), n, 15.0 * n, 28.0 * n, out var grid))
+            _step(grid, parameters, gradients, m, v, scale, AdamStep.Create(options, step, (int)n));
     }
 
     static void StepKernel(ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v,

@@ -70,8 +70,9 @@ public sealed class BatchNorm
         }
         else
         {
-            if (_device.Launch(nameof(ForwardTrainingGroupedKernel), PerGroup(channels), (long)channels * _device.GroupSize, 8.0 * x.Length, 16.0 * x.Length))
-                _forwardGrouped(PerGroup(channels), x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, s, momentum);
+            var grid = PerGroup(channels);
+            if (_device.Launch(nameof(ForwardTrainingGroupedKernel), grid, (long)channels * _device.GroupSize, 8.0 * x.Length, 16.0 * x.Length))
+                _forwardGrouped(grid, x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, s, momentum);
         }
     }
 
@@ -93,8 +94,8 @@ public sealed class BatchNorm
         }
         else
         {
-            if (_device.Launch(nameof(ForwardInferenceKernel), _device.GridStride(x.Length), x.Length, 4.0 * x.Length, 8.0 * x.Length))
-                _forwardInference(_device.GridStride(x.Length), x, gamma, beta, runningMean, runningVar, y, s);
+            if (_device.Launch(nameof(ForwardInferenceKernel), x.Length, 4.0 * x.Length, 8.0 * x.Length, out var grid))
+                _forwardInference(grid, x, gamma, beta, runningMean, runningVar, y, s);
         }
     }
 
@@ -122,8 +123,9 @@ public sealed class BatchNorm
         }
         else
         {
-            if (_device.Launch(nameof(BackwardGroupedKernel), PerGroup(channels), (long)channels * _device.GroupSize, 10.0 * x.Length, 20.0 * x.Length))
-                _backwardGrouped(PerGroup(channels), x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, s);
+            var grid = PerGroup(channels);
+            if (_device.Launch(nameof(BackwardGroupedKernel), grid, (long)channels * _device.GroupSize, 10.0 * x.Length, 20.0 * x.Length))
+                _backwardGrouped(grid, x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, s);
         }
     }
 

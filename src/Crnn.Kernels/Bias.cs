@@ -32,8 +32,8 @@ public sealed class Bias
     {
         Check(y, bias, outer, channels, inner);
         long n = (long)outer * channels * inner;
-        if (_device.Launch(nameof(AddKernel), _device.GridStride(n), n, n, 8.0 * n))
-            _add(_device.GridStride(n), y, bias, outer, channels, inner);
+        if (_device.Launch(nameof(AddKernel), n, n, 8.0 * n, out var grid))
+            _add(grid, y, bias, outer, channels, inner);
     }
 
     /// <summary>dbias[c] = Σ over o and i of dy[o, c, i] (overwrites dbias), summed in a fixed order: partial sums
@@ -48,12 +48,11 @@ public sealed class Bias
         // One piece: the partial sums are the result.
         var partials = pieces == 1 ? dbias : _device.Workspace("bias.partials", (long)pieces * channels);
         long units = (long)pieces * channels;
-        if (_device.Launch(nameof(PartialSumsKernel), _device.GridStride(units), units, n, 4.0 * n))
-            _partialSums(_device.GridStride(units), dy, partials, outer, channels, inner, pieces);
-        if (pieces > 1 && _device.Launch(nameof(SumPiecesKernel), _device.GridStride(channels), channels, units, 4.0 * (units + channels)))
-            _sumPieces(_device.GridStride(channels), partials, dbias, channels, pieces);
+        if (_device.Launch(nameof(PartialSumsKernel), units, n, 4.0 * n, out var grid))
+            _partialSums(grid, dy, partials, outer, channels, inner, pieces);
+        if (pieces > 1 && _device.Launch(nameof(SumPiecesKernel), channels, units, 4.0 * (units + channels), out var sumGrid))
+            _sumPieces(sumGrid, partials, dbias, channels, pieces);
     }
-
 
     static void Check(ArrayView<float> y, ArrayView<float> bias, int outer, int channels, int inner)
     {

@@ -26,7 +26,7 @@ public sealed class ChannelScale
     {
         int n = Check(batch, channels, spatial, s, ("x", x), ("y", y));
         if (n == 0) return;
-        if (_device.Launch(nameof(ScaleKernel), _device.GridStride(n), n, n, 8.0 * n)) _scale(_device.GridStride(n), x, s, y, n, spatial);
+        if (_device.Launch(nameof(ScaleKernel), n, n, 8.0 * n, out var grid)) _scale(grid, x, s, y, n, spatial);
     }
 
     /// <summary>
@@ -39,9 +39,9 @@ public sealed class ChannelScale
         int n = Check(batch, channels, spatial, s, ("x", x), ("dy", dy), ("dx", dx));
         if (ds.Length != s.Length) throw new ArgumentException($"ds has {ds.Length} elements, expected {s.Length} (one per batch and channel)");
         if (s.Length == 0) return;
-        if (_device.Launch(nameof(ScaleGradientKernel), _device.GridStride(s.Length), s.Length, 2.0 * n, 8.0 * n))
-            _scaleGradient(_device.GridStride(s.Length), x, dy, ds, (int)s.Length, spatial);
-        if (n > 0 && _device.Launch(nameof(ScaleKernel), _device.GridStride(n), n, n, 8.0 * n)) _scale(_device.GridStride(n), dy, s, dx, n, spatial);
+        if (_device.Launch(nameof(ScaleGradientKernel), s.Length, 2.0 * n, 8.0 * n, out var gradientGrid))
+            _scaleGradient(gradientGrid, x, dy, ds, (int)s.Length, spatial);
+        if (n > 0 && _device.Launch(nameof(ScaleKernel), n, n, 8.0 * n, out var grid)) _scale(grid, dy, s, dx, n, spatial);
     }
 
     static int Check(int batch, int channels, int spatial, ArrayView<float> s, params (string Name, ArrayView<float> View)[] tensors)

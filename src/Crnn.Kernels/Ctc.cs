@@ -113,8 +113,8 @@ public sealed class Ctc
             if (_device.Launch(nameof(LogSoftmaxGroupsKernel), config, (long)rows * config.GroupDim.X, 4.0 * n, 8.0 * n))
                 _logSoftmaxGroups(config, logits, logProbs, rows, classes);
         }
-        else if (_device.Launch(nameof(LogSoftmaxRowsKernel), _device.GridStride(rows), rows, 4.0 * n, 8.0 * n))
-            _logSoftmaxRows(_device.GridStride(rows), logits, logProbs, rows, classes);
+        else if (_device.Launch(nameof(LogSoftmaxRowsKernel), rows, 4.0 * n, 8.0 * n, out var grid))
+            _logSoftmaxRows(grid, logits, logProbs, rows, classes);
     }
 
     /// <summary>
@@ -142,8 +142,8 @@ public sealed class Ctc
         var ws = workspace;
         bool grouped = Grouped;
         LogSoftmax(logits, ws.LogProbs.View, b * t, c);
-        if (_device.Launch(nameof(OffsetsKernel), _device.GridStride(b), b, b, 8.0 * b))
-            _offsets(_device.GridStride(b), labelLengths, ws.Offsets.View, b);
+        if (_device.Launch(nameof(OffsetsKernel), b, b, 8.0 * b, out var grid))
+            _offsets(grid, labelLengths, ws.Offsets.View, b);
         var alphaBeta = grouped ? _alphaBetaGroups : _alphaBetaThreads;
         var config = grouped ? GroupsFor(b, 2 * t + 1) : _device.GridStride(b);
         double lattice = 2.0 * b * t * (2 * t + 1);
@@ -151,10 +151,10 @@ public sealed class Ctc
                 grouped ? (long)b * config.GroupDim.X : b, 10 * lattice, 12 * lattice))
             alphaBeta(config, ws.LogProbs.View, labels, labelLengths, ws.Offsets.View, ws.Alpha.View, ws.Beta.View,
                 ws.NegLogLikelihood.View, loss, shape);
-        if (_device.Launch(nameof(SoftmaxGradientKernel), _device.GridStride(n), n, 3.0 * n, 8.0 * n))
-            _softmaxGradient(_device.GridStride(n), ws.LogProbs.View, ws.NegLogLikelihood.View, gradient, shape);
-        if (_device.Launch(nameof(OccupancyKernel), _device.GridStride((long)b * t), (long)b * t, 5 * lattice, 8 * lattice))
-            _occupancy(_device.GridStride((long)b * t), ws.LogProbs.View, labels, labelLengths, ws.Offsets.View,
+        if (_device.Launch(nameof(SoftmaxGradientKernel), n, 3.0 * n, 8.0 * n, out var gradientGrid))
+            _softmaxGradient(gradientGrid, ws.LogProbs.View, ws.NegLogLikelihood.View, gradient, shape);
+        if (_device.Launch(nameof(OccupancyKernel), (long)b * t, 5 * lattice, 8 * lattice, out var occupancyGrid))
+            _occupancy(occupancyGrid, ws.LogProbs.View, labels, labelLengths, ws.Offsets.View,
                 ws.Alpha.View, ws.Beta.View, ws.NegLogLikelihood.View, gradient, shape);
     }
 

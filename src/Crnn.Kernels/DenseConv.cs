@@ -80,16 +80,16 @@ public sealed class DenseConv
     public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s)
     {
         Check(x, w, y, s, "y");
-        if (_device.Launch(nameof(ForwardKernel), _device.GridStride(s.OutputLength), s.OutputLength, Flops(s), Bytes(s)))
-            _forward(_device.GridStride(s.OutputLength), x, w, y, s);
+        if (_device.Launch(nameof(ForwardKernel), s.OutputLength, Flops(s), Bytes(s), out var grid))
+            _forward(grid, x, w, y, s);
     }
 
     /// <summary>dx = the gradient of Σ y·dy with respect to x (overwrites dx).</summary>
     public void BackwardData(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, ConvShape s)
     {
         Check(dx, w, dy, s, "dy");
-        if (_device.Launch(nameof(BackwardDataKernel), _device.GridStride(s.InputLength), s.InputLength, Flops(s), Bytes(s)))
-            _backwardData(_device.GridStride(s.InputLength), dy, w, dx, s);
+        if (_device.Launch(nameof(BackwardDataKernel), s.InputLength, Flops(s), Bytes(s), out var grid))
+            _backwardData(grid, dy, w, dx, s);
     }
 
     /// <summary>dw = the gradient of Σ y·dy with respect to w, summed over the batch in a fixed order (overwrites
@@ -100,8 +100,8 @@ public sealed class DenseConv
         int weights = WeightLength(s);
         if (_device.UsesHost)
         {
-            if (_device.Launch(nameof(WeightPerThreadKernel), _device.GridStride(weights), weights, Flops(s), Bytes(s)))
-                _weightPerThread(_device.GridStride(weights), dy, x, dw, s);
+            if (_device.Launch(nameof(WeightPerThreadKernel), weights, Flops(s), Bytes(s), out var grid))
+                _weightPerThread(grid, dy, x, dw, s);
         }
         else
         {

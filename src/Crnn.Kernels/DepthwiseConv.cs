@@ -40,8 +40,8 @@ public sealed class DepthwiseConv
             HostMemory.Enter(_device, "the depthwise convolution");
             unsafe { HostDepthwise.Forward(HostMemory.Pointer(x), HostMemory.Pointer(w), HostMemory.Pointer(y), s); }
         }
-        else if (_device.Launch(nameof(ForwardKernel), _device.GridStride(s.OutputLength), s.OutputLength, Flops(s), Bytes(s)))
-            _forward(_device.GridStride(s.OutputLength), x, w, y, s);
+        else if (_device.Launch(nameof(ForwardKernel), s.OutputLength, Flops(s), Bytes(s), out var grid))
+            _forward(grid, x, w, y, s);
     }
 
     /// <summary>dx = the gradient of Σ y·dy with respect to x (overwrites dx).</summary>
@@ -53,8 +53,8 @@ public sealed class DepthwiseConv
             HostMemory.Enter(_device, "the depthwise convolution");
             unsafe { HostDepthwise.BackwardData(HostMemory.Pointer(dy), HostMemory.Pointer(w), HostMemory.Pointer(dx), s); }
         }
-        else if (_device.Launch(nameof(BackwardDataKernel), _device.GridStride(s.InputLength), s.InputLength, Flops(s), Bytes(s)))
-            _backwardData(_device.GridStride(s.InputLength), dy, w, dx, s);
+        else if (_device.Launch(nameof(BackwardDataKernel), s.InputLength, Flops(s), Bytes(s), out var grid))
+            _backwardData(grid, dy, w, dx, s);
     }
 
     /// <summary>dw = the gradient of Σ y·dy with respect to w, summed over batch and positions in a fixed order (overwrites dw).</summary>

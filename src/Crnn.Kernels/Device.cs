@@ -224,6 +224,15 @@ public sealed class Device : IDisposable
         return !plan.DryRun;
     }
 
+    /// <summary><see cref="Launch(string, KernelConfig, long, double, double, string)"/> for a grid-stride loop over
+    /// <paramref name="work"/> items, giving its geometry in <paramref name="grid"/>.</summary>
+    public bool Launch(string kernel, long work, double flops, double bytes, out KernelConfig grid,
+        [System.Runtime.CompilerServices.CallerFilePath] string family = "")
+    {
+        grid = GridStride(work);
+        return Launch(kernel, grid, work, flops, bytes, family);
+    }
+
     /// <summary>Launch geometry for a grid-stride loop over <paramref name="work"/> items.</summary>
     public KernelConfig GridStride(long work)
     {

@@ -24,8 +24,8 @@ public static class Fill
             throw new NotSupportedException($"Fill.Zero clears 4-byte words; {typeof(T).Name} is {Unsafe.SizeOf<T>()} bytes");
         var words = view.Cast<int>();
         var kernel = Loaded.GetValue(device, d => d.Accelerator.LoadStreamKernel<ArrayView<int>>(ZeroKernel));
-        if (device.Launch(nameof(ZeroKernel), device.GridStride(words.Length), words.Length, 0, 4.0 * words.Length))
-            kernel(device.GridStride(words.Length), words);
+        if (device.Launch(nameof(ZeroKernel), words.Length, 0, 4.0 * words.Length, out var grid))
+            kernel(grid, words);
     }
 
     static void ZeroKernel(ArrayView<int> data)

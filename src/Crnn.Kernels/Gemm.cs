@@ -83,26 +83,20 @@ public sealed class Gemm
         int outputs = s.SumBatches != 0 ? 1 : s.Batch;
         long tiles = (long)outputs * ((s.M + Tile - 1) / Tile) * ((s.N + Tile - 1) / Tile);
         double bytes = 4.0 * ((double)s.M * s.K + (double)s.K * s.N) * s.Batch + 4.0 * outputs * s.M * s.N;
-        s.Pieces = 0;
+        // Split-K where few output tiles meet a long K: partial tiles per (batch entry, piece) into a workspace,
+        // then a fixed-order sum. Otherwise one work unit per tile, writing C directly.
         int summed = s.SumBatches != 0 ? s.Batch : 1;
-        if (outputs == 1 && tiles < SplitBelowTiles && (long)summed * s.K >= 2 * PieceLength)
-        {
-            // Split-K: partial tiles per (batch entry, piece) into a workspace, then a fixed-order sum.
-            s.Pieces = (s.K + PieceLength - 1) / PieceLength;
-            int partials = summed * s.Pieces;
-            var workspace = _device.Workspace("gemm.split-k", (long)partials * s.M * s.N);
-            long units = tiles * partials;
-            var config = _device.Groups((int)Math.Min(units, Math.Max(_device.MaxGroups, 1)), TiledGroupSize);
-            if (_device.Launch(nameof(TiledKernel), config, units * TiledGroupSize, s.Flops, bytes + 4.0 * partials * s.M * s.N))
-                _tiled(config, a, b, c, workspace, s);
-            long n = (long)s.M * s.N;
-            if (_device.Launch(nameof(ReducePiecesKernel), _device.GridStride(n), n, (double)n * partials, 4.0 * n * (partials + 2)))
-                _reducePieces(_device.GridStride(n), workspace, c, s, partials);
-            return;
-        }
-        var grid = _device.Groups((int)Math.Min(tiles, Math.Max(_device.MaxGroups, 1)), TiledGroupSize);
-        if (_device.Launch(nameof(TiledKernel), grid, tiles * TiledGroupSize, s.Flops, bytes))
-            _tiled(grid, a, b, c, c, s);
+        bool split = outputs == 1 && tiles < SplitBelowTiles && (long)summed * s.K >= 2 * PieceLength;
+        s.Pieces = split ? (s.K + PieceLength - 1) / PieceLength : 0;
+        int partials = summed * s.Pieces;
+        long n = (long)s.M * s.N;
+        var workspace = split ? _device.Workspace("gemm.split-k", partials * n) : c;
+        long units = split ? tiles * partials : tiles;
+        var grid = _device.Groups((int)Math.Min(units, Math.Max(_device.MaxGroups, 1)), TiledGroupSize);
+        if (_device.Launch(nameof(TiledKernel), grid, units * TiledGroupSize, s.Flops, bytes + 4.0 * partials * n))
+            _tiled(grid, a, b, c, workspace, s);
+        if (split && _device.Launch(nameof(ReducePiecesKernel), n, (double)n * partials, 4.0 * n * (partials + 2), out var reduceGrid))
+            _reducePieces(reduceGrid, workspace, c, s, partials);
     }
 
     static void Validate(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)

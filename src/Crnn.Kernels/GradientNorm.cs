@@ -65,8 +65,8 @@ public sealed class GradientNorm : IDisposable
     public void ApplyScale(ArrayView<float> gradients)
     {
         if (gradients.Length > int.MaxValue) throw new ArgumentException($"gradient buffer of {gradients.Length} elements exceeds the 2^31 element limit");
-        if (_device.Launch(nameof(ScaleKernel), _device.GridStride(gradients.Length), gradients.Length, gradients.Length, 8.0 * gradients.Length))
-            _scale(_device.GridStride(gradients.Length), gradients, _result.View, (int)gradients.Length);
+        if (_device.Launch(nameof(ScaleKernel), gradients.Length, gradients.Length, 8.0 * gradients.Length, out var grid))
+            _scale(grid, gradients, _result.View, (int)gradients.Length);
     }
 
     /// <summary>Compute then ApplyScale: clips the gradients in place to norm ≤ maxNorm.</summary>

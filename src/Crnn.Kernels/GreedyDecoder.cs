@@ -53,10 +53,10 @@ public sealed class GreedyDecoder : IDisposable
         if (batch == 0) return;
         var shape = new DecodeShape { Batch = batch, Steps = steps, Classes = classes, Blank = blank };
         var probs = Grow(ref _probs, (int)rows);
-        if (_device.Launch(nameof(BestClassKernel), _device.GridStride(rows), rows, 4.0 * rows * classes, 4.0 * rows * classes))
-            _best(_device.GridStride(rows), logits, ids, probs, shape);
-        if (_device.Launch(nameof(CollapseKernel), _device.GridStride(batch), batch, 2.0 * rows, 8.0 * rows))
-            _collapse(_device.GridStride(batch), ids, probs, lengths, confidences, shape);
+        if (_device.Launch(nameof(BestClassKernel), rows, 4.0 * rows * classes, 4.0 * rows * classes, out var grid))
+            _best(grid, logits, ids, probs, shape);
+        if (_device.Launch(nameof(CollapseKernel), batch, 2.0 * rows, 8.0 * rows, out var collapseGrid))
+            _collapse(collapseGrid, ids, probs, lengths, confidences, shape);
     }
 
     /// <summary>Decodes a [batch, steps, classes] tensor and returns each sample's class ids and confidence.</summary>

@@ -61,8 +61,8 @@ public sealed class Pooling
         CheckLength("y", y.Length, s.OutputLength);
         CheckLength("indices", indices.Length, s.OutputLength);
         if (s.OutputLength == 0) return;
-        if (_device.Launch(nameof(MaxForwardKernel), _device.GridStride(s.OutputLength), s.OutputLength, s.InputLength, 4.0 * s.InputLength + 8.0 * s.OutputLength))
-            _maxForward(_device.GridStride(s.OutputLength), x, y, indices, s);
+        if (_device.Launch(nameof(MaxForwardKernel), s.OutputLength, s.InputLength, 4.0 * s.InputLength + 8.0 * s.OutputLength, out var grid))
+            _maxForward(grid, x, y, indices, s);
     }
 
     /// <summary>dx = dy routed to each window's arg-max, 0 elsewhere (overwrites all of dx). Windows do
@@ -75,8 +75,8 @@ public sealed class Pooling
         CheckLength("dx", dx.Length, s.InputLength);
         if (s.InputLength == 0) return;
         long rows = (long)s.Planes * ((s.Height + s.Kernel - 1) / s.Kernel);
-        if (_device.Launch(nameof(MaxBackwardKernel), _device.GridStride(rows), rows, s.InputLength, 4.0 * s.InputLength + 8.0 * s.OutputLength))
-            _maxBackward(_device.GridStride(rows), dy, indices, dx, s);
+        if (_device.Launch(nameof(MaxBackwardKernel), rows, s.InputLength, 4.0 * s.InputLength + 8.0 * s.OutputLength, out var grid))
+            _maxBackward(grid, dy, indices, dx, s);
     }
 
     /// <summary>y[b, c] = mean over the spatial positions of x[b, c, :] (x is [batch, channels, spatial]),
@@ -87,8 +87,8 @@ public sealed class Pooling
         CheckLength("x", x.Length, (long)rows * spatial);
         CheckLength("y", y.Length, rows);
         if (rows == 0) return;
-        if (_device.Launch(nameof(GlobalAverageForwardKernel), _device.GridStride(rows), rows, x.Length, 4.0 * x.Length))
-            _averageForward(_device.GridStride(rows), x, y, rows, spatial);
+        if (_device.Launch(nameof(GlobalAverageForwardKernel), rows, x.Length, 4.0 * x.Length, out var grid))
+            _averageForward(grid, x, y, rows, spatial);
     }
 
     /// <summary>dx[b, c, i] = dy[b, c]/spatial; with <paramref name="accumulate"/> it is added to dx
@@ -99,8 +99,8 @@ public sealed class Pooling
         CheckLength("dy", dy.Length, rows);
         CheckLength("dx", dx.Length, (long)rows * spatial);
         if (dx.Length == 0) return;
-        if (_device.Launch(nameof(GlobalAverageBackwardKernel), _device.GridStride(dx.Length), dx.Length, dx.Length, 8.0 * dx.Length))
-            _averageBackward(_device.GridStride(dx.Length), dy, dx, (int)dx.Length, spatial, accumulate ? 1 : 0);
+        if (_device.Launch(nameof(GlobalAverageBackwardKernel), dx.Length, dx.Length, 8.0 * dx.Length, out var grid))
+            _averageBackward(grid, dy, dx, (int)dx.Length, spatial, accumulate ? 1 : 0);
     }
 
     /// <summary>A hand-made shape must agree with <see cref="MaxPoolShape"/>, or the kernels would read out of bounds.</summary>

@@ -24,8 +24,8 @@ public sealed class Transpose
         if (batch < 0 || rows < 0 || cols < 0) throw new ArgumentException($"negative transpose shape [{batch},{rows},{cols}]");
         long n = (long)batch * rows * cols;
         if (x.Length != n || y.Length != n) throw new ArgumentException($"transpose of [{batch},{rows},{cols}] needs {n} elements, got {x.Length} and {y.Length}");
-        if (_device.Launch(nameof(TransposeKernel), _device.GridStride(n), n, 0, 8.0 * n))
-            _transpose(_device.GridStride(n), x, y, batch, rows, cols);
+        if (_device.Launch(nameof(TransposeKernel), n, 0, 8.0 * n, out var grid))
+            _transpose(grid, x, y, batch, rows, cols);
     }
 
     /// <summary>Indexed by the output so writes are contiguous.</summary>
