@@ -124,10 +124,6 @@ public sealed class Lstm
         }
     }
 
-    /// <summary>Recurrence launches since construction (persistent or step kernels; GEMMs, the transpose and the
-    /// bias sums not counted): per layer and pass 1 under the gpu policy, Steps under host.</summary>
-    public long RecurrenceLaunches { get; private set; }
-
     /// <summary>
     /// y [B, T, 2H] = BiLSTM(x [B, T, In]) with <paramref name="parameters"/> laid out as <see cref="LstmShape"/>
     /// describes; fills <paramref name="saved"/> (<see cref="LstmShape.SavedLength"/>) for <see cref="Backward"/>.
@@ -153,10 +149,10 @@ public sealed class Lstm
         }
         var wT = saved.SubView(s.GatesLength + s.CellsLength, s.TransposedWeightLength);
         _transpose.Run(parameters.SubView(s.WeightHhOffset, 2 * s.Gates * s.Hidden), wT, 2, s.Gates, s.Hidden);
-        if (_device.Launch(nameof(ForwardSequenceKernel), SequenceGroups(s), 2L * s.Batch * _device.GroupSize, SequenceFlops(s), SequenceBytes(s)))
-            _forwardSequence!(SequenceGroups(s), wT, parameters.SubView(s.BiasIhOffset, 4 * s.Gates), gates, cells, y,
+        var grid = SequenceGroups(s);
+        if (_device.Launch(nameof(ForwardSequenceKernel), grid, 2L * s.Batch * _device.GroupSize, SequenceFlops(s), SequenceBytes(s)))
+            _forwardSequence!(grid, wT, parameters.SubView(s.BiasIhOffset, 4 * s.Gates), gates, cells, y,
                 s.Batch, s.Steps, s.Hidden);
-        RecurrenceLaunches++;
     }
 
     /// <summary>One group per (direction, batch) sequence, at most the device's groups (grid-stride over the rest).</summary>
@@ -186,8 +182,7 @@ public sealed class Lstm
                 }
             if (_device.Launch(nameof(ForwardStepKernel), config, 2L * s.Batch * s.Hidden, CellFlops(s), CellBytes(s)))
                 _forwardStep!(config, biases, gates, cells, y, StepOf(s, step));
-            RecurrenceLaunches++;
-        }
+            }
     }
 
     /// <summary>
@@ -215,10 +210,10 @@ public sealed class Lstm
         if (_device.UsesHost) RunHostBackwardSteps(s, parameters, dy, gates, cells, scratch);
         else
         {
-            if (_device.Launch(nameof(BackwardSequenceKernel), SequenceGroups(s), 2L * s.Batch * _device.GroupSize, SequenceFlops(s), SequenceBytes(s)))
-                _backwardSequence!(SequenceGroups(s), parameters.SubView(s.WeightHhOffset, 2 * s.Gates * s.Hidden), gates, cells, dy, dGates,
+            var grid = SequenceGroups(s);
+            if (_device.Launch(nameof(BackwardSequenceKernel), grid, 2L * s.Batch * _device.GroupSize, SequenceFlops(s), SequenceBytes(s)))
+                _backwardSequence!(grid, parameters.SubView(s.WeightHhOffset, 2 * s.Gates * s.Hidden), gates, cells, dy, dGates,
                     s.Batch, s.Steps, s.Hidden);
-            RecurrenceLaunches++;
         }
 
         var wIh = parameters.SubView(s.WeightIhOffset, g2 * s.Input);
@@ -261,8 +256,7 @@ public sealed class Lstm
                 }
             if (_device.Launch(nameof(BackwardStepKernel), config, 2L * s.Batch * s.Hidden, CellFlops(s), CellBytes(s)))
                 _backwardStep!(config, gates, cells, dy, dGates, dCell, dHidden, StepOf(s, step));
-            RecurrenceLaunches++;
-        }
+            }
     }
 
     /// <summary>

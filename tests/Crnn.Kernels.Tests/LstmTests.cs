@@ -271,12 +271,19 @@ public class LstmTests
     {
         var dev = TestDevices.Get(device);
         var s = new LstmShape(3, 5, 7, 5);
-        var lstm = new Lstm(dev);
-        using var layer = new DeviceLayer(dev, lstm, s, RandomParameters(s, 41), Reference.Random(s.InputLength, 42));
-        long perPass = dev.UsesHost ? s.Steps : 1;
-        Assert.Equal(perPass, lstm.RecurrenceLaunches);
-        layer.Backward(dev, Reference.Random(s.OutputLength, 43));
-        Assert.Equal(2 * perPass, lstm.RecurrenceLaunches);
+        var plan = new LaunchPlan();
+        dev.Plan = plan;
+        try
+        {
+            // The recurrence kernels: the persistent sequence kernels (gpu) or the per-step ones (host).
+            int Recurrence() => plan.Launches.Count(l => l.Kernel.StartsWith("Lstm.") && (l.Kernel.EndsWith("SequenceKernel") || l.Kernel.EndsWith("StepKernel")));
+            using var layer = new DeviceLayer(dev, new Lstm(dev), s, RandomParameters(s, 41), Reference.Random(s.InputLength, 42));
+            int perPass = dev.UsesHost ? s.Steps : 1;
+            Assert.Equal(perPass, Recurrence());
+            layer.Backward(dev, Reference.Random(s.OutputLength, 43));
+            Assert.Equal(2 * perPass, Recurrence());
+        }
+        finally { dev.Plan = null; }
     }
 
     /// <summary>
