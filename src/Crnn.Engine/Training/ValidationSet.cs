@@ -22,14 +22,8 @@ public sealed class ValidationSet : IDisposable
     public int ImageSize { get; }
 
     /// <summary>Images already preprocessed, [texts.Count, 3, H, W].</summary>
-    public ValidationSet(float[] images, IReadOnlyList<string> texts)
-        : this(texts, SizeOfEach(images, texts.Count), (start, count, destination) =>
-        {
-            int size = SizeOfEach(images, texts.Count);
-            images.AsSpan(start * size, count * size).CopyTo(destination);
-        })
-    {
-    }
+    public ValidationSet(float[] images, IReadOnlyList<string> texts) : this(texts, SizeOfEach(images, texts.Count), null!) =>
+        _read = (start, count, destination) => images.AsSpan(start * ImageSize, count * ImageSize).CopyTo(destination);
 
     static int SizeOfEach(float[] images, int count) =>
         count == 0 && images.Length == 0 ? ImageDecoding.Size
