@@ -39,7 +39,7 @@ public static class PredictCommand
         var data = new Option<string[]>("--data") { Description = "label file (image_path<TAB>text) or LMDB folder; repeat for several", Required = true, AllowMultipleArgumentsPerToken = false };
         var device = DeviceChoice.DeviceOption();
         var kernels = DeviceChoice.KernelsOption();
-        var benchmark = new Option<bool>("--benchmark-convention") { Description = "score as the scene-text benchmarks do: lower-case, ASCII letters and digits only" };
+        var benchmark = new Option<bool>("--benchmark-convention") { Description = "score as the scene-text benchmarks do: labels and predictions lower-cased, ASCII letters and digits only (replaces --case)" };
         var labelCase = DataOptions.Case();
         var strict = DataOptions.Strict();
         var json = new Option<bool>("--json") { Description = "print one JSON object instead of a table" };
@@ -98,9 +98,14 @@ public static class PredictCommand
         var datasets = new List<ILabeledDataset>();
         try
         {
+            // The benchmark convention normalises each label before the dictionary check, so "03/09/2009" is scored as
+            // "03092009" rather than skipped for its '/'. A label is still skipped when its normalised form is empty
+            // (nothing to score, e.g. "!!"), has a symbol the model cannot output (a dictionary without some letter or
+            // digit) or cannot be aligned in the model's time steps, as the benchmarks drop labels over max length.
+            var labelCase = options.BenchmarkConvention ? LabelCase.Benchmark : options.Case;
             foreach (var path in data)
             {
-                var dataset = Datasets.Open(path, checkpoint.Dictionary, checkpoint.Config.TimeSteps, options.Case, options.Strict);
+                var dataset = Datasets.Open(path, checkpoint.Dictionary, checkpoint.Config.TimeSteps, labelCase, options.Strict);
                 datasets.Add(dataset);
                 dataset.Skipped.Report(errors, path);
             }

@@ -170,19 +170,22 @@ public class DataCommandTests(TrainedOnFiles data) : IClassFixture<TrainedOnFile
             Assert.True(result.Code == 0, result.Err);
             var json = JsonDocument.Parse(result.Out).RootElement;
             Assert.Equal(benchmark, json.GetProperty("benchmark_convention").GetBoolean());
-            Assert.Equal(10, json.GetProperty("count").GetInt32());
-            Assert.Equal(3, json.GetProperty("skipped").GetInt32()); // a label, a missing image, a corrupt LMDB image
+            // "no_such_symbol" is skipped as it is ('_' is not in the dictionary), and read as "nosuchsymbol" under
+            // the benchmark convention
+            int scored = benchmark ? 7 : 6;
+            Assert.Equal(scored + 4, json.GetProperty("count").GetInt32());
+            Assert.Equal(benchmark ? 2 : 3, json.GetProperty("skipped").GetInt32()); // (a label,) a missing image, a corrupt LMDB image
             var labels = json.GetProperty("datasets")[0];
             Assert.Equal(data.Labels, labels.GetProperty("path").GetString());
-            Assert.Equal(6, labels.GetProperty("count").GetInt32());
-            Assert.Equal(2, labels.GetProperty("skipped").GetInt32());
-            var (accuracy, distance) = Score(pairs, benchmark);
+            Assert.Equal(scored, labels.GetProperty("count").GetInt32());
+            Assert.Equal(benchmark ? 1 : 2, labels.GetProperty("skipped").GetInt32());
+            var (accuracy, distance) = Score(benchmark ? [.. pairs, (text["w0.png"], "no_such_symbol")] : pairs, benchmark);
             Assert.Equal(accuracy, labels.GetProperty("accuracy").GetDouble(), 12);
             Assert.Equal(distance, labels.GetProperty("norm_edit_distance").GetDouble(), 12);
             var lmdb = json.GetProperty("datasets")[1];
             Assert.Equal(4, lmdb.GetProperty("count").GetInt32());
             Assert.Equal(1, lmdb.GetProperty("skipped").GetInt32());
-            double total = (6 * labels.GetProperty("accuracy").GetDouble() + 4 * lmdb.GetProperty("accuracy").GetDouble()) / 10;
+            double total = (scored * labels.GetProperty("accuracy").GetDouble() + 4 * lmdb.GetProperty("accuracy").GetDouble()) / (scored + 4);
             Assert.Equal(total, json.GetProperty("accuracy").GetDouble(), 12);
         }
 
@@ -206,9 +209,49 @@ public class DataCommandTests(TrainedOnFiles data) : IClassFixture<TrainedOnFile
         Assert.Contains("norm_edit_distance", rows[0]);
         Assert.StartsWith(data.Labels, rows[1]);
         Assert.StartsWith(data.Lmdb, rows[2]);
-        Assert.Matches(@"^total\s+10\s+3\s+\d+\.\d\d %\s+\d\.\d{4}$", rows[3]);
+        Assert.Matches(@"^total\s+11\s+2\s+\d+\.\d\d %\s+\d\.\d{4}$", rows[3]);
         Assert.Contains("benchmark convention", rows[4]);
         Assert.Contains("missing.png", table.Err);
+    }
+
+    [Fact]
+    public void BenchmarkConventionNormalisesLabelsBeforeTheDictionaryCheck()
+    {
+        // '/' and '.' are not in the model's dictionary: as they are, these labels are skipped; under the benchmark
+        // convention they are read as "03092009" and "wwwsitecom" and scored. "!!" is in the dictionary but nothing
+        // of it is left under the convention: skipped there.
+        string[] truths = ["03/09/2009", "www.site.com", "Ok", "!!"];
+        string labels = Path.Combine(data.Folder, "punctuated.txt");
+        File.WriteAllLines(labels, truths.Select((t, i) => $"images/w{i}.png\t{t}"));
+        string lmdb = Path.Combine(data.Folder, "punctuated-lmdb");
+        TrainedOnFiles.WriteLmdb(lmdb, [.. truths.Select((t, i) => (TrainedOnFiles.Png(seed: i), t))]);
+
+        var predicted = Cli.Run("predict", "--model", data.Run, "--device", "cpu", "--json", Path.Combine(data.Images, "w*.png"));
+        var text = Lines(predicted.Out).Select(l => JsonDocument.Parse(l).RootElement)
+            .ToDictionary(o => Path.GetFileName(o.GetProperty("path").GetString()!), o => o.GetProperty("text").GetString()!);
+
+        foreach (string dataset in new[] { labels, lmdb })
+        {
+            string[] args = ["eval", "--model", data.Run, "--device", "cpu", "--data", dataset, "--json"];
+            var plain = Cli.Run(args);
+            Assert.True(plain.Code == 0, plain.Err);
+            var json = JsonDocument.Parse(plain.Out).RootElement;
+            Assert.Equal(2, json.GetProperty("count").GetInt32()); // "Ok", "!!"
+            Assert.Equal(2, json.GetProperty("skipped").GetInt32());
+            Assert.Contains("2 skipped (2 symbol not in the dictionary)", plain.Err);
+
+            var benchmark = Cli.Run([.. args, "--benchmark-convention"]);
+            Assert.True(benchmark.Code == 0, benchmark.Err);
+            json = JsonDocument.Parse(benchmark.Out).RootElement;
+            Assert.Equal(3, json.GetProperty("count").GetInt32());
+            Assert.Equal(1, json.GetProperty("skipped").GetInt32());
+            Assert.Contains("1 skipped (1 empty label)", benchmark.Err);
+            Assert.DoesNotContain("not in the dictionary", benchmark.Err);
+            // the LMDB holds the same images (same seeds), so the predictions are the same in both
+            var (accuracy, distance) = Score(truths[..3].Select((t, i) => (text[$"w{i}.png"], t)), benchmark: true);
+            Assert.Equal(accuracy, json.GetProperty("accuracy").GetDouble(), 12);
+            Assert.Equal(distance, json.GetProperty("norm_edit_distance").GetDouble(), 12);
+        }
     }
 
     [Fact]

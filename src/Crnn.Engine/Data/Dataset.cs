@@ -30,13 +30,17 @@ public interface ILabeledDataset : IDisposable
     SkipList Skipped { get; }
 }
 
-/// <summary>How label texts are cased before they are encoded.</summary>
+/// <summary>How label texts are cased (normalised) before they are checked against the dictionary and encoded.</summary>
 public enum LabelCase
 {
     /// <summary>Lower-case when the dictionary has no upper-case letter (e.g. the default 0-9a-z), else keep.</summary>
     Auto,
     Keep,
     Lower,
+    /// <summary>The scene-text benchmark convention (<see cref="Training.RecognitionMetrics.BenchmarkText"/>: lower-case
+    /// ASCII letters and digits only), so "03/09/2009" is read as "03092009" instead of skipped for its '/'. Not a
+    /// <c>--case</c> choice: <c>crnn eval --benchmark-convention</c> uses it.</summary>
+    Benchmark,
 }
 
 public static class LabelCases
@@ -51,12 +55,17 @@ public static class LabelCases
         _ => throw new ArgumentException($"unknown case mode '{name}' (auto, keep or lower)"),
     };
 
-    /// <summary>Keep or Lower: what <see cref="LabelCase.Auto"/> means for this dictionary.</summary>
+    /// <summary>Keep or Lower: what <see cref="LabelCase.Auto"/> means for this dictionary; other modes unchanged.</summary>
     public static LabelCase Resolve(this LabelCase mode, CharDictionary dictionary) =>
         mode != LabelCase.Auto ? mode : dictionary.HasUpperCaseLetters ? LabelCase.Keep : LabelCase.Lower;
 
     /// <summary>The text as the model is trained or scored on it; call on a resolved mode.</summary>
-    public static string Apply(this LabelCase mode, string text) => mode == LabelCase.Lower ? text.ToLowerInvariant() : text;
+    public static string Apply(this LabelCase mode, string text) => mode switch
+    {
+        LabelCase.Lower => text.ToLowerInvariant(),
+        LabelCase.Benchmark => Training.RecognitionMetrics.BenchmarkText(text),
+        _ => text,
+    };
 }
 
 /// <summary>
