@@ -47,9 +47,20 @@ public sealed class Checkpoint
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         WriteIndented = true,
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals, // metrics may be NaN or ∞
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
     };
 
-    sealed record ConfigJson(double Scale, int Classes, int Hidden, int Height, int Width);
+    /// <summary>The fields after Width are absent in checkpoints of the seed model written before the model family
+    /// was data: null means the seed model's value.</summary>
+    sealed record ConfigJson(double Scale, int Classes, int Hidden, int Height, int Width,
+        Backbone? Backbone = null, int[]? Strides = null, ChannelOrder? ChannelOrder = null, bool? DynamicWidth = null)
+    {
+        public static ConfigJson From(ModelConfig c) =>
+            new(c.Scale, c.Classes, c.Hidden, c.Height, c.Width, c.Backbone, c.StageStrides.ToArray(), c.ChannelOrder, c.DynamicWidth);
+
+        public ModelConfig ToConfig() => new(Scale, Classes, Hidden, Height, Width, Backbone ?? Engine.Backbone.Large,
+            Strides is null ? null : StageStrides.FromArray(Strides), ChannelOrder ?? Engine.ChannelOrder.Rgb, DynamicWidth ?? false);
+    }
     /// <summary><see cref="Optimizer"/>: whether optimizer.safetensors belongs to this save (null in checkpoints
     /// written before it was recorded: then it does when present).</summary>
     sealed record MetadataJson(string Format, int Version, string CheckpointId, ConfigJson Config, string[] Dictionary,
@@ -71,7 +82,7 @@ public sealed class Checkpoint
         };
         if (AdamM is not null) files.Add((OptimizerFile, s => SafeTensors.Write(s, OptimizerTensors(layout), tensorMetadata)));
         var metadata = new MetadataJson(Format, Version, id,
-            new ConfigJson(Config.Scale, Config.Classes, Config.Hidden, Config.Height, Config.Width),
+            ConfigJson.From(Config),
             [.. Dictionary.Symbols], Step, Epoch, Rng, new Dictionary<string, double>(Metrics), Optimizer: AdamM is not null);
         files.Add((MetadataFile, s => JsonSerializer.Serialize(s, metadata, Json))); // last: it names the checkpoint
 
@@ -189,7 +200,9 @@ public sealed class Checkpoint
         if (IdOf(model) is { } newer && newer != meta.CheckpointId && File.Exists(TempPath(folder, MetadataFile, newer)))
             meta = ReadMetadata(metadataPath = TempPath(folder, MetadataFile, newer));
 
-        var config = new ModelConfig(meta.Config.Scale, meta.Config.Classes, meta.Config.Hidden, meta.Config.Height, meta.Config.Width);
+        ModelConfig config;
+        try { config = meta.Config.ToConfig(); _ = config.TimeSteps; }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException) { throw new InvalidDataException($"{metadataPath}: bad config ({e.Message})"); }
         CharDictionary dictionary;
         try { dictionary = CharDictionary.FromSymbols(meta.Dictionary); }
         catch (FormatException e) { throw new InvalidDataException($"{metadataPath}: bad dictionary ({e.Message})"); }

@@ -21,7 +21,10 @@ public sealed class CrnnModel : IDisposable
     public KernelSet Kernels { get; }
     public ParameterStore Store { get; }
     public Device Device => Kernels.Device;
-    public int Steps { get; }
+    /// <summary>Time steps of the current network (its input width's), or of the configured width before any.</summary>
+    public int Steps => _network?.Steps ?? Config.TimeSteps;
+    /// <summary>Input width of the current network, or the configured width before any.</summary>
+    public int Width => _network?.Width ?? Config.Width;
 
     /// <summary>Times every layer family of forward, CTC and backward when set (measurement only: it synchronizes).</summary>
     public Profiler? Profiler
@@ -37,7 +40,7 @@ public sealed class CrnnModel : IDisposable
     public CrnnModel(Device device, ModelConfig config)
     {
         Config = config;
-        Steps = config.TimeSteps;
+        _ = config.TimeSteps; // an input size the backbone cannot take fails here, with its reason
         Layout = new ParameterLayout(config);
         Kernels = new KernelSet(device);
         Store = new ParameterStore(device, Layout);
@@ -58,23 +61,29 @@ public sealed class CrnnModel : IDisposable
 
     public (float[] Parameters, float[] Buffers) Save() => (Store.Parameters.ToHost(), Store.Buffers.ToHost());
 
-    /// <summary>The layers for <paramref name="batch"/> images; rebuilt (allocating) only when the batch size changes.</summary>
-    public Network NetworkFor(int batch)
+    /// <summary>The layers for <paramref name="batch"/> images <paramref name="width"/> pixels wide (default: the
+    /// configured width); rebuilt (allocating) only when the batch size or the width changes.</summary>
+    public Network NetworkFor(int batch, int? width = null)
     {
         if (batch < 1) throw new ArgumentException($"batch size must be at least 1, got {batch}");
-        if (_network?.Batch != batch)
+        int w = width ?? Config.Width;
+        if (_network?.Batch != batch || _network.Width != w)
         {
             _network?.Dispose();
             _ctc?.Dispose();
-            _network = new Network(Kernels, Store, Config, batch);
-            _network.Profile(_profiler);
-            _ctc = new CtcBuffers(Kernels, batch, Steps, Config.Classes);
+            _network = null;
+            var network = new Network(Kernels, Store, Config with { Width = w }, batch);
+            network.Profile(_profiler);
+            _ctc = new CtcBuffers(Kernels, batch, network.Steps, Config.Classes);
+            _network = network;
         }
         return _network;
     }
 
-    /// <summary>Forward pass on a batch already on the device ([B, 3, H, W]); returns logits [B, T, C].</summary>
-    public ArrayView<float> Forward(ArrayView<float> images, int batch, bool training) => NetworkFor(batch).Forward(images, training);
+    /// <summary>Forward pass on a batch already on the device ([B, 3, H, W], W the configured width unless given);
+    /// returns logits [B, T, C].</summary>
+    public ArrayView<float> Forward(ArrayView<float> images, int batch, bool training, int? width = null) =>
+        NetworkFor(batch, width).Forward(images, training);
 
     /// <summary>
     /// One forward and backward pass in training mode: per-sample CTC losses (of the mean-over-batch loss the

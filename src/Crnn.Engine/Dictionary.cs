@@ -37,9 +37,12 @@ public sealed class CharDictionary
                 throw new FormatException($"{describe(i)} is blank: delete it (PaddleOCR would give it a class that no label can use; a line holding one space is the space symbol)");
             if (!Rune.TryGetRuneAt(symbol, 0, out var rune) || rune.Utf16SequenceLength != symbol.Length)
                 throw new FormatException($"{describe(i)}: a symbol must be exactly one character, got '{symbol}' ({symbol.Length} UTF-16 units)");
-            if (_classOf.TryGetValue(rune, out int earlier))
+            // PaddleOCR's use_space_char appends " " even to a file that has one (its en_dict.txt ends with a
+            // space line): both classes decode to a space, and labels encode to the last, as Paddle's dict does.
+            bool paddleSpace = symbol == " " && i == symbols.Length - 1;
+            if (_classOf.TryGetValue(rune, out int earlier) && !paddleSpace)
                 throw new FormatException($"{describe(i)}: duplicate symbol '{symbol}' (already {describe(earlier - 1)})");
-            _classOf.Add(rune, i + 1);
+            _classOf[rune] = i + 1;
             if (Rune.IsUpper(rune)) HasUpperCaseLetters = true;
         }
     }

@@ -14,12 +14,14 @@ public sealed class Network : IDisposable
     readonly List<Layer> _layers = [];
 
     public int Batch { get; }
+    public int Width { get; }
     public int Steps { get; }
     public int Classes { get; }
 
     public Network(KernelSet kernels, ParameterStore store, ModelConfig config, int batch)
     {
         Batch = batch;
+        Width = config.Width;
         Classes = config.Classes;
         var (h, w) = config.StemSize;
         _layers.Add(new ConvBnAct(kernels, store, "backbone.conv1", ConvKind.Dense,

@@ -79,8 +79,10 @@ public static class Preprocess
         return (i0, i1, w);
     }
 
-    /// <summary>Interleaved RGB bytes (width×height×3) → CHW floats [3, outHeight, outWidth] in [−1, 1], zero-padded.</summary>
-    public static void ResizeNormalize(ReadOnlySpan<byte> rgb, int width, int height, Span<float> chw, int outHeight = 32, int outWidth = 100)
+    /// <summary>Interleaved RGB bytes (width×height×3) → CHW floats [3, outHeight, outWidth] in [−1, 1], zero-padded;
+    /// with <see cref="ChannelOrder.Bgr"/> the planes are B, G, R (what PaddleOCR's weights read from cv2.imread).</summary>
+    public static void ResizeNormalize(ReadOnlySpan<byte> rgb, int width, int height, Span<float> chw, int outHeight = 32, int outWidth = 100,
+        ChannelOrder order = ChannelOrder.Rgb)
     {
         int plane = outHeight * outWidth;
         if (chw.Length != Channels * plane)
@@ -91,7 +93,19 @@ public static class Preprocess
         for (int y = 0; y < outHeight; y++)
             for (int x = 0; x < resizedWidth; x++)
                 for (int c = 0; c < Channels; c++)
-                    chw[c * plane + y * outWidth + x] = (resized[(y * resizedWidth + x) * Channels + c] / 255f - 0.5f) / 0.5f;
+                {
+                    int target = order == ChannelOrder.Bgr ? Channels - 1 - c : c;
+                    chw[target * plane + y * outWidth + x] = (resized[(y * resizedWidth + x) * Channels + c] / 255f - 0.5f) / 0.5f;
+                }
+    }
+
+    /// <summary>An image preprocessed as <paramref name="config"/>'s weights expect, <paramref name="outWidth"/> wide
+    /// (the batch's width: <see cref="ModelConfig.InputWidth"/>).</summary>
+    public static void ResizeNormalize(Image<Rgb24> image, Span<float> chw, ModelConfig config, int outWidth)
+    {
+        var rgb = new byte[image.Width * image.Height * Channels];
+        image.CopyPixelDataTo(rgb);
+        ResizeNormalize(rgb, image.Width, image.Height, chw, config.Height, outWidth, config.ChannelOrder);
     }
 
     /// <summary>An ImageSharp image → CHW floats [3, outHeight, outWidth] (see <see cref="ResizeNormalize(ReadOnlySpan{byte}, int, int, Span{float}, int, int)"/>).</summary>

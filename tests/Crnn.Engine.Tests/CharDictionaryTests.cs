@@ -75,8 +75,15 @@ public class CharDictionaryTests
             File.WriteAllText(path, "a\nab\n");
             Assert.Contains("line 2", Assert.Throws<FormatException>(() => CharDictionary.Load(path)).Message);
 
+            // PaddleOCR's en_dict.txt ends with a space line and its models add use_space_char's space too: two
+            // classes that both read as a space; a label's space encodes to the last, as Paddle's dict does.
             File.WriteAllText(path, "a\n \n");
-            Assert.Contains("use_space_char", Assert.Throws<FormatException>(() => CharDictionary.Load(path, useSpaceChar: true)).Message);
+            var twoSpaces = CharDictionary.Load(path, useSpaceChar: true);
+            Assert.Equal(4, twoSpaces.Classes);
+            Assert.Equal("a  ", twoSpaces.Decode([1, 2, 3]));
+            Assert.Equal([1, 3], twoSpaces.Encode("a "));
+            File.WriteAllText(path, "a\n \n \nb\n"); // only the last symbol may repeat the space
+            Assert.Contains("line 3", Assert.Throws<FormatException>(() => CharDictionary.Load(path)).Message);
         }
         finally { File.Delete(path); }
         Assert.Throws<FileNotFoundException>(() => CharDictionary.Load("/nonexistent/dict.txt"));

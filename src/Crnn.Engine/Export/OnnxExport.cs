@@ -21,7 +21,7 @@ public static class OnnxExport
     /// <summary>IR version 7 is the one ONNX 1.9 introduced with opset 14: the oldest that can carry it.</summary>
     public const long IrVersion = 7;
     public const string Producer = "crnn";
-    public const string InputName = "image", OutputName = "logits", BatchDimension = "N";
+    public const string InputName = "image", OutputName = "logits", BatchDimension = "N", WidthDimension = "W", StepsDimension = "T";
     public const string DictionaryKey = "dictionary", BlankKey = "blank_index", PreprocessKey = "preprocess";
 
     /// <summary>Exports a checkpoint's weights and BatchNorm running statistics.</summary>
@@ -56,8 +56,9 @@ public static class OnnxExport
 
         var graph = g.Graph;
         graph.Name = "crnn";
-        graph.Input.Add(TensorValue(InputName, BatchDimension, 3, config.Height, config.Width));
-        graph.Output.Add(TensorValue(OutputName, BatchDimension, config.TimeSteps, config.Classes));
+        // A dynamic-width model (PaddleOCR's) takes any width W and gives T = W/4 steps.
+        graph.Input.Add(TensorValue(InputName, BatchDimension, 3, config.Height, config.DynamicWidth ? WidthDimension : config.Width));
+        graph.Output.Add(TensorValue(OutputName, BatchDimension, config.DynamicWidth ? StepsDimension : config.TimeSteps, config.Classes));
 
         var model = new ModelProto
         {
@@ -71,9 +72,11 @@ public static class OnnxExport
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
         AddMetadata(model, DictionaryKey, JsonSerializer.Serialize(dictionary.Symbols));
         AddMetadata(model, BlankKey, CharDictionary.Blank.ToString());
-        AddMetadata(model, PreprocessKey,
-            $"RGB, resize to height {config.Height} keeping the aspect ratio (width at most {config.Width}, bilinear), " +
-            $"x/255, (x - 0.5)/0.5, right-pad with 0 to width {config.Width}, NCHW");
+        AddMetadata(model, PreprocessKey, config.DynamicWidth
+            ? $"{config.ChannelOrder.ToString().ToUpperInvariant()}, batch width W = max({config.Width}, int({config.Height} * widest w/h in the batch)); " +
+              $"resize to height {config.Height} keeping the aspect ratio (width at most W, bilinear), x/255, (x - 0.5)/0.5, right-pad with 0 to W, NCHW"
+            : $"{config.ChannelOrder.ToString().ToUpperInvariant()}, resize to height {config.Height} keeping the aspect ratio (width at most {config.Width}, bilinear), " +
+              $"x/255, (x - 0.5)/0.5, right-pad with 0 to width {config.Width}, NCHW");
         return model;
     }
 
@@ -103,11 +106,12 @@ public static class OnnxExport
     static void AddMetadata(ModelProto model, string key, string value) =>
         model.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
 
-    static ValueInfoProto TensorValue(string name, string dynamicDim, params int[] dims)
+    /// <summary>A float tensor's declaration; each dimension is a size (int) or a symbolic name (string).</summary>
+    static ValueInfoProto TensorValue(string name, params object[] dims)
     {
         var shape = new TensorShapeProto();
-        shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimParam = dynamicDim });
-        foreach (int d in dims) shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = d });
+        foreach (var d in dims)
+            shape.Dim.Add(d is string symbol ? new TensorShapeProto.Types.Dimension { DimParam = symbol } : new TensorShapeProto.Types.Dimension { DimValue = (int)d });
         return new ValueInfoProto
         {
             Name = name,
