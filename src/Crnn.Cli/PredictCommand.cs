@@ -11,7 +11,7 @@ namespace Crnn.Cli;
 /// <summary><c>crnn predict</c> and <c>crnn eval</c>: read text with a trained model.</summary>
 public static class PredictCommand
 {
-    /// <summary>Images decoded and read per model call: bounds memory for folders of any size.</summary>
+    /// <summary>Images read per model call.</summary>
     public const int Batch = 64;
 
     /// <summary>Non-ASCII text (CJK, accents) stays readable in the JSON output.</summary>
@@ -60,26 +60,23 @@ public static class PredictCommand
         using var device = deviceChoice.Open();
         using var model = Load(device, checkpoint);
         var recognizer = new Recognizer(model, checkpoint.Dictionary, Batch);
-        var images = new float[Batch * ImageDecoding.Size];
         int unreadable = 0;
-        for (int start = 0; start < paths.Count; start += Batch)
+        for (int start = 0; start < paths.Count; start += Chunk)
         {
-            var chunk = paths.Skip(start).Take(Batch).ToList();
-            var failures = ImageDecoding.DecodePacked(chunk.Count, (k, chw) => ImageDecoding.DecodeFile(chunk[k], chw), images);
-            var readable = new List<string>(chunk.Count);
-            for (int k = 0; k < chunk.Count; k++)
+            var chunk = paths.Skip(start).Take(Chunk).ToList();
+            var (readable, predictions) = ReadChunk(recognizer, chunk.Count, k => ImageDecoding.LoadFile(chunk[k]), (k, error) =>
             {
-                if (failures[k] is null) { readable.Add(chunk[k]); continue; }
-                if (strict) throw new InvalidDataException($"{failures[k]} (--strict)");
-                errors.WriteLine($"skipped: {failures[k]}");
+                if (strict) throw new InvalidDataException($"{error} (--strict)");
+                errors.WriteLine($"skipped: {error}");
                 unreadable++;
-            }
-            if (readable.Count == 0) continue;
-            var predictions = ReadChunk(recognizer, images, chunk.Count);
+            });
             for (int i = 0; i < readable.Count; i++)
+            {
+                string path = chunk[readable[i]];
                 output.WriteLine(json
-                    ? JsonSerializer.Serialize(new { path = readable[i], text = predictions[i].Text, confidence = predictions[i].Confidence }, Json)
-                    : $"{readable[i]}\t{predictions[i].Text}\t{predictions[i].Confidence:F4}");
+                    ? JsonSerializer.Serialize(new { path, text = predictions[i].Text, confidence = predictions[i].Confidence }, Json)
+                    : $"{path}\t{predictions[i].Text}\t{predictions[i].Confidence:F4}");
+            }
         }
         if (unreadable > 0) errors.WriteLine($"{unreadable} of {paths.Count} images could not be read");
         return unreadable > 0 ? 1 : 0;
@@ -139,36 +136,48 @@ public static class PredictCommand
         }
     }
 
-    /// <summary>Reads every image of the dataset in batches; bad images are reported and counted, not scored.</summary>
+    /// <summary>Reads every image of the dataset a chunk at a time; bad images are reported and counted, not scored.</summary>
     static (RecognitionMetrics Metrics, int BadImages) Score(ILabeledDataset dataset, Recognizer recognizer, EvalOptions options, TextWriter errors)
     {
         var metrics = new RecognitionMetrics(options.BenchmarkConvention);
-        var images = new float[Batch * ImageDecoding.Size];
         int bad = 0;
-        for (int start = 0; start < dataset.Count; start += Batch)
+        for (int start = 0; start < dataset.Count; start += Chunk)
         {
-            int n = Math.Min(Batch, dataset.Count - start);
-            var failures = ImageDecoding.DecodePacked(n, (k, chw) => dataset.Decode(start + k, chw), images);
-            var texts = new List<string>(n);
-            for (int k = 0; k < n; k++)
+            int n = Math.Min(Chunk, dataset.Count - start);
+            var (readable, predictions) = ReadChunk(recognizer, n, k => dataset.Load(start + k), (k, error) =>
             {
-                if (failures[k] is null) { texts.Add(dataset.Text(start + k)); continue; }
-                if (options.Strict) throw new InvalidDataException($"{dataset.Describe(start + k)}: {failures[k]} (--strict)");
-                errors.WriteLine($"skipped {dataset.Describe(start + k)}: {failures[k]}");
+                if (options.Strict) throw new InvalidDataException($"{dataset.Describe(start + k)}: {error} (--strict)");
+                errors.WriteLine($"skipped {dataset.Describe(start + k)}: {error}");
                 bad++;
-            }
-            if (texts.Count == 0) continue;
-            var predictions = ReadChunk(recognizer, images, n);
-            for (int i = 0; i < texts.Count; i++) metrics.Add(predictions[i].Text, texts[i]);
+            });
+            for (int i = 0; i < readable.Count; i++) metrics.Add(predictions[i].Text, dataset.Text(start + readable[i]));
         }
         if (metrics.Count == 0) throw new InvalidDataException($"no image of {dataset.Name} could be read ({bad} bad)");
         return (metrics, bad);
     }
 
-    /// <summary>Reads the whole chunk, bad slots included, so every full chunk runs at one batch size (the model
-    /// rebuilds its buffers when the batch size changes); the good images come first, and only theirs are used.</summary>
-    static IReadOnlyList<Recognizer.Prediction> ReadChunk(Recognizer recognizer, float[] images, int count) =>
-        recognizer.Read(count * ImageDecoding.Size == images.Length ? images : images[..(count * ImageDecoding.Size)], count);
+    /// <summary>Images decoded (in parallel) and read per chunk: bounds memory for folders and datasets of any size.</summary>
+    const int Chunk = 4 * Batch;
+
+    /// <summary>Loads images 0..count-1, tells <paramref name="unreadable"/> (index, message) about each that cannot be
+    /// decoded, and reads the rest with the model's own preprocessing; returns their indices and predictions.</summary>
+    static (List<int> Readable, IReadOnlyList<Recognizer.Prediction> Predictions) ReadChunk(Recognizer recognizer, int count,
+        Func<int, SixLabors.ImageSharp.Image<SixLabors.ImageSharp.PixelFormats.Rgb24>> load, Action<int, string> unreadable)
+    {
+        var (images, failures) = ImageDecoding.LoadParallel(count, load);
+        try
+        {
+            var readable = new List<int>(count);
+            for (int k = 0; k < count; k++)
+                if (failures[k] is { } error) unreadable(k, error);
+                else readable.Add(k);
+            return (readable, readable.Count == 0 ? [] : recognizer.Read(readable.Select(k => images[k]!).ToList()));
+        }
+        finally
+        {
+            foreach (var image in images) image?.Dispose();
+        }
+    }
 
     static void WriteTable(TextWriter output, List<(string Path, RecognitionMetrics Metrics, int Skipped)> rows, RecognitionMetrics total, int skipped, bool benchmark)
     {

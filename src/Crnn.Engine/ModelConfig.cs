@@ -130,6 +130,9 @@ public sealed record ModelConfig(double Scale = 0.5, int Classes = 37, int Hidde
     /// <summary>Feature-map height and width after conv1, every unit, and the final 2×2 max-pool.</summary>
     public (int H, int W) StemSize => ((Height + 2 - 3) / 2 + 1, (Width + 2 - 3) / 2 + 1);
 
+    /// <summary>The preprocessing the weights expect, at the configured width (training, and fixed-width models).</summary>
+    public Data.ImageFormat Input => new(Height, Width, ChannelOrder);
+
     /// <summary>Time steps: the feature width after the final 2×2 max-pool (25 for a 100-wide input).</summary>
     public int TimeSteps => TimeStepsAt(Width);
 

@@ -99,21 +99,12 @@ public static class Preprocess
                 }
     }
 
-    /// <summary>An image preprocessed as <paramref name="config"/>'s weights expect, <paramref name="outWidth"/> wide
-    /// (the batch's width: <see cref="ModelConfig.InputWidth"/>).</summary>
-    public static void ResizeNormalize(Image<Rgb24> image, Span<float> chw, ModelConfig config, int outWidth)
-    {
-        var rgb = new byte[image.Width * image.Height * Channels];
-        image.CopyPixelDataTo(rgb);
-        ResizeNormalize(rgb, image.Width, image.Height, chw, config.Height, outWidth, config.ChannelOrder);
-    }
-
     /// <summary>An ImageSharp image → CHW floats [3, outHeight, outWidth] (see <see cref="ResizeNormalize(ReadOnlySpan{byte}, int, int, Span{float}, int, int)"/>).</summary>
-    public static void ResizeNormalize(Image<Rgb24> image, Span<float> chw, int outHeight = 32, int outWidth = 100)
+    public static void ResizeNormalize(Image<Rgb24> image, Span<float> chw, int outHeight = 32, int outWidth = 100, ChannelOrder order = ChannelOrder.Rgb)
     {
         var rgb = new byte[image.Width * image.Height * Channels];
         image.CopyPixelDataTo(rgb);
-        ResizeNormalize(rgb, image.Width, image.Height, chw, outHeight, outWidth);
+        ResizeNormalize(rgb, image.Width, image.Height, chw, outHeight, outWidth, order);
     }
 
     public static float[] ResizeNormalize(Image<Rgb24> image, int outHeight = 32, int outWidth = 100)

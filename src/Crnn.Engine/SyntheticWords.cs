@@ -37,17 +37,18 @@ public sealed class SyntheticWords : IDisposable
     public SyntheticOptions Options { get; }
     /// <summary>The font files samples are rendered with, in catalog order.</summary>
     public IReadOnlyList<string> FontPaths => [.. _fonts.Fonts.Select(f => f.Path)];
-    public int OutHeight { get; }
-    public int OutWidth { get; }
+    /// <summary>The preprocessing of the samples (default: the seed model's 32 × 100 RGB).</summary>
+    public Data.ImageFormat Format { get; }
+    public int OutHeight => Format.Height;
+    public int OutWidth => Format.Width;
 
-    public SyntheticWords(CharDictionary dictionary, int seed, SyntheticOptions? options = null, int outHeight = 32, int outWidth = 100)
+    public SyntheticWords(CharDictionary dictionary, int seed, SyntheticOptions? options = null, Data.ImageFormat? format = null)
     {
         Options = options ?? SyntheticOptions.Default;
         Options.Validate();
         _dictionary = dictionary;
         Seed = seed;
-        OutHeight = outHeight;
-        OutWidth = outWidth;
+        Format = format ?? Data.ImageFormat.Seed;
         _texts = new TextSampler(dictionary, Options.WordRatio, steps: MaxLength);
         _fonts = FontCatalog.For(dictionary, Options);
     }
@@ -204,7 +205,7 @@ public sealed class SyntheticWords : IDisposable
     public (string Text, int[] Label) Sample(long index, Span<float> chw)
     {
         var word = Render(index);
-        Preprocess.ResizeNormalize(word.Rgb, word.Width, word.Height, chw, OutHeight, OutWidth);
+        Preprocess.ResizeNormalize(word.Rgb, word.Width, word.Height, chw, OutHeight, OutWidth, Format.Order);
         return (word.Text, _dictionary.Encode(word.Text));
     }
 

@@ -1,3 +1,6 @@
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.PixelFormats;
+
 namespace Crnn.Engine.Data;
 
 /// <summary>
@@ -22,12 +25,24 @@ public interface ILabeledDataset : IDisposable
     /// <summary>Where sample <paramref name="index"/> lives (file and line, or LMDB key), for messages.</summary>
     string Describe(int index);
 
-    /// <summary>Decodes and preprocesses image <paramref name="index"/> into CHW floats [3, 32, 100];
-    /// a missing, empty or undecodable image throws <see cref="InvalidDataException"/> naming it.</summary>
-    void Decode(int index, Span<float> chw);
+    /// <summary>Decodes image <paramref name="index"/> to RGB (the caller disposes it); a missing, empty or
+    /// undecodable image throws <see cref="InvalidDataException"/> naming it.</summary>
+    Image<Rgb24> Load(int index);
+
 
     /// <summary>Entries left out when the dataset was opened, with reasons.</summary>
     SkipList Skipped { get; }
+}
+
+public static class LabeledDatasets
+{
+    /// <summary>Decodes and preprocesses image <paramref name="index"/> into CHW floats [3, H, W] of
+    /// <paramref name="format"/> (default: the seed model's 32 × 100 RGB).</summary>
+    public static void Decode(this ILabeledDataset data, int index, Span<float> chw, ImageFormat? format = null)
+    {
+        using var image = data.Load(index);
+        (format ?? ImageFormat.Seed).Write(image, chw);
+    }
 }
 
 /// <summary>How label texts are cased (normalised) before they are checked against the dictionary and encoded.</summary>

@@ -85,7 +85,7 @@ public sealed class ConcatDataset : ILabeledDataset
     public string Text(int index) { var (part, i) = Locate(index); return part.Text(i); }
     public int[] Label(int index) { var (part, i) = Locate(index); return part.Label(i); }
     public string Describe(int index) { var (part, i) = Locate(index); return part.Describe(i); }
-    public void Decode(int index, Span<float> chw) { var (part, i) = Locate(index); part.Decode(i, chw); }
+    public SixLabors.ImageSharp.Image<SixLabors.ImageSharp.PixelFormats.Rgb24> Load(int index) { var (part, i) = Locate(index); return part.Load(i); }
 
     public void Dispose()
     {

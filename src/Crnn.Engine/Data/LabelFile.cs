@@ -63,6 +63,6 @@ public sealed class LabelFileDataset(IReadOnlyList<LabeledImage> samples, string
     public string Text(int index) => samples[index].Text;
     public int[] Label(int index) => samples[index].Label;
     public string Describe(int index) => samples[index].Line > 0 ? $"{name}:{samples[index].Line} ({samples[index].Path})" : samples[index].Path;
-    public void Decode(int index, Span<float> chw) => ImageDecoding.DecodeFile(samples[index].Path, chw);
+    public SixLabors.ImageSharp.Image<SixLabors.ImageSharp.PixelFormats.Rgb24> Load(int index) => ImageDecoding.LoadFile(samples[index].Path);
     public void Dispose() { }
 }

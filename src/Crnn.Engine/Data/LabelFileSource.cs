@@ -19,12 +19,16 @@ public sealed class LabelFileSource : IBatchSource
     public LabelFileSource(IReadOnlyList<LabeledImage> samples, int seed) : this(new LabelFileDataset(samples, "samples"), seed) { }
 
     /// <param name="data">owned: disposed with the source</param>
-    public LabelFileSource(ILabeledDataset data, int seed, bool strict = false)
+    /// <param name="format">the model's preprocessing (default: the seed model's 32 × 100 RGB)</param>
+    public LabelFileSource(ILabeledDataset data, int seed, bool strict = false, ImageFormat? format = null)
     {
         if (data.Count == 0) throw new ArgumentException($"dataset {data.Name} has no samples");
         (_data, _strict) = (data, strict);
         Seed = seed;
+        Format = format ?? ImageFormat.Seed;
     }
+
+    public ImageFormat Format { get; }
 
     public int Seed { get; }
     public long Position { get; set; }
@@ -43,15 +47,15 @@ public sealed class LabelFileSource : IBatchSource
     public void NextBatch(float[] images, string[] texts, int[][] labels)
     {
         int batch = texts.Length;
-        if (images.Length != batch * ImageDecoding.Size)
-            throw new ArgumentException($"{images.Length} floats do not hold {batch} images of {ImageDecoding.Size}");
+        if (images.Length != batch * Format.Size)
+            throw new ArgumentException($"{images.Length} floats do not hold {batch} images of {Format.Size}");
         var chosen = new int[batch];  // dataset index of each slot
         var ahead = new long[batch];  // how far past its own position a slot has looked for a good sample
         var pending = Enumerable.Range(0, batch).ToList();
         while (pending.Count > 0)
         {
             foreach (int b in pending) chosen[b] = NextGood(Position + b, ref ahead[b]);
-            var errors = ImageDecoding.DecodeParallel(pending, (k, chw) => _data.Decode(chosen[pending[k]], chw), images);
+            var errors = ImageDecoding.DecodeParallel(pending, (k, chw) => _data.Decode(chosen[pending[k]], chw, Format), images, Format.Size);
             var retry = new List<int>();
             for (int k = 0; k < pending.Count; k++)
             {

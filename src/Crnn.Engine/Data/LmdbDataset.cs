@@ -131,7 +131,7 @@ public sealed class LmdbDataset : ILabeledDataset
 
     public string Describe(int index) => $"{Name} image-{_numbers[index]:D9}";
 
-    public void Decode(int index, Span<float> chw)
+    public SixLabors.ImageSharp.Image<SixLabors.ImageSharp.PixelFormats.Rgb24> Load(int index)
     {
         string key = $"image-{_numbers[index]:D9}";
         Span<byte> keyBytes = stackalloc byte[KeyLength];
@@ -140,7 +140,7 @@ public sealed class LmdbDataset : ILabeledDataset
         if (code == MDBResultCode.NotFound) throw new InvalidDataException($"{Name}: no {key}");
         if (code != MDBResultCode.Success) throw new InvalidDataException($"{Name}: cannot read {key} ({code})");
         // The value points into the memory map and is valid while the transaction is open: decode it in place.
-        ImageDecoding.DecodeBytes(value.AsSpan(), $"{Name} {key}", chw);
+        return Preprocess.DecodeRgb(value.AsSpan(), $"{Name} {key}");
     }
 
     public void Dispose()

@@ -1,4 +1,6 @@
 using Crnn.Kernels;
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.PixelFormats;
 
 namespace Crnn.Engine.Training;
 
@@ -31,6 +33,34 @@ public sealed class Recognizer
         int size = ImageSize(_model);
         if (images.Length != count * size) throw new ArgumentException($"expected {count} images of {size} floats, got {images.Length} floats");
         return Read(count, (start, n, chunk) => images.AsSpan(start * size, n * size).CopyTo(chunk));
+    }
+
+    /// <summary>
+    /// Predictions for decoded images, preprocessed as the model's config prescribes. As PaddleOCR's inference
+    /// does, images are read in order of aspect ratio, so each batch holds images of similar width; a
+    /// dynamic-width model reads each batch at the width its widest image needs (<see cref="ModelConfig.InputWidth"/>).
+    /// Results come back in the order given.
+    /// </summary>
+    public IReadOnlyList<Prediction> Read(IReadOnlyList<Image<Rgb24>> images)
+    {
+        var config = _model.Config;
+        double Ratio(int i) => images[i].Width / (double)images[i].Height;
+        var order = Enumerable.Range(0, images.Count).OrderBy(Ratio).ToArray();
+        var predictions = new Prediction[images.Count];
+        // One batch size throughout (the last batch zero-padded), as in Read(float[], int): the model keeps one network.
+        int batch = Math.Max(1, Math.Min(_batchSize, images.Count));
+        for (int start = 0; start < order.Length; start += batch)
+        {
+            var slice = order.AsSpan(start, Math.Min(batch, order.Length - start)).ToArray();
+            var format = config.Input with { Width = config.InputWidth(Ratio(slice[^1])) };
+            var host = new float[batch * format.Size];
+            Parallel.For(0, slice.Length, k => format.Write(images[slice[k]], host.AsSpan(k * format.Size, format.Size)));
+            using var input = _model.Device.Upload(host, host.Length);
+            _model.Forward(input.View, batch, training: false, format.Width);
+            var (ids, confidences) = _model.DecodeLast();
+            for (int k = 0; k < slice.Length; k++) predictions[slice[k]] = new Prediction(_dictionary.Decode(ids[k]), confidences[k]);
+        }
+        return predictions;
     }
 
     /// <summary>Accuracy and normalized edit distance of the model on labelled images.</summary>

@@ -41,9 +41,9 @@ public sealed class ValidationSet : IDisposable
     }
 
     /// <summary>Renders <paramref name="count"/> synthetic words from a seed the training stream never uses.</summary>
-    public static ValidationSet Synthetic(CharDictionary dictionary, int count, int seed, SyntheticOptions? options = null)
+    public static ValidationSet Synthetic(CharDictionary dictionary, int count, int seed, SyntheticOptions? options = null, ImageFormat? format = null)
     {
-        using var words = new SyntheticWords(dictionary, seed, options);
+        using var words = new SyntheticWords(dictionary, seed, options, format);
         var images = new float[count * Preprocess.Channels * words.OutHeight * words.OutWidth];
         var texts = new string[count];
         words.NextBatch(images, texts, new int[count][]);
@@ -58,16 +58,17 @@ public sealed class ValidationSet : IDisposable
     /// pass, a chunk at a time, finds those that cannot be read: each is left out and passed to
     /// <paramref name="skipped"/> (sample, message), or, with <paramref name="strict"/>, is an error.
     /// </summary>
-    public static ValidationSet Stream(ILabeledDataset data, bool strict, Action<string, string> skipped)
+    public static ValidationSet Stream(ILabeledDataset data, bool strict, Action<string, string> skipped, ImageFormat? format = null)
     {
+        format ??= ImageFormat.Seed;
         try
         {
             var good = new List<int>(data.Count);
-            var chunk = new float[ScanChunk * ImageDecoding.Size];
+            var chunk = new float[ScanChunk * format.Size];
             for (int start = 0; start < data.Count; start += ScanChunk)
             {
                 int n = Math.Min(ScanChunk, data.Count - start);
-                var errors = ImageDecoding.DecodeParallel(Enumerable.Range(0, n).ToArray(), (k, chw) => data.Decode(start + k, chw), chunk);
+                var errors = ImageDecoding.DecodeParallel(Enumerable.Range(0, n).ToArray(), (k, chw) => data.Decode(start + k, chw, format), chunk, format.Size);
                 for (int k = 0; k < n; k++)
                 {
                     if (errors[k] is null) { good.Add(start + k); continue; }
@@ -77,9 +78,9 @@ public sealed class ValidationSet : IDisposable
             }
             if (good.Count == 0) throw new InvalidDataException($"no validation image of {data.Name} can be read");
             var texts = good.Select(data.Text).ToList();
-            return new ValidationSet(texts, ImageDecoding.Size, (start, count, destination) =>
+            return new ValidationSet(texts, format.Size, (start, count, destination) =>
             {
-                var errors = ImageDecoding.DecodeParallel(Enumerable.Range(0, count).ToArray(), (k, chw) => data.Decode(good[start + k], chw), destination);
+                var errors = ImageDecoding.DecodeParallel(Enumerable.Range(0, count).ToArray(), (k, chw) => data.Decode(good[start + k], chw, format), destination, format.Size);
                 if (Array.FindIndex(errors, e => e != null) is var k and >= 0) // it was read at the start: changed since
                     throw new InvalidDataException($"validation image {data.Describe(good[start + k])} can no longer be read: {errors[k]}");
             }, data);
