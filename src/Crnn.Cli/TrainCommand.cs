@@ -25,6 +25,8 @@ public static class TrainCommand
         var kernels = DeviceChoice.KernelsOption();
         var output = new Option<string>("--output") { Description = "checkpoint and metrics folder", DefaultValueFactory = _ => "runs/crnn" };
         var resume = new Option<string?>("--resume") { Description = "continue from the checkpoint in this folder" };
+        var init = new Option<string?>("--init") { Description = "start from this checkpoint's weights (imported or trained) with a fresh optimizer and schedule" };
+        var resetHead = new Option<bool>("--reset-head") { Description = "with --init and a different dictionary: train a new classification head for it" };
         var clip = new Option<float?>("--clip-norm") { Description = "clip the global gradient norm to this value" };
         var warmup = new Option<int>("--warmup") { Description = "linear learning-rate warm-up steps" };
         var decay = new Option<float>("--decay") { Description = "share of the steps, at the end, over which the learning rate follows a cosine to zero (0: constant)", DefaultValueFactory = _ => new TrainOptions().DecayFraction };
@@ -39,7 +41,7 @@ public static class TrainCommand
         var noProgress = new Option<bool>("--no-progress") { Description = "log lines instead of a live progress bar (the default when output is redirected)" };
 
         var command = new Command("train", "Train the recognizer; without --train it renders synthetic words to train on.");
-        foreach (var o in new Option[] { train, val, dict, space, steps, batch, lr, seed, device, kernels, output, resume, clip, warmup, decay, logEvery, valEvery, valCount, labelCase, strict, fonts, excludeFonts, maxBadSteps, noProgress })
+        foreach (var o in new Option[] { train, val, dict, space, steps, batch, lr, seed, device, kernels, output, resume, init, resetHead, clip, warmup, decay, logEvery, valEvery, valCount, labelCase, strict, fonts, excludeFonts, maxBadSteps, noProgress })
             command.Options.Add(o);
         command.SetAction(p => UserError.Guard(() => Run(new Settings(
             p.GetValue(train) ?? [], p.GetValue(val), p.GetValue(dict), p.GetValue(space), p.GetValue(device),
@@ -52,6 +54,7 @@ public static class TrainCommand
             })
         {
             Kernels = p.GetValue(kernels),
+            Init = p.GetValue(init), ResetHead = p.GetValue(resetHead),
             Case = LabelCases.Parse(p.GetValue(labelCase)!), Strict = p.GetValue(strict),
             Fonts = p.GetValue(fonts) ?? [], ExcludeFonts = p.GetValue(excludeFonts) ?? [],
             Live = !p.GetValue(noProgress) && LiveView.Available ? AnsiConsole.Console : null,
@@ -64,6 +67,10 @@ public static class TrainCommand
     {
         /// <summary>Kernel policy: auto, host or gpu (null: $CRNN_KERNELS, else auto).</summary>
         public string? Kernels { get; init; }
+        /// <summary>Checkpoint whose weights (not optimizer, step or schedule) the run starts from.</summary>
+        public string? Init { get; init; }
+        /// <summary>With <see cref="Init"/>: a new head for a dictionary other than the checkpoint's.</summary>
+        public bool ResetHead { get; init; }
         /// <summary>How label texts are cased (train and validation data).</summary>
         public LabelCase Case { get; init; } = LabelCase.Auto;
         /// <summary>A bad sample (label or image) stops the run instead of being skipped.</summary>
@@ -83,22 +90,36 @@ public static class TrainCommand
         s.Options.Validate();
         if (s.ValCount < 1) throw new ArgumentException($"--val-count must be at least 1, got {s.ValCount}");
         Checkpoint.CheckWritable(s.Output); // before minutes of data loading and training
+        if (s.Init is not null && s.Resume is not null) throw new ArgumentException("--init starts a new run from a model, --resume continues one: give one of them");
+        if (s.ResetHead && s.Init is null) throw new ArgumentException("--reset-head goes with --init");
         var checkpoint = s.Resume is null ? null : Checkpoint.Load(s.Resume);
-        var dictionary = checkpoint?.Dictionary ?? (s.Dict is null ? CharDictionary.Default : CharDictionary.Load(s.Dict, s.UseSpaceChar));
-        var config = checkpoint?.Config ?? new ModelConfig(Classes: dictionary.Classes);
+        var start = s.Init is null ? null : Checkpoint.Load(s.Init);
+        var dictionary = checkpoint?.Dictionary ?? (s.Dict is null ? start?.Dictionary ?? CharDictionary.Default : CharDictionary.Load(s.Dict, s.UseSpaceChar));
+        var config = checkpoint?.Config ?? (start is null ? new ModelConfig(Classes: dictionary.Classes) : start.Config with { Classes = dictionary.Classes });
+        bool newHead = start is not null && !start.Dictionary.Symbols.SequenceEqual(dictionary.Symbols);
+        if (newHead && !s.ResetHead)
+            throw new ArgumentException($"--dict gives {dictionary.Classes} classes ({dictionary.Classes - 1} symbols + blank), the --init model {start!.Config.Classes}" +
+                (dictionary.Classes == start.Config.Classes ? " with other symbols" : "") +
+                "; --reset-head trains a new head for the new dictionary (the rest of the model is kept)");
         int steps = config.TimeSteps;
+        var format = config.Input; // the model's own input size and channel order
 
-        var files = s.Train.Length == 0 ? null : OpenTraining(s, dictionary, steps, log);
-        using IBatchSource source = new PrefetchingSource(files ?? (IBatchSource)new SyntheticSource(dictionary, s.Options.Seed, options: s.Synthetic));
+        var files = s.Train.Length == 0 ? null : OpenTraining(s, dictionary, steps, format, log);
+        using IBatchSource source = new PrefetchingSource(files ?? (IBatchSource)new SyntheticSource(dictionary, s.Options.Seed, options: s.Synthetic, format: format));
         using var validation = s.Val is null
-            ? ValidationSet.Synthetic(dictionary, s.ValCount, seed: s.Options.Seed + 1_000_000, s.Synthetic)
-            : OpenValidation(s, dictionary, steps, log);
+            ? ValidationSet.Synthetic(dictionary, s.ValCount, seed: s.Options.Seed + 1_000_000, s.Synthetic, format)
+            : OpenValidation(s, dictionary, steps, format, log);
 
         using var device = Device.Open(s.Device, s.Kernels);
         log.WriteLine($"device: {device}");
         using var model = new CrnnModel(device, config);
         model.Initialize(s.Options.Seed);
-        log.WriteLine($"model: {config.ParameterCount:N0} parameters, {config.Classes} classes, input 3x{config.Height}x{config.Width}, {steps} time steps");
+        if (start is not null)
+        {
+            model.Load(start.StartingWeights(config, model.Save().Parameters, resetHead: newHead), start.Buffers);
+            log.WriteLine($"init: weights of {s.Init} (step {start.Step}){(newHead ? $"; new head for {config.Classes} classes" : "")}");
+        }
+        log.WriteLine($"model: {config.Describe()}, {config.ParameterCount:N0} parameters, {steps} time steps");
         string data = files != null
             ? $"{files.EpochSize:N0} samples from {string.Join(", ", s.Train)} (case: {s.Case.Resolve(dictionary).ToString().ToLowerInvariant()})"
             : "synthetic words (built-in)";
@@ -131,20 +152,20 @@ public static class TrainCommand
     }
 
     /// <summary>The --train datasets, concatenated, as a seeded stream.</summary>
-    static LabelFileSource OpenTraining(Settings s, CharDictionary dictionary, int steps, TextWriter log)
+    static LabelFileSource OpenTraining(Settings s, CharDictionary dictionary, int steps, ImageFormat format, TextWriter log)
     {
         var data = Datasets.Open(s.Train, dictionary, steps, s.Case, s.Strict);
         data.Skipped.Report(log, string.Join(", ", s.Train));
-        return new LabelFileSource(data, s.Options.Seed, s.Strict);
+        return new LabelFileSource(data, s.Options.Seed, s.Strict, format);
     }
 
     /// <summary>The --val dataset, decoded a chunk at a time at each validation; bad images are left out (or stop
     /// the run with --strict).</summary>
-    static ValidationSet OpenValidation(Settings s, CharDictionary dictionary, int steps, TextWriter log)
+    static ValidationSet OpenValidation(Settings s, CharDictionary dictionary, int steps, ImageFormat format, TextWriter log)
     {
         var data = Datasets.Open(s.Val!, dictionary, steps, s.Case, s.Strict);
         data.Skipped.Report(log, s.Val!);
-        return ValidationSet.Stream(data, s.Strict, (sample, error) => log.WriteLine($"skipped bad validation image {sample}: {error}"));
+        return ValidationSet.Stream(data, s.Strict, (sample, error) => log.WriteLine($"skipped bad validation image {sample}: {error}"), format);
     }
 
     /// <summary>Ends a synthetic run by reading a few unseen synthetic words back, saved as PNGs to try `crnn predict` on.</summary>
@@ -153,8 +174,8 @@ public static class TrainCommand
         const int count = 6;
         string folder = Path.Combine(s.Output, "samples");
         Directory.CreateDirectory(folder);
-        using var words = new SyntheticWords(dictionary, seed: s.Options.Seed + 2_000_000, s.Synthetic);
-        int size = Preprocess.Channels * 32 * 100;
+        using var words = new SyntheticWords(dictionary, seed: s.Options.Seed + 2_000_000, s.Synthetic, model.Config.Input);
+        int size = model.Config.Input.Size;
         var images = new float[count * size];
         var texts = new string[count];
         for (int i = 0; i < count; i++)

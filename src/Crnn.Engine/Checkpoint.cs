@@ -180,6 +180,27 @@ public sealed class Checkpoint
             new NamedTensor(p.Name + ".adam_v", p.Shape, AdamV.AsMemory(p.Offset, p.Length)),
         });
 
+    /// <summary>
+    /// Parameters for a new run that starts from this checkpoint (fine-tuning) as <paramref name="config"/>: this
+    /// checkpoint's model, maybe with another class count. Every tensor is copied, except, with
+    /// <paramref name="resetHead"/>, the classification head's, which are taken from <paramref name="fresh"/>
+    /// (freshly initialized parameters of <paramref name="config"/>).
+    /// </summary>
+    public float[] StartingWeights(ModelConfig config, float[] fresh, bool resetHead)
+    {
+        if (config with { Classes = Config.Classes } != Config)
+            throw new ArgumentException($"the model to train ({config.Describe()}) is not the checkpoint's ({Config.Describe()})");
+        if (!resetHead && config.Classes != Config.Classes)
+            throw new ArgumentException($"the checkpoint has {Config.Classes} classes, the model to train {config.Classes}: reset the head");
+        var from = new ParameterLayout(Config);
+        var to = new ParameterLayout(config);
+        var weights = (float[])fresh.Clone();
+        foreach (var p in to.Parameters)
+            if (!(resetHead && p.Name.StartsWith("head.")))
+                Parameters.AsSpan(from[p.Name].Offset, p.Length).CopyTo(weights.AsSpan(p.Offset, p.Length));
+        return weights;
+    }
+
     /// <summary>Loads and validates a checkpoint folder; the optimizer file is optional (absent: no moments).</summary>
     public static Checkpoint Load(string folder)
     {

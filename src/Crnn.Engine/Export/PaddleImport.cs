@@ -29,8 +29,8 @@ public static class PaddleImport
     {
         ModelProto model;
         try { model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(onnxPath)); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new InvalidDataException($"cannot read '{onnxPath}': {e.Message}", e); }
         catch (Google.Protobuf.InvalidProtocolBufferException e) { throw new InvalidDataException($"'{onnxPath}' is not an ONNX model ({e.Message})", e); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new InvalidDataException($"cannot read '{onnxPath}': {e.Message}", e); }
         return Import(model, dictionary);
     }
 
