@@ -62,23 +62,11 @@ public static class TrainCommand
         return command;
     }
 
+    /// <summary><see cref="TrainingSettings"/> and how to show progress.</summary>
     public sealed record Settings(string[] Train, string? Val, string? Dict, bool UseSpaceChar, string? Device,
         string Output, string? Resume, int ValCount, TrainOptions Options)
+        : TrainingSettings(Train, Val, Dict, UseSpaceChar, Device, Output, Resume, ValCount, Options)
     {
-        /// <summary>Kernel policy: auto, host or gpu (null: $CRNN_KERNELS, else auto).</summary>
-        public string? Kernels { get; init; }
-        /// <summary>Checkpoint whose weights (not optimizer, step or schedule) the run starts from.</summary>
-        public string? Init { get; init; }
-        /// <summary>With <see cref="Init"/>: a new head for a dictionary other than the checkpoint's.</summary>
-        public bool ResetHead { get; init; }
-        /// <summary>How label texts are cased (train and validation data).</summary>
-        public LabelCase Case { get; init; } = LabelCase.Auto;
-        /// <summary>A bad sample (label or image) stops the run instead of being skipped.</summary>
-        public bool Strict { get; init; }
-        /// <summary>Fonts of the synthetic words (training, validation and samples); empty: the default catalog.</summary>
-        public IReadOnlyList<string> Fonts { get; init; } = [];
-        public IReadOnlyList<string> ExcludeFonts { get; init; } = [];
-        public SyntheticOptions Synthetic => new() { Fonts = Fonts, ExcludeFonts = ExcludeFonts };
         /// <summary>Show progress live on this console; null: log lines to the log writer.</summary>
         public IAnsiConsole? Live { get; init; }
     }
@@ -87,50 +75,8 @@ public static class TrainCommand
     /// or <paramref name="cancel"/> (130), SIGTERM (143) or SIGHUP (129); a checkpoint is saved either way.</summary>
     public static int Run(Settings s, TextWriter log, CancellationToken cancel = default)
     {
-        s.Options.Validate();
-        if (s.ValCount < 1) throw new ArgumentException($"--val-count must be at least 1, got {s.ValCount}");
-        Checkpoint.CheckWritable(s.Output); // before minutes of data loading and training
-        if (s.Init is not null && s.Resume is not null) throw new ArgumentException("--init starts a new run from a model, --resume continues one: give one of them");
-        if (s.ResetHead && s.Init is null) throw new ArgumentException("--reset-head goes with --init");
-        var checkpoint = s.Resume is null ? null : Checkpoint.Load(s.Resume);
-        var start = s.Init is null ? null : Checkpoint.Load(s.Init);
-        var dictionary = checkpoint?.Dictionary ?? (s.Dict is null ? start?.Dictionary ?? CharDictionary.Default : CharDictionary.Load(s.Dict, s.UseSpaceChar));
-        var config = checkpoint?.Config ?? (start is null ? new ModelConfig(Classes: dictionary.Classes) : start.Config with { Classes = dictionary.Classes });
-        bool newHead = start is not null && !start.Dictionary.Symbols.SequenceEqual(dictionary.Symbols);
-        if (newHead && !s.ResetHead)
-            throw new ArgumentException($"--dict gives {dictionary.Classes} classes ({dictionary.Classes - 1} symbols + blank), the --init model {start!.Config.Classes}" +
-                (dictionary.Classes == start.Config.Classes ? " with other symbols" : "") +
-                "; --reset-head trains a new head for the new dictionary (the rest of the model is kept)");
-        int steps = config.TimeSteps;
-        var format = config.Input; // the model's own input size and channel order
-
-        var files = s.Train.Length == 0 ? null : OpenTraining(s, dictionary, steps, format, log);
-        using IBatchSource source = new PrefetchingSource(files ?? (IBatchSource)new SyntheticSource(dictionary, s.Options.Seed, options: s.Synthetic, format: format));
-        using var validation = s.Val is null
-            ? ValidationSet.Synthetic(dictionary, s.ValCount, seed: s.Options.Seed + 1_000_000, s.Synthetic, format)
-            : OpenValidation(s, dictionary, steps, format, log);
-
-        using var device = Device.Open(s.Device, s.Kernels);
-        log.WriteLine($"device: {device}");
-        using var model = new CrnnModel(device, config);
-        model.Initialize(s.Options.Seed);
-        if (start is not null)
-        {
-            model.Load(start.StartingWeights(config, model.Save().Parameters, resetHead: newHead), start.Buffers);
-            log.WriteLine($"init: weights of {s.Init} (step {start.Step}){(newHead ? $"; new head for {config.Classes} classes" : "")}");
-        }
-        log.WriteLine($"model: {config.Describe()}, {config.ParameterCount:N0} parameters, {steps} time steps");
-        string data = files != null
-            ? $"{files.EpochSize:N0} samples from {string.Join(", ", s.Train)} (case: {s.Case.Resolve(dictionary).ToString().ToLowerInvariant()})"
-            : "synthetic words (built-in)";
-        log.WriteLine($"data: {data}; validation: {validation.Count} images");
-
-        using var trainer = new Trainer(model, dictionary, source, s.Options, s.Output, validation);
-        if (checkpoint != null)
-        {
-            trainer.Resume(checkpoint);
-            log.WriteLine($"resumed from {s.Resume} at step {trainer.Step}");
-        }
+        using var job = TrainingJob.Open(s, log);
+        var (trainer, files, model, dictionary) = (job.Trainer, job.Files, job.Model, job.Dictionary);
         TrainingView view = s.Live is { } console
             ? new LiveView(console, s.Options.Steps, s.Options.BatchSize)
             : new PlainView(log, s.Options.Steps, s.Options.BatchSize);
@@ -149,23 +95,6 @@ public static class TrainCommand
             (trainer.BestValAccuracy is { } best ? $"; best validation accuracy {best:P1} in {Path.Combine(s.Output, Trainer.BestFolder)}" : ""));
         if (s.Train.Length == 0) ShowSamples(model, dictionary, s, log);
         return 0;
-    }
-
-    /// <summary>The --train datasets, concatenated, as a seeded stream.</summary>
-    static LabelFileSource OpenTraining(Settings s, CharDictionary dictionary, int steps, ImageFormat format, TextWriter log)
-    {
-        var data = Datasets.Open(s.Train, dictionary, steps, s.Case, s.Strict);
-        data.Skipped.Report(log, string.Join(", ", s.Train));
-        return new LabelFileSource(data, s.Options.Seed, s.Strict, format);
-    }
-
-    /// <summary>The --val dataset, decoded a chunk at a time at each validation; bad images are left out (or stop
-    /// the run with --strict).</summary>
-    static ValidationSet OpenValidation(Settings s, CharDictionary dictionary, int steps, ImageFormat format, TextWriter log)
-    {
-        var data = Datasets.Open(s.Val!, dictionary, steps, s.Case, s.Strict);
-        data.Skipped.Report(log, s.Val!);
-        return ValidationSet.Stream(data, s.Strict, (sample, error) => log.WriteLine($"skipped bad validation image {sample}: {error}"), format);
     }
 
     /// <summary>Ends a synthetic run by reading a few unseen synthetic words back, saved as PNGs to try `crnn predict` on.</summary>

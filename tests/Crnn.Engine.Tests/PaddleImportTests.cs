@@ -34,7 +34,7 @@ public class PaddleImportTests(ITestOutputHelper output)
     ];
 
     /// <summary>A text line rendered black on a light background with DejaVu Sans, 40 px high, as RGB bytes.</summary>
-    static (byte[] Rgb, int Width, int Height) Render(string text)
+    internal static (byte[] Rgb, int Width, int Height) Render(string text)
     {
         using var typeface = SKTypeface.FromFile("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf") ?? throw new InvalidOperationException("DejaVu Sans is missing (tools/setup.sh)");
         using var font = new SKFont(typeface, 28);

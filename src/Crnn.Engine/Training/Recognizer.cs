@@ -1,4 +1,5 @@
 using Crnn.Kernels;
+using ILGPU.Runtime;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
 
@@ -36,17 +37,30 @@ public sealed class Recognizer
     }
 
     /// <summary>
-    /// Predictions for decoded images, preprocessed as the model's config prescribes. As PaddleOCR's inference
-    /// does, images are read in order of aspect ratio, so each batch holds images of similar width; a
-    /// dynamic-width model reads each batch at the width its widest image needs (<see cref="ModelConfig.InputWidth"/>).
-    /// Results come back in the order given.
+    /// Predictions for decoded images, preprocessed as the model's config prescribes (see <see cref="ReadSteps"/>),
+    /// in the order given.
     /// </summary>
     public IReadOnlyList<Prediction> Read(IReadOnlyList<Image<Rgb24>> images)
+    {
+        var predictions = new Prediction[images.Count];
+        ReadSteps(images, (i, steps, _) => predictions[i] = new Prediction(Text(steps), steps.Confidence));
+        return predictions;
+    }
+
+    /// <summary>The text of a greedy decoding: the kept classes' symbols.</summary>
+    public string Text(GreedySteps steps) => _dictionary.Decode(steps.Classes);
+
+    /// <summary>
+    /// Reads decoded images and hands each one's greedy CTC decoding, with the time step of every kept symbol,
+    /// to <paramref name="consume"/> (image index, decoding, input width of its batch). As PaddleOCR's inference
+    /// does, images are read in order of aspect ratio, so each batch holds images of similar width; a
+    /// dynamic-width model reads each batch at the width its widest image needs (<see cref="ModelConfig.InputWidth"/>).
+    /// </summary>
+    public void ReadSteps(IReadOnlyList<Image<Rgb24>> images, Action<int, GreedySteps, int> consume)
     {
         var config = _model.Config;
         double Ratio(int i) => images[i].Width / (double)images[i].Height;
         var order = Enumerable.Range(0, images.Count).OrderBy(Ratio).ToArray();
-        var predictions = new Prediction[images.Count];
         // One batch size throughout (the last batch zero-padded), as in Read(float[], int): the model keeps one network.
         int batch = Math.Max(1, Math.Min(_batchSize, images.Count));
         for (int start = 0; start < order.Length; start += batch)
@@ -56,11 +70,13 @@ public sealed class Recognizer
             var host = new float[batch * format.Size];
             Parallel.For(0, slice.Length, k => format.Write(images[slice[k]], host.AsSpan(k * format.Size, format.Size)));
             using var input = _model.Device.Upload(host, host.Length);
-            _model.Forward(input.View, batch, training: false, format.Width);
-            var (ids, confidences) = _model.DecodeLast();
-            for (int k = 0; k < slice.Length; k++) predictions[slice[k]] = new Prediction(_dictionary.Decode(ids[k]), confidences[k]);
+            var logits = _model.Forward(input.View, batch, training: false, format.Width);
+            int steps = _model.Steps, classes = config.Classes;
+            var values = new float[slice.Length * steps * classes];
+            logits.SubView(0, values.Length).CopyToCPU(values);
+            for (int k = 0; k < slice.Length; k++)
+                consume(slice[k], GreedySteps.Decode(values.AsSpan(k * steps * classes, steps * classes), steps, classes), format.Width);
         }
-        return predictions;
     }
 
     /// <summary>Accuracy and normalized edit distance of the model on labelled images.</summary>
@@ -101,5 +117,45 @@ public sealed class Recognizer
             for (int b = 0; b < n; b++) predictions.Add(new Prediction(_dictionary.Decode(ids[b]), confidences[b]));
         }
         return predictions;
+    }
+}
+
+/// <summary>
+/// Greedy CTC decoding of one image's logits [T, C] on the host, as <see cref="GreedyDecoder"/> does on the
+/// device: arg-max per step with its softmax probability, repeats collapsed, blanks (class 0) dropped;
+/// confidence is the mean probability of the kept steps (the first step of each run). Keeps each kept class's
+/// first and last step, which place it along the image.
+/// </summary>
+public sealed record GreedySteps(int[] Classes, int[] FirstSteps, int[] LastSteps, float[] Probabilities, int Steps)
+{
+    public float Confidence => Probabilities.Length > 0 ? Probabilities.Average() : 0f;
+
+    public static GreedySteps Decode(ReadOnlySpan<float> logits, int steps, int classes)
+    {
+        List<int> ids = [], first = [], last = [];
+        List<float> probs = [];
+        int previous = -1;
+        for (int t = 0; t < steps; t++)
+        {
+            var row = logits.Slice(t * classes, classes);
+            float best = row[0], sum = 1f;
+            int arg = 0;
+            for (int c = 1; c < classes; c++)
+            {
+                float x = row[c];
+                if (x > best) { sum = sum * MathF.Exp(best - x) + 1f; best = x; arg = c; }
+                else sum += MathF.Exp(x - best);
+            }
+            if (arg != CharDictionary.Blank && arg != previous)
+            {
+                ids.Add(arg);
+                first.Add(t);
+                last.Add(t);
+                probs.Add(1f / sum);
+            }
+            else if (arg != CharDictionary.Blank) last[^1] = t; // the run of the last kept class goes on
+            previous = arg;
+        }
+        return new GreedySteps([.. ids], [.. first], [.. last], [.. probs], steps);
     }
 }
