@@ -34,7 +34,12 @@ public static class PaddleImport
         return Import(model, dictionary);
     }
 
-    public static Checkpoint Import(ModelProto model, CharDictionary dictionary) => new Reader(model.Graph).Read(dictionary);
+    public static Checkpoint Import(ModelProto model, CharDictionary dictionary) => new Reader(model.Graph).Read(dictionary, ChannelOrderOf(model));
+
+    /// <summary>PaddleOCR's models read BGR; a graph written by <see cref="OnnxExport"/> names its order in the metadata.</summary>
+    static ChannelOrder ChannelOrderOf(ModelProto model) =>
+        model.MetadataProps.FirstOrDefault(p => p.Key == OnnxExport.PreprocessKey)?.Value is { } preprocess && preprocess.StartsWith("RGB")
+            ? ChannelOrder.Rgb : ChannelOrder.Bgr;
 
     /// <summary>One convolution as the graph has it, with what follows it (BatchNorm or bias, activation).</summary>
     sealed record Conv(NodeProto Node, ConstTensor Weight, int Groups, int StrideH, int StrideW, int Pad,
@@ -72,9 +77,9 @@ public static class PaddleImport
 
         NodeProto? OnlyConsumer(string name) => _consumers.TryGetValue(name, out var list) && list.Count == 1 ? list[0] : null;
 
-        public Checkpoint Read(CharDictionary dictionary)
+        public Checkpoint Read(CharDictionary dictionary, ChannelOrder order)
         {
-            var (height, width) = InputSize();
+            var (height, width, dynamicWidth) = InputSize();
             var lstms = _graph.Node.Where(n => n.OpType == "LSTM").ToList();
             if (lstms.Count != 2) throw new InvalidDataException($"the graph has {lstms.Count} LSTMs; a CRNN recognizer has a 2-layer bidirectional LSTM");
             int hidden = LstmHidden(lstms[0]);
@@ -87,7 +92,7 @@ public static class PaddleImport
             CheckPool();
             var (units, stem, last) = ReadUnits(convs);
 
-            var config = MatchConfig(units, stem, last, hidden, classes, height, width);
+            var config = MatchConfig(units, stem, last, hidden, classes, height, width) with { ChannelOrder = order, DynamicWidth = dynamicWidth };
             try { _ = config.TimeSteps; }
             catch (InvalidOperationException e) { throw new InvalidDataException(e.Message, e); }
             var layout = new ParameterLayout(config);
@@ -135,7 +140,8 @@ public static class PaddleImport
         static string SpaceHint(int classes, CharDictionary dictionary) =>
             classes == dictionary.Classes + 1 ? "; PaddleOCR's use_space_char adds one: try --use-space-char" : "";
 
-        (int Height, int Width) InputSize()
+        /// <summary>Input height (32), width (fixed, or PaddleOCR's 320 when open) and whether the width is open.</summary>
+        (int Height, int Width, bool Dynamic) InputSize()
         {
             var inputs = _graph.Input.Where(i => _constants.TryGet(i.Name) is null).ToList();
             if (inputs.Count != 1) throw new InvalidDataException($"the graph has {inputs.Count} inputs; a recognizer has one image input");
@@ -145,7 +151,7 @@ public static class PaddleImport
             if (Fixed(1) is not (3 or -1)) throw new InvalidDataException($"input '{inputs[0].Name}' has {Fixed(1)} channels; expected 3");
             long h = Fixed(2), w = Fixed(3);
             if (h is not (32 or -1)) throw new InvalidDataException($"input height {h}: only height-32 recognizers are supported");
-            return (32, w > 0 ? (int)w : DefaultWidth);
+            return (32, w > 0 ? (int)w : DefaultWidth, w <= 0);
         }
 
         Conv ReadConv(NodeProto node)
