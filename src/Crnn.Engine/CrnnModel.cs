@@ -23,8 +23,6 @@ public sealed class CrnnModel : IDisposable
     public Device Device => Kernels.Device;
     /// <summary>Time steps of the current network (its input width's), or of the configured width before any.</summary>
     public int Steps => _network?.Steps ?? Config.TimeSteps;
-    /// <summary>Input width of the current network, or the configured width before any.</summary>
-    public int Width => _network?.Width ?? Config.Width;
 
     /// <summary>Times every layer family of forward, CTC and backward when set (measurement only: it synchronizes).</summary>
     public Profiler? Profiler
@@ -71,7 +69,7 @@ public sealed class CrnnModel : IDisposable
         {
             _network?.Dispose();
             _ctc?.Dispose();
-            _network = null;
+            _network = null; // a failed build (out of device memory) leaves no disposed network behind
             var network = new Network(Kernels, Store, Config with { Width = w }, batch);
             network.Profile(_profiler);
             _ctc = new CtcBuffers(Kernels, batch, network.Steps, Config.Classes);

@@ -29,7 +29,6 @@ public interface ILabeledDataset : IDisposable
     /// undecodable image throws <see cref="InvalidDataException"/> naming it.</summary>
     Image<Rgb24> Load(int index);
 
-
     /// <summary>Entries left out when the dataset was opened, with reasons.</summary>
     SkipList Skipped { get; }
 }

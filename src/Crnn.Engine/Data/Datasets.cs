@@ -1,3 +1,5 @@
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.PixelFormats;
 namespace Crnn.Engine.Data;
 
 /// <summary>Opens datasets by path: a PaddleOCR label file, an LMDB folder, or a folder of LMDB folders.</summary>
@@ -85,7 +87,7 @@ public sealed class ConcatDataset : ILabeledDataset
     public string Text(int index) { var (part, i) = Locate(index); return part.Text(i); }
     public int[] Label(int index) { var (part, i) = Locate(index); return part.Label(i); }
     public string Describe(int index) { var (part, i) = Locate(index); return part.Describe(i); }
-    public SixLabors.ImageSharp.Image<SixLabors.ImageSharp.PixelFormats.Rgb24> Load(int index) { var (part, i) = Locate(index); return part.Load(i); }
+    public Image<Rgb24> Load(int index) { var (part, i) = Locate(index); return part.Load(i); }
 
     public void Dispose()
     {

@@ -1,3 +1,5 @@
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.PixelFormats;
 namespace Crnn.Engine.Data;
 
 /// <summary>One labelled image of a PaddleOCR label file (<paramref name="Line"/>: 1-based, 0 when unknown).</summary>
@@ -63,6 +65,6 @@ public sealed class LabelFileDataset(IReadOnlyList<LabeledImage> samples, string
     public string Text(int index) => samples[index].Text;
     public int[] Label(int index) => samples[index].Label;
     public string Describe(int index) => samples[index].Line > 0 ? $"{name}:{samples[index].Line} ({samples[index].Path})" : samples[index].Path;
-    public SixLabors.ImageSharp.Image<SixLabors.ImageSharp.PixelFormats.Rgb24> Load(int index) => ImageDecoding.LoadFile(samples[index].Path);
+    public Image<Rgb24> Load(int index) => ImageDecoding.LoadFile(samples[index].Path);
     public void Dispose() { }
 }

@@ -1,3 +1,5 @@
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.PixelFormats;
 using System.Text;
 using LightningDB;
 
@@ -131,7 +133,7 @@ public sealed class LmdbDataset : ILabeledDataset
 
     public string Describe(int index) => $"{Name} image-{_numbers[index]:D9}";
 
-    public SixLabors.ImageSharp.Image<SixLabors.ImageSharp.PixelFormats.Rgb24> Load(int index)
+    public Image<Rgb24> Load(int index)
     {
         string key = $"image-{_numbers[index]:D9}";
         Span<byte> keyBytes = stackalloc byte[KeyLength];
