@@ -24,7 +24,10 @@ publish() {
   # Not trimmed: trimming breaks ILGPU (kernels are compiled from IL at run time) and the runner's reflection.
   dotnet publish "$repo/tests/Crnn.TestRunner/Crnn.TestRunner.csproj" -c Release -r linux-x64 --self-contained \
     -p:PublishSingleFile=true -p:EnableCompressionInSingleFile=true -p:DebugType=none -o "$kit/bin" || return 1
-  mv "$kit/bin/crnn-kit" "$kit/crnn-kit" && rm -rf "$kit/bin"
+  mv "$kit/bin/crnn-kit" "$kit/crnn-kit" || return 1
+  # The tests' data files (vendored models, ready models and samples) lie beside the binary, where they look.
+  for data in fixtures models; do [ ! -d "$kit/bin/$data" ] || mv "$kit/bin/$data" "$kit/$data" || return 1; done
+  rm -rf "$kit/bin"
   cp "$repo/tools/gpu-kit.sh" "$repo/bench/peers/pytorch_crnn.py" "$kit/"
   font="$(find_dejavu)"
   if [ -n "$font" ]; then cp "$font" "$kit/"; else echo "warning: no DejaVuSans.ttf here; the kit carries no font" >&2; fi

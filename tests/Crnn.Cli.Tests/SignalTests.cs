@@ -18,6 +18,23 @@ public class SignalTests(ITestOutputHelper output) : IDisposable
     [DllImport("libc", SetLastError = true)]
     static extern int kill(int pid, int signal);
 
+    [DllImport("libc", EntryPoint = "signal")]
+    static extern nint SetSignalHandler(int signal, nint handler);
+
+    /// <summary>
+    /// A signal ignored by this test process (run under nohup, or as a background job of a non-interactive shell,
+    /// which ignores SIGHUP, resp. SIGINT) is ignored by the crnn it starts, and .NET leaves ignored signals
+    /// alone, as a program started with nohup should. The test is about a signal that arrives, so it gives the
+    /// child the default disposition: set here (safe, as nothing handles the ignored signal), inherited through exec.
+    /// </summary>
+    static void UnignoreForChildren(int signal)
+    {
+        var ignored = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("SigIgn:"));
+        if (ignored is null) return;
+        ulong mask = Convert.ToUInt64(ignored["SigIgn:".Length..].Trim(), 16);
+        if ((mask & (1UL << (signal - 1))) != 0) SetSignalHandler(signal, 0); // SIG_DFL
+    }
+
     /// <summary>Constant learning rate (--decay 0), so a run of 1000 steps and one of <see cref="Target"/> steps
     /// train their first steps alike.</summary>
     const string Common = "--device cpu --batch-size 2 --val-count 2 --val-every 0 --log-every 1 --decay 0 --no-progress --seed 3";
@@ -30,6 +47,7 @@ public class SignalTests(ITestOutputHelper output) : IDisposable
     public void ASignalSavesACheckpointExitsWith128PlusItAndResumesBitIdentically(int signal, int exitCode, string name, bool signalTwice)
     {
         string run = Path.Combine(_folder, "run");
+        UnignoreForChildren(signal);
         var clock = Stopwatch.StartNew();
         using var process = new CrnnProcess($"train {Common} --steps 1000 --output {run}");
         process.ReadUntil("step 1/");
