@@ -59,7 +59,7 @@ public static class PredictCommand
         var paths = ImagePaths.Expand(inputs);
         using var device = deviceChoice.Open();
         using var model = Load(device, checkpoint);
-        var recognizer = new Recognizer(model, checkpoint.Dictionary, Batch);
+        using var recognizer = new Recognizer(model, checkpoint.Dictionary, Batch);
         int unreadable = 0;
         for (int start = 0; start < paths.Count; start += Chunk)
         {
@@ -108,7 +108,7 @@ public static class PredictCommand
             }
             using var device = deviceChoice.Open();
             using var model = Load(device, checkpoint);
-            var recognizer = new Recognizer(model, checkpoint.Dictionary, Batch);
+            using var recognizer = new Recognizer(model, checkpoint.Dictionary, Batch);
             var total = new RecognitionMetrics(options.BenchmarkConvention);
             var rows = new List<(string Path, RecognitionMetrics Metrics, int Skipped)>();
             for (int d = 0; d < datasets.Count; d++)

@@ -138,6 +138,7 @@ public sealed class TextRecognizer : IDisposable
         {
             if (_disposed) return;
             _disposed = true;
+            _recognizer.Dispose();
             _model.Dispose();
             _device.Dispose();
         }

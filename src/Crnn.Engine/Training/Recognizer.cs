@@ -6,7 +6,7 @@ using SixLabors.ImageSharp.PixelFormats;
 namespace Crnn.Engine.Training;
 
 /// <summary>Reads text from preprocessed images with a model in evaluation mode, in batches.</summary>
-public sealed class Recognizer
+public sealed class Recognizer : IDisposable
 {
     public sealed record Prediction(string Text, float Confidence);
 
@@ -14,6 +14,8 @@ public sealed class Recognizer
     readonly CharDictionary _dictionary;
     readonly int _batchSize;
     readonly Tensor<float>? _input;
+    /// <summary>Device input of <see cref="ReadSteps"/>: grown to the largest batch read, then reused.</summary>
+    Tensor<float>? _staging;
 
     public Recognizer(CrnnModel model, CharDictionary dictionary, int batchSize = 32) => (_model, _dictionary, _batchSize) = (model, dictionary, batchSize);
 
@@ -69,8 +71,15 @@ public sealed class Recognizer
             var format = config.Input with { Width = config.InputWidth(Ratio(slice[^1])) };
             var host = new float[batch * format.Size];
             Parallel.For(0, slice.Length, k => format.Write(images[slice[k]], host.AsSpan(k * format.Size, format.Size)));
-            using var input = _model.Device.Upload(host, host.Length);
-            var logits = _model.Forward(input.View, batch, training: false, format.Width);
+            if (_staging is null || _staging.Length < host.Length)
+            {
+                _staging?.Dispose();
+                _staging = null;
+                _staging = _model.Device.Allocate(host.Length);
+            }
+            var input = _staging.View.SubView(0, host.Length);
+            input.CopyFromCPU(host);
+            var logits = _model.Forward(input, batch, training: false, format.Width);
             int steps = _model.Steps, classes = config.Classes;
             var values = new float[slice.Length * steps * classes];
             logits.SubView(0, values.Length).CopyToCPU(values);
@@ -118,7 +127,15 @@ public sealed class Recognizer
         }
         return predictions;
     }
+
+    /// <summary>Frees the device input of <see cref="ReadSteps"/> (the model's buffers belong to the model).</summary>
+    public void Dispose()
+    {
+        _staging?.Dispose();
+        _staging = null;
+    }
 }
+
 
 /// <summary>
 /// Greedy CTC decoding of one image's logits [T, C] on the host, as <see cref="GreedyDecoder"/> does on the
