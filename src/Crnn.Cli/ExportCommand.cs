@@ -11,7 +11,7 @@ public static class ExportCommand
     {
         var model = new Option<string>("--model") { Description = "checkpoint folder (model.json + model.safetensors)", Required = true };
         var output = new Option<string?>("--output") { Description = "ONNX file to write (default: model.onnx in the checkpoint folder)" };
-        var command = new Command("export", "Write the model as ONNX (opset 14): input \"image\" [N,3,32,100], output \"logits\" [N,25,C], dictionary in the metadata.");
+        var command = new Command("export", "Write the model as ONNX (opset 14): input \"image\" [N,3,32,W], output \"logits\" [N,W/4,C], dictionary in the metadata.");
         command.Options.Add(model);
         command.Options.Add(output);
         command.SetAction(p => UserError.Guard(() =>
@@ -39,9 +39,11 @@ public static class ExportCommand
             throw new ArgumentException($"cannot write --output '{outputPath}': {e.Message}", e);
         }
         var c = checkpoint.Config;
+        // A dynamic-width model (PaddleOCR's) takes any width W and gives T = W/4 steps.
+        var (width, steps) = c.DynamicWidth ? (OnnxExport.WidthDimension, OnnxExport.StepsDimension) : ($"{c.Width}", $"{c.TimeSteps}");
         log.WriteLine($"wrote {outputPath} ({new FileInfo(outputPath).Length:N0} bytes): ONNX opset {OnnxExport.Opset}, " +
-                      $"input \"{OnnxExport.InputName}\" [N,3,{c.Height},{c.Width}], output \"{OnnxExport.OutputName}\" [N,{c.TimeSteps},{c.Classes}], " +
-                      $"step {checkpoint.Step}");
+                      $"input \"{OnnxExport.InputName}\" [N,3,{c.Height},{width}] {c.ChannelOrder.ToString().ToUpperInvariant()}, " +
+                      $"output \"{OnnxExport.OutputName}\" [N,{steps},{c.Classes}], step {checkpoint.Step}");
         return 0;
     }
 }

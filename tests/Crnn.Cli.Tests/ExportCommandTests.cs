@@ -31,7 +31,7 @@ public class ExportCommandTests : IDisposable
         File.WriteAllText(path, "an older export"); // replaced whole
         var log = new StringWriter();
         Assert.Equal(0, ExportCommand.Run(run, path, log));
-        Assert.Contains("output \"logits\" [N,25,37]", log.ToString());
+        Assert.Contains("input \"image\" [N,3,32,100] RGB, output \"logits\" [N,25,37]", log.ToString());
         Assert.Equal(["crnn.onnx"], Directory.GetFiles(Path.GetDirectoryName(path)!).Select(Path.GetFileName)); // no temp file left
 
         var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(path));

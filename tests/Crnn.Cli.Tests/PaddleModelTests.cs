@@ -36,6 +36,10 @@ public class PaddleModelTests(ITestOutputHelper output) : IDisposable
         Cli.AssertUserError(Cli.Run("import", "--onnx", Onnx, "--dict", Dict, "--use-space-char", "--output", imported), "already holds a checkpoint");
         Cli.AssertUserError(Cli.Run("import", "--onnx", Dict, "--dict", Dict, "--output", Path.Combine(_folder, "y")), "not an ONNX model");
 
+        var exported = Cli.Run("export", "--model", imported, "--output", Path.Combine(_folder, "paddle.onnx"));
+        Assert.Equal(0, exported.Code);
+        Assert.Contains("input \"image\" [N,3,32,W] BGR, output \"logits\" [N,T,97]", exported.Out);
+
         // The quick start's read command: the sample images are named after their text.
         result = Cli.Run("predict", "--model", Ready, Path.Combine(Base, "models", "samples"));
         output.WriteLine(result.Out);
