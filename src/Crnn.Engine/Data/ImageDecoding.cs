@@ -59,7 +59,7 @@ public static class ImageDecoding
 
     /// <summary>
     /// Decodes image k of <paramref name="slots"/>.Count into slot <paramref name="slots"/>[k] of
-    /// <paramref name="images"/> ([N, 3, 32, 100]), in parallel. Returns, per image, null or the message of the
+    /// <paramref name="images"/> ([N, 3, H, W], <paramref name="imageSize"/> floats each, default the seed format's), in parallel. Returns, per image, null or the message of the
     /// <see cref="InvalidDataException"/> it threw (the slot of a failed image is zeroed).
     /// </summary>
     public static string?[] DecodeParallel(IReadOnlyList<int> slots, Decoder decode, float[] images, int? imageSize = null)

@@ -1,4 +1,3 @@
-using Google.Protobuf;
 using Onnx;
 
 namespace Crnn.Engine.Export;

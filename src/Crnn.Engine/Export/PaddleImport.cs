@@ -25,6 +25,9 @@ public static class PaddleImport
 
     static readonly double[] Scales = [0.35, 0.5, 0.75, 1.0, 1.25];
 
+    /// <summary>A node's name for messages: its name, else its first output.</summary>
+    static string NodeName(NodeProto n) => n.Name.Length > 0 ? n.Name : n.Output.FirstOrDefault() ?? n.OpType;
+
     public static Checkpoint Import(string onnxPath, CharDictionary dictionary)
     {
         ModelProto model;
@@ -42,13 +45,13 @@ public static class PaddleImport
             ? ChannelOrder.Rgb : ChannelOrder.Bgr;
 
     /// <summary>One convolution as the graph has it, with what follows it (BatchNorm or bias, activation).</summary>
-    sealed record Conv(NodeProto Node, ConstTensor Weight, int Groups, int StrideH, int StrideW, int Pad,
+    sealed record Conv(NodeProto Node, ConstTensor Weight, int Groups, int StrideH, int StrideW,
         float[] Gamma, float[] Beta, float[] Mean, float[] Var, Activation Act, bool AfterPool, string Output)
     {
         public int Out => (int)Weight.Dims[0];
         public int InPerGroup => (int)Weight.Dims[1];
         public int Kernel => (int)Weight.Dims[2];
-        public string Name => Node.Name.Length > 0 ? Node.Name : Node.Output[0];
+        public string Name => NodeName(Node);
     }
 
     sealed class Reader
@@ -73,7 +76,6 @@ public static class PaddleImport
             }
         }
 
-        static string NodeName(NodeProto n) => n.Name.Length > 0 ? n.Name : n.Output.FirstOrDefault() ?? n.OpType;
 
         NodeProto? OnlyConsumer(string name) => _consumers.TryGetValue(name, out var list) && list.Count == 1 ? list[0] : null;
 
@@ -196,7 +198,7 @@ public static class PaddleImport
             }
             var act = ActivationAfter(output, name);
             bool afterPool = _constants.Producer(node.Input[0])?.OpType == "GlobalAveragePool";
-            return new Conv(node, weight, groups, (int)strides[0], (int)strides[1], (int)pads[0], gamma, beta, mean, variance, act, afterPool, output);
+            return new Conv(node, weight, groups, (int)strides[0], (int)strides[1], gamma, beta, mean, variance, act, afterPool, output);
         }
 
         /// <summary>BatchNorm's ε in this engine's kernels (MODEL.md).</summary>

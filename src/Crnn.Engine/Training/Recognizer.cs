@@ -136,7 +136,6 @@ public sealed class Recognizer : IDisposable
     }
 }
 
-
 /// <summary>
 /// Greedy CTC decoding of one image's logits [T, C] on the host, as <see cref="GreedyDecoder"/> does on the
 /// device: arg-max per step with its softmax probability, repeats collapsed, blanks (class 0) dropped;
