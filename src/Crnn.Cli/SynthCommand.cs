@@ -18,7 +18,7 @@ public static class SynthCommand
         var exclude = ExcludeFontsOption();
         var dict = new Option<string?>("--dict") { Description = "dictionary file, one symbol per line (default: 0-9a-z)" };
         var space = new Option<bool>("--use-space-char") { Description = "append ' ' to the dictionary (allows two-word texts)" };
-        var wordRatio = new Option<double>("--word-ratio") { Description = "share of dictionary words; the rest are random strings", DefaultValueFactory = _ => 0.5 };
+        var wordRatio = new Option<double>("--word-ratio") { Description = "share of dictionary words; the rest are random strings", DefaultValueFactory = _ => SyntheticOptions.Default.WordRatio };
         var plain = new Option<bool>("--no-augment") { Description = "plain dark text on a light background, no geometry or noise" };
 
         var command = new Command("synth", "Write synthetic text images (images/NNNNNN.png) and their labels.txt.");

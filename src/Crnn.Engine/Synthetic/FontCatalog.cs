@@ -22,6 +22,13 @@ public sealed class FontCatalog
     /// <summary>The family kept out of training so accuracy on an unseen font can be measured.</summary>
     public const string HeldOutPattern = "NotoSerif*";
 
+    /// <summary>Families reserved for evaluation by others (Lora, Roboto Slab, Courier Prime): never trained on,
+    /// whatever the font folders hold, even when named with --fonts.</summary>
+    public static readonly IReadOnlyList<string> ReservedPatterns = ["Lora*", "RobotoSlab*", "Roboto-Slab*", "Roboto Slab*", "CourierPrime*", "Courier Prime*", "Courier-Prime*"];
+
+    /// <summary>Weights too thin to survive blur and low resolution at 32 px, left out of the system fonts.</summary>
+    public static readonly IReadOnlyList<string> TooThinPatterns = ["*Hairline*", "*-Thin.*", "*-ThinItalic.*"];
+
     static readonly ConcurrentDictionary<string, FontCatalog> Cache = new();
 
     public IReadOnlyList<FontFace> Fonts { get; }
@@ -60,11 +67,13 @@ public sealed class FontCatalog
         var candidates = explicitFonts
             ? options.Fonts.SelectMany(Resolve)
             : SystemFontRoots().SelectMany(r => FontFilesUnder(r));
-        var excludes = options.ExcludeFonts.Select(Glob).ToList();
+        var excludes = options.ExcludeFonts.Concat(ReservedPatterns).Concat(explicitFonts ? [] : TooThinPatterns).Select(Glob).ToList();
         var files = candidates.Select(Path.GetFullPath).Distinct().Order(StringComparer.Ordinal)
             .Where(f => !excludes.Any(g => g.Matches(f))).ToList();
 
-        var visible = dictionary.Symbols.Where(s => !string.IsNullOrWhiteSpace(s)).ToArray();
+        // The upper-case forms too: words are drawn UPPER or Capitalized for dictionaries without them.
+        var visible = dictionary.Symbols.Where(s => !string.IsNullOrWhiteSpace(s))
+            .SelectMany(s => new[] { s, s.ToUpperInvariant() }).Distinct().ToArray();
         var fonts = new List<FontFace>();
         var heldOut = new List<FontFace>();
         var skipped = new List<string>();

@@ -11,10 +11,16 @@ public sealed record SyntheticOptions
     public IReadOnlyList<string> ExcludeFonts { get; init; } = [];
 
     /// <summary>Share of samples that are dictionary words; the rest are random letter/digit strings.</summary>
-    public double WordRatio { get; init; } = 0.5;
+    public double WordRatio { get; init; } = 0.7;
 
-    /// <summary>Geometry, colour, texture, blur and noise augmentations; off gives plain dark text on a light background.</summary>
+    /// <summary>The effects (<see cref="Effects"/>); off gives plain dark text on a light background.</summary>
     public bool Augment { get; init; } = true;
+
+    /// <summary>How often each effect applies when <see cref="Augment"/> is on.</summary>
+    public SyntheticEffects Effects { get; init; } = SyntheticEffects.Default;
+
+    /// <summary>The effects in force: <see cref="Effects"/>, or none when augmentation is off.</summary>
+    public SyntheticEffects ActiveEffects => Augment ? Effects : SyntheticEffects.None;
 
     /// <summary>Where warnings about skipped fonts go (default: standard error).</summary>
     public Action<string>? Log { get; init; }
@@ -24,5 +30,6 @@ public sealed record SyntheticOptions
     public void Validate()
     {
         if (!(WordRatio >= 0 && WordRatio <= 1)) throw new ArgumentException($"the word ratio must be in [0, 1], got {WordRatio}");
+        Effects.Validate();
     }
 }

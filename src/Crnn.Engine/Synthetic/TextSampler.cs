@@ -6,7 +6,8 @@ namespace Crnn.Engine.Synthetic;
 
 /// <summary>
 /// The texts of synthetic samples: English words from the embedded list (lower case, or Capitalized/UPPER when
-/// the dictionary has those letters) mixed with random strings (any symbols, digit runs, letters with digits).
+/// the dictionary has those letters; a quarter with punctuation when it has that) mixed with random strings (any
+/// symbols, digit runs, letters with digits).
 /// Every text is encodable by the dictionary, never starts or ends with a space, and aligns in the model's
 /// time steps.
 /// </summary>
@@ -19,7 +20,7 @@ public sealed class TextSampler
     readonly int _maxSteps;
     readonly string[] _visible, _all, _letters, _digits;
     readonly string[] _words; // list words with at least one encodable case form
-    readonly bool _space;
+    readonly bool _space, _punctuation;
 
     /// <summary>The embedded word list: ~36 k lower-case English words of 1–12 letters a–z from Debian's wamerican
     /// (/usr/share/dict/words, SCOWL size 50): every base form, plus every fourth inflected form (-s, -ed, -ing,
@@ -37,6 +38,7 @@ public sealed class TextSampler
         _letters = [.. _visible.Where(s => char.IsLetter(s, 0))];
         _digits = [.. _visible.Where(s => char.IsDigit(s, 0))];
         _space = _all.Contains(" ");
+        _punctuation = _visible.Any(s => char.IsPunctuation(s, 0) || char.IsSymbol(s, 0));
         _words = [.. WordList.Where(w => CaseForms(w).Any(Encodable))];
     }
 
@@ -71,18 +73,38 @@ public sealed class TextSampler
     {
         string text = Word(rng);
         if (_space && rng.NextDouble() < 0.3) text += " " + Word(rng);
+        if (_punctuation && rng.NextDouble() < 0.25)
+        {
+            string decorated = Punctuated(text, rng);
+            if (Encodable(decorated)) text = decorated;
+        }
         return text;
     }
 
-    /// <summary>A list word, lower case 70 %, Capitalized 20 %, UPPER 10 % — the first encodable form when the
+    /// <summary>A list word, lower case 60 %, Capitalized 25 %, UPPER 15 % — the first encodable form when the
     /// drawn one is not.</summary>
     string Word(Random rng)
     {
         var forms = CaseForms(_words[rng.Next(_words.Length)]);
         double u = rng.NextDouble();
-        int preferred = u < 0.7 ? 0 : u < 0.9 ? 1 : 2;
+        int preferred = u < 0.6 ? 0 : u < 0.85 ? 1 : 2;
         return Encodable(forms[preferred]) ? forms[preferred] : forms.First(Encodable);
     }
+
+    /// <summary>Punctuation as it appears around words on signs and in print (kept only when the dictionary can
+    /// spell it): a trailing mark, brackets or quotes, a possessive, a hyphenated pair, a price, a number with
+    /// separators, a percentage.</summary>
+    string Punctuated(string word, Random rng) => rng.Next(8) switch
+    {
+        0 => word + ".,:;!?"[rng.Next(6)],
+        1 => "(" + word + ")",
+        2 => "\"" + word + "\"",
+        3 => word + "'s",
+        4 => word + "-" + Word(rng),
+        5 => "$" + rng.Next(1, 1000) + "." + rng.Next(100).ToString("00"),
+        6 => rng.Next(1, 100) + "," + rng.Next(1000).ToString("000"),
+        _ => rng.Next(1, 101) + "%",
+    };
 
     string RandomText(Random rng)
     {
