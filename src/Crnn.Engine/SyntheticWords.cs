@@ -83,7 +83,8 @@ public sealed class SyntheticWords : IDisposable
         int seed = SampleSeed(Seed, index);
         var rng = new Random(seed);
         string text = _texts.Next(rng);
-        var font = _fonts.Fonts[rng.Next(_fonts.Fonts.Count)];
+        var family = _fonts.Families[rng.Next(_fonts.Families.Count)];
+        var font = family[rng.Next(family.Count)];
         return new Plan(text, font, seed);
     }
 
@@ -399,21 +400,26 @@ public sealed class SyntheticWords : IDisposable
         Draw(fill);
     }
 
-    /// <summary>What a camera adds: uneven light, a cast shadow, defocus or motion blur, contrast, sensor noise, JPEG.</summary>
+    /// <summary>What a camera adds: uneven light, a cast shadow, defocus or motion blur, contrast, sensor noise, JPEG.
+    /// One kind of blur at most — low resolution, defocus or motion — since stacked they leave nothing to read.</summary>
     static void Camera(byte[] rgb, int width, int height, Dice dice, SyntheticEffects fx)
     {
+        bool blurred = height != RenderHeight; // rendered at low resolution
         float pixel = height / (float)RenderHeight;
         if (dice.When(Fx.Lighting, fx.Lighting) is { } li)
             PixelOps.Lighting(rgb, width, height, 2 * MathF.PI * li.NextSingle(), 0.7f + 0.25f * li.NextSingle(), 1 + 0.25f * li.NextSingle());
         if (dice.When(Fx.CastShadow, fx.CastShadow) is { } cs)
             PixelOps.CastShadow(rgb, width, height, width * cs.NextSingle(), height * cs.NextSingle(), 2 * MathF.PI * cs.NextSingle(),
                 0.55f + 0.3f * cs.NextSingle(), pixel * (0.5f + 4 * cs.NextSingle()));
-        if (dice.When(Fx.Defocus, fx.Defocus) is { } df)
-            PixelOps.GaussianBlur(rgb, width, height, Math.Max(pixel * (0.4f + 0.8f * df.NextSingle()), 0.3f));
-        if (dice.When(Fx.MotionBlur, fx.MotionBlur) is { } mb)
+        if (dice.When(Fx.Defocus, fx.Defocus) is { } df && !blurred)
+        {
+            PixelOps.GaussianBlur(rgb, width, height, 0.4f + 0.8f * df.NextSingle());
+            blurred = true;
+        }
+        if (dice.When(Fx.MotionBlur, fx.MotionBlur) is { } mb && !blurred)
         {
             (int dx, int dy) = mb.Next(6) switch { < 3 => (1, 0), 3 => (0, 1), 4 => (1, 1), _ => (1, -1) }; // mostly a pan
-            PixelOps.MotionBlur(rgb, width, height, dx, dy, Math.Max(2, (int)MathF.Round(pixel * mb.Next(2, 5))));
+            PixelOps.MotionBlur(rgb, width, height, dx, dy, mb.Next(2, 5));
         }
         if (dice.When(Fx.Contrast, fx.Contrast) is { } ct)
             PixelOps.ContrastBrightness(rgb, 0.7f + 0.4f * ct.NextSingle(), -25 + 50 * ct.NextSingle());

@@ -165,9 +165,18 @@ public class SyntheticWordsTests
         Assert.Equal(all.FontPaths.Where(p => !Bold(p) && Path.GetFileName(p) != "DejaVuSans.ttf"), some.FontPaths);
         for (int i = 0; i < 200; i++)
             Assert.False(Bold(some.FontOf(i)));
-        // Every font of the catalog is drawn: 20 samples a font miss one of 500 fonts with probability 500·e^−20.
-        var used = Enumerable.Range(0, 20 * all.FontPaths.Count).Select(i => all.FontOf(i)).ToHashSet();
-        Assert.Equal(all.FontPaths.Count, used.Count);
+        // Every family of the catalog is drawn, about equally often: 40 samples a family on average.
+        var familyOf = all.FontPaths.ToDictionary(p => p, FamilyOf);
+        var families = familyOf.Values.Distinct().ToList();
+        var drawn = Enumerable.Range(0, 40 * families.Count).Select(i => familyOf[all.FontOf(i)]).CountBy(f => f).ToDictionary();
+        Assert.Equal(families.Order(), drawn.Keys.Order());
+        Assert.All(drawn.Values, n => Assert.InRange(n, 10, 90)); // Binomial: mean 40, sd 6.3
+    }
+
+    static string FamilyOf(string path)
+    {
+        using var typeface = SkiaSharp.SKTypeface.FromFile(path);
+        return typeface.FamilyName;
     }
 
     [Fact]

@@ -32,12 +32,16 @@ public sealed class FontCatalog
     static readonly ConcurrentDictionary<string, FontCatalog> Cache = new();
 
     public IReadOnlyList<FontFace> Fonts { get; }
+    /// <summary>The fonts grouped by family name (first appearance in path order): samples draw a family, then a
+    /// style of it, so a family shipped in 30 weights is not drawn 30 times as often as one in a single file.</summary>
+    public IReadOnlyList<IReadOnlyList<FontFace>> Families { get; }
     /// <summary>"path: reason" for every candidate that was not kept.</summary>
     public IReadOnlyList<string> Skipped { get; }
 
     FontCatalog(IReadOnlyList<FontFace> fonts, IReadOnlyList<string> skipped)
     {
         Fonts = fonts;
+        Families = [.. fonts.GroupBy(f => f.Typeface.FamilyName ?? f.Name).Select(g => (IReadOnlyList<FontFace>)[.. g])];
         Skipped = skipped;
     }
 

@@ -65,9 +65,9 @@ public sealed record SyntheticEffects
     public double Lighting { get; init; } = 0.3;
     /// <summary>A soft-edged shadow over part of the crop.</summary>
     public double CastShadow { get; init; } = 0.12;
-    /// <summary>Defocus: Gaussian blur σ 0.4–1.2 px.</summary>
+    /// <summary>Defocus: Gaussian blur σ 0.4–1.2 px (not after low resolution: one kind of blur at most).</summary>
     public double Defocus { get; init; } = 0.3;
-    /// <summary>Motion blur over 2–5 px along one of four directions.</summary>
+    /// <summary>Motion blur over 2–4 px, mostly horizontal (not after low resolution or defocus).</summary>
     public double MotionBlur { get; init; } = 0.12;
     /// <summary>Contrast and brightness changes.</summary>
     public double Contrast { get; init; } = 0.3;
