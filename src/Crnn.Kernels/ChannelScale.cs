@@ -26,7 +26,8 @@ public sealed class ChannelScale
     {
         int n = Check(batch, channels, spatial, s, ("x", x), ("y", y));
         if (n == 0) return;
-        if (_device.Launch(nameof(ScaleKernel), n, n, 8.0 * n, out var grid)) _scale(grid, x, s, y, n, spatial);
+        if (Host()) unsafe { HostRows.Scale(HostMemory.Pointer(x), HostMemory.Pointer(s), HostMemory.Pointer(y), (int)s.Length, spatial); }
+        else if (_device.Launch(nameof(ScaleKernel), n, n, 8.0 * n, out var grid)) _scale(grid, x, s, y, n, spatial);
     }
 
     /// <summary>
@@ -39,9 +40,26 @@ public sealed class ChannelScale
         int n = Check(batch, channels, spatial, s, ("x", x), ("dy", dy), ("dx", dx));
         if (ds.Length != s.Length) throw new ArgumentException($"ds has {ds.Length} elements, expected {s.Length} (one per batch and channel)");
         if (s.Length == 0) return;
+        if (Host())
+        {
+            unsafe
+            {
+                HostRows.ScaleGradient(HostMemory.Pointer(x), HostMemory.Pointer(dy), HostMemory.Pointer(ds), (int)s.Length, spatial);
+                if (n > 0) HostRows.Scale(HostMemory.Pointer(dy), HostMemory.Pointer(s), HostMemory.Pointer(dx), (int)s.Length, spatial);
+            }
+            return;
+        }
         if (_device.Launch(nameof(ScaleGradientKernel), s.Length, 2.0 * n, 8.0 * n, out var gradientGrid))
             _scaleGradient(gradientGrid, x, dy, ds, (int)s.Length, spatial);
         if (n > 0 && _device.Launch(nameof(ScaleKernel), n, n, 8.0 * n, out var grid)) _scale(grid, dy, s, dx, n, spatial);
+    }
+
+    /// <summary>Whether to run on the host (then after the kernels launched before have finished).</summary>
+    bool Host()
+    {
+        if (!_device.UsesHost) return false;
+        HostMemory.Enter(_device, "the channel scale");
+        return true;
     }
 
     static int Check(int batch, int channels, int spatial, ArrayView<float> s, params (string Name, ArrayView<float> View)[] tensors)

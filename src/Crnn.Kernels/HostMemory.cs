@@ -8,7 +8,7 @@ using ILGPU.Runtime;
 namespace Crnn.Kernels;
 
 /// <summary>
-/// What the host variants (<see cref="HostGemm"/>, <see cref="HostDepthwise"/>, <see cref="HostBatchNorm"/>,
+/// What the host variants (<see cref="HostGemm"/>, <see cref="HostDepthwise"/>, <see cref="HostBatchNorm"/>, <see cref="HostRows"/>,
 /// <see cref="HostElementwise"/>) share: entering host code on the CPU accelerator, host addresses of views,
 /// deterministic parallel loops, per-thread scratch and SIMD helpers.
 /// </summary>

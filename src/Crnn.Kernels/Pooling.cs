@@ -87,7 +87,12 @@ public sealed class Pooling
         CheckLength("x", x.Length, (long)rows * spatial);
         CheckLength("y", y.Length, rows);
         if (rows == 0) return;
-        if (_device.Launch(nameof(GlobalAverageForwardKernel), rows, x.Length, 4.0 * x.Length, out var grid))
+        if (_device.UsesHost)
+        {
+            HostMemory.Enter(_device, "the global average pool");
+            unsafe { HostRows.AverageForward(HostMemory.Pointer(x), HostMemory.Pointer(y), rows, spatial); }
+        }
+        else if (_device.Launch(nameof(GlobalAverageForwardKernel), rows, x.Length, 4.0 * x.Length, out var grid))
             _averageForward(grid, x, y, rows, spatial);
     }
 
@@ -99,7 +104,12 @@ public sealed class Pooling
         CheckLength("dy", dy.Length, rows);
         CheckLength("dx", dx.Length, (long)rows * spatial);
         if (dx.Length == 0) return;
-        if (_device.Launch(nameof(GlobalAverageBackwardKernel), dx.Length, dx.Length, 8.0 * dx.Length, out var grid))
+        if (_device.UsesHost)
+        {
+            HostMemory.Enter(_device, "the global average pool");
+            unsafe { HostRows.AverageBackward(HostMemory.Pointer(dy), HostMemory.Pointer(dx), rows, spatial, accumulate); }
+        }
+        else if (_device.Launch(nameof(GlobalAverageBackwardKernel), dx.Length, dx.Length, 8.0 * dx.Length, out var grid))
             _averageBackward(grid, dy, dx, (int)dx.Length, spatial, accumulate ? 1 : 0);
     }
 
