@@ -74,8 +74,14 @@ public sealed class Adam : IDisposable
         if (!(options.WeightDecay >= 0f) || float.IsInfinity(options.WeightDecay)) throw new ArgumentException($"Adam weight decay must be finite and ≥ 0, got {options.WeightDecay}");
         if (gradientScale.IsValid && gradientScale.Length != 1) throw new ArgumentException($"gradient scale must be one element, got {gradientScale.Length}");
         var scale = gradientScale.IsValid ? gradientScale : _one.View;
-        if (_device.Launch(nameof(StepKernel), n, 15.0 * n, 28.0 * n, out var grid))
-            _step(grid, parameters, gradients, m, v, scale, AdamStep.Create(options, step, (int)n));
+        var launch = AdamStep.Create(options, step, (int)n);
+        if (_device.UsesHost)
+        {
+            HostMemory.Enter(_device, "Adam");
+            unsafe { HostStep(HostMemory.Pointer(parameters), HostMemory.Pointer(gradients), HostMemory.Pointer(m), HostMemory.Pointer(v), HostMemory.Pointer(scale), launch); }
+        }
+        else if (_device.Launch(nameof(StepKernel), n, 15.0 * n, 28.0 * n, out var grid))
+            _step(grid, parameters, gradients, m, v, scale, launch);
     }
 
     static void StepKernel(ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v,
@@ -97,6 +103,31 @@ public sealed class Adam : IDisposable
             v[i] = vi;
             p[i] = pi - s.LearningRate * (mi * s.Correction1) / (XMath.Sqrt(vi * s.Correction2) + s.Epsilon);
         }
+    }
+
+    /// <summary>The kernel's arithmetic on the host, in parallel over blocks of parameters (same bits).</summary>
+    static unsafe void HostStep(float* p, float* g, float* m, float* v, float* scale, AdamStep s)
+    {
+        float k = *scale;
+        if (!float.IsFinite(k) || s.Length == 0) return;
+        const int Block = 16384;
+        nint pp = (nint)p, pg = (nint)g, pm = (nint)m, pv = (nint)v;
+        HostMemory.For((s.Length + Block - 1) / Block, 15L * Block, (first, end) =>
+        {
+            float* p = (float*)pp, g = (float*)pg, m = (float*)pm, v = (float*)pv;
+            float decay = s.LearningRate * s.WeightDecay;
+            for (long i = (long)first * Block, stop = Math.Min((long)end * Block, s.Length); i < stop; i++)
+            {
+                float pi = p[i], gi = g[i] * k;
+                if (s.Decoupled != 0) pi -= decay * pi;
+                else gi += s.WeightDecay * pi;
+                float mi = s.Beta1 * m[i] + (1f - s.Beta1) * gi;
+                float vi = s.Beta2 * v[i] + (1f - s.Beta2) * gi * gi;
+                m[i] = mi;
+                v[i] = vi;
+                p[i] = pi - s.LearningRate * (mi * s.Correction1) / (MathF.Sqrt(vi * s.Correction2) + s.Epsilon);
+            }
+        });
     }
 
     public void Dispose() => _one.Dispose();

@@ -61,7 +61,12 @@ public sealed class Pooling
         CheckLength("y", y.Length, s.OutputLength);
         CheckLength("indices", indices.Length, s.OutputLength);
         if (s.OutputLength == 0) return;
-        if (_device.Launch(nameof(MaxForwardKernel), s.OutputLength, s.InputLength, 4.0 * s.InputLength + 8.0 * s.OutputLength, out var grid))
+        if (_device.UsesHost)
+        {
+            HostMemory.Enter(_device, "the max pool");
+            unsafe { HostMaxForward(HostMemory.Pointer(x), HostMemory.Pointer(y), (int*)HostMemory.Pointer(indices.Cast<float>()), s); }
+        }
+        else if (_device.Launch(nameof(MaxForwardKernel), s.OutputLength, s.InputLength, 4.0 * s.InputLength + 8.0 * s.OutputLength, out var grid))
             _maxForward(grid, x, y, indices, s);
     }
 
@@ -75,7 +80,12 @@ public sealed class Pooling
         CheckLength("dx", dx.Length, s.InputLength);
         if (s.InputLength == 0) return;
         long rows = (long)s.Planes * ((s.Height + s.Kernel - 1) / s.Kernel);
-        if (_device.Launch(nameof(MaxBackwardKernel), rows, s.InputLength, 4.0 * s.InputLength + 8.0 * s.OutputLength, out var grid))
+        if (_device.UsesHost)
+        {
+            HostMemory.Enter(_device, "the max pool");
+            unsafe { HostMaxBackward(HostMemory.Pointer(dy), (int*)HostMemory.Pointer(indices.Cast<float>()), HostMemory.Pointer(dx), s); }
+        }
+        else if (_device.Launch(nameof(MaxBackwardKernel), rows, s.InputLength, 4.0 * s.InputLength + 8.0 * s.OutputLength, out var grid))
             _maxBackward(grid, dy, indices, dx, s);
     }
 
@@ -131,6 +141,50 @@ public sealed class Pooling
     static void CheckLength(string name, long actual, long expected)
     {
         if (actual != expected) throw new ArgumentException($"{name} has {actual} elements, expected {expected}");
+    }
+
+    /// <summary>The kernels' arithmetic on the host, in parallel over planes (same results).</summary>
+    static unsafe void HostMaxForward(float* x, float* y, int* indices, PoolShape s)
+    {
+        nint px = (nint)x, py = (nint)y, pi = (nint)indices;
+        int inPlane = s.Height * s.Width, outPlane = s.OutHeight * s.OutWidth;
+        HostMemory.For(s.Planes, inPlane, (first, end) =>
+        {
+            for (int plane = first; plane < end; plane++)
+            {
+                float* xp = (float*)px + (long)plane * inPlane;
+                for (int r = 0, o = plane * outPlane; r < outPlane; r++, o++)
+                {
+                    int h0 = r / s.OutWidth * s.Kernel, w0 = r % s.OutWidth * s.Kernel;
+                    int best = h0 * s.Width + w0;
+                    float max = xp[best];
+                    for (int dh = 0; dh < s.Kernel; dh++)
+                        for (int dw = 0, q = (h0 + dh) * s.Width + w0; dw < s.Kernel; dw++, q++)
+                            if (xp[q] > max) // strictly greater: ties keep the first maximum
+                            {
+                                max = xp[q];
+                                best = q;
+                            }
+                    ((float*)py)[o] = max;
+                    ((int*)pi)[o] = best;
+                }
+            }
+        });
+    }
+
+    static unsafe void HostMaxBackward(float* dy, int* indices, float* dx, PoolShape s)
+    {
+        nint pdy = (nint)dy, pi = (nint)indices, pdx = (nint)dx;
+        int inPlane = s.Height * s.Width, outPlane = s.OutHeight * s.OutWidth;
+        HostMemory.For(s.Planes, inPlane, (first, end) =>
+        {
+            for (int plane = first; plane < end; plane++)
+            {
+                float* dxp = (float*)pdx + (long)plane * inPlane;
+                new Span<float>(dxp, inPlane).Clear();
+                for (int o = plane * outPlane, stop = o + outPlane; o < stop; o++) dxp[((int*)pi)[o]] = ((float*)pdy)[o];
+            }
+        });
     }
 
     static void MaxForwardKernel(ArrayView<float> x, ArrayView<float> y, ArrayView<int> indices, PoolShape s)
