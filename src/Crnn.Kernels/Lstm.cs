@@ -85,9 +85,9 @@ public struct LstmStep
 /// shared-memory broadcast; backward's dh[u] = Σ_r dG_next[r]·W_hh[r, u] reads row r of W_hh itself at
 /// consecutive u, already coalesced. 2 + 1 launches forward (projection GEMM, transpose, recurrence).</item>
 /// <item><b>host</b>: step by step, where the host GEMM is an order of magnitude faster than scalar kernel
-/// code: each step's recurrent products are host GEMMs (one per direction) and the elementwise step kernels
-/// (<see cref="ForwardStepKernel"/>, <see cref="BackwardStepKernel"/>, one launch per step for both
-/// directions, used only by this policy) do the gates, cell and hidden update.</item>
+/// code: each step's recurrent products are host GEMMs (one per direction) and host code
+/// (<see cref="HostForwardStep"/>, <see cref="HostBackwardStep"/>, both directions at once) does the gates,
+/// cell and hidden update.</item>
 /// </list>
 /// </summary>
 public sealed class Lstm
@@ -100,10 +100,8 @@ public sealed class Lstm
     readonly Gemm _gemm;
     readonly Bias _bias;
     readonly Transpose _transpose;
-    // Each policy loads only its own recurrence kernels.
+    // Only the gpu policy has recurrence kernels; the host policy's steps are host code.
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>? _forwardSequence, _backwardSequence;
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LstmStep>? _forwardStep;
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LstmStep>? _backwardStep;
 
     public Lstm(Device device)
     {
@@ -112,12 +110,7 @@ public sealed class Lstm
         _bias = new Bias(device);
         _transpose = new Transpose(device);
         var acc = device.Accelerator;
-        if (device.UsesHost)
-        {
-            _forwardStep = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LstmStep>(ForwardStepKernel);
-            _backwardStep = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, LstmStep>(BackwardStepKernel);
-        }
-        else
+        if (!device.UsesHost)
         {
             _forwardSequence = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(ForwardSequenceKernel);
             _backwardSequence = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(BackwardSequenceKernel);
@@ -162,7 +155,6 @@ public sealed class Lstm
     void RunHostForwardSteps(LstmShape s, ArrayView<float> parameters, ArrayView<float> y, ArrayView<float> gates, ArrayView<float> cells)
     {
         var biases = parameters.SubView(s.BiasIhOffset, 4 * s.Gates);
-        var config = _device.GridStride(2L * s.Batch * s.Hidden);
         for (int step = 0; step < s.Steps; step++)
         {
             if (step > 0)
@@ -180,8 +172,8 @@ public sealed class Lstm
                     _gemm.Run(y.SubView(offY, y.Length - offY), parameters.SubView(s.WeightHh(d), s.Gates * s.Hidden),
                         gates.SubView(offG, gates.Length - offG), shape);
                 }
-            if (_device.Launch(nameof(ForwardStepKernel), config, 2L * s.Batch * s.Hidden, CellFlops(s), CellBytes(s)))
-                _forwardStep!(config, biases, gates, cells, y, StepOf(s, step));
+            HostMemory.Enter(_device, "the LSTM steps");
+            unsafe { HostForwardStep(HostMemory.Pointer(biases), HostMemory.Pointer(gates), HostMemory.Pointer(cells), HostMemory.Pointer(y), StepOf(s, step)); }
             }
     }
 
@@ -236,7 +228,6 @@ public sealed class Lstm
         var dGates = scratch.SubView(0, s.GatesLength);
         var dCell = scratch.SubView(s.GatesLength, 2 * s.Batch * s.Hidden);
         var dHidden = scratch.SubView(s.GatesLength + 2 * s.Batch * s.Hidden, 2 * s.Batch * s.Hidden);
-        var config = _device.GridStride(2L * s.Batch * s.Hidden);
         int bh = s.Batch * s.Hidden;
         for (int step = s.Steps - 1; step >= 0; step--)
         {
@@ -254,8 +245,12 @@ public sealed class Lstm
                     _gemm.Run(dGates.SubView(offG, dGates.Length - offG), parameters.SubView(s.WeightHh(d), s.Gates * s.Hidden),
                         dHidden.SubView(d * bh, bh), shape);
                 }
-            if (_device.Launch(nameof(BackwardStepKernel), config, 2L * s.Batch * s.Hidden, CellFlops(s), CellBytes(s)))
-                _backwardStep!(config, gates, cells, dy, dGates, dCell, dHidden, StepOf(s, step));
+            HostMemory.Enter(_device, "the LSTM steps");
+            unsafe
+            {
+                HostBackwardStep(HostMemory.Pointer(gates), HostMemory.Pointer(cells), HostMemory.Pointer(dy), HostMemory.Pointer(dGates),
+                    HostMemory.Pointer(dCell), HostMemory.Pointer(dHidden), StepOf(s, step));
+            }
             }
     }
 
@@ -439,74 +434,80 @@ public sealed class Lstm
     }
 
     /// <summary>
-    /// Host policy only: the elementwise part of one forward step, one thread per (direction, batch, hidden unit),
-    /// for a step whose recurrent products the host GEMMs already added to the gates. Adds both biases, then the
-    /// gates, cell and hidden state; gates are overwritten in place with their activated values.
-    /// <paramref name="biases"/>: b_ih [2, 4H] then b_hh [2, 4H].
+    /// Host policy: the gates, cell and hidden update of one step, both directions, in parallel over the
+    /// (direction, batch) rows. The four pre-activations (input projection + recurrent products) get both biases
+    /// and become the activations i, f, g, o in place (the backward reads them); c = f⊙c_prev + i⊙g, y = o⊙tanh(c).
     /// </summary>
-    static void ForwardStepKernel(ArrayView<float> biases, ArrayView<float> gates, ArrayView<float> cells, ArrayView<float> y, LstmStep p)
+    static unsafe void HostForwardStep(float* biases, float* gates, float* cells, float* y, LstmStep p)
     {
-        int h = p.Hidden, g4 = 4 * h, n = 2 * p.Batch * h, bHh = 2 * g4;
-        int stride = Grid.DimX * Group.DimX;
-        for (int idx = Grid.GlobalIndex.X; idx < n; idx += stride)
+        int h = p.Hidden, g4 = 4 * h, bHh = 2 * g4;
+        nint pb = (nint)biases, pg = (nint)gates, pc = (nint)cells, py = (nint)y;
+        HostMemory.For(2 * p.Batch, 30L * h, (first, end) =>
         {
-            int j = idx % h, b = idx / h % p.Batch, d = idx / (h * p.Batch);
-            int t = d == 0 ? p.Step : p.Steps - 1 - p.Step;
-            int tPrev = d == 0 ? t - 1 : t + 1;
-            int gRow = (b * p.Steps + t) * 2 * g4 + d * g4;
-            int bias = d * g4 + j;
-            float ai = gates[gRow + j] + biases[bias] + biases[bHh + bias];
-            float af = gates[gRow + h + j] + biases[bias + h] + biases[bHh + bias + h];
-            float ag = gates[gRow + 2 * h + j] + biases[bias + 2 * h] + biases[bHh + bias + 2 * h];
-            float ao = gates[gRow + 3 * h + j] + biases[bias + 3 * h] + biases[bHh + bias + 3 * h];
-            float cPrev = 0f;
-            if (p.Step > 0) cPrev = cells[(b * p.Steps + tPrev) * 2 * h + d * h + j];
-            float i = Sigmoid(ai), f = Sigmoid(af), gg = XMath.Tanh(ag), o = Sigmoid(ao);
-            float c = f * cPrev + i * gg;
-            gates[gRow + j] = i;
-            gates[gRow + h + j] = f;
-            gates[gRow + 2 * h + j] = gg;
-            gates[gRow + 3 * h + j] = o;
-            int yIdx = (b * p.Steps + t) * 2 * h + d * h + j;
-            cells[yIdx] = c;
-            y[yIdx] = o * XMath.Tanh(c);
-        }
+            for (int row = first; row < end; row++)
+            {
+                int d = row / p.Batch, b = row % p.Batch;
+                int t = d == 0 ? p.Step : p.Steps - 1 - p.Step, tPrev = d == 0 ? t - 1 : t + 1;
+                float* gr = (float*)pg + ((long)(b * p.Steps + t) * 2 * g4 + d * g4);
+                float* bias = (float*)pb + d * g4;
+                long yRow = (long)(b * p.Steps + t) * 2 * h + d * h;
+                float* cPrev = p.Step > 0 ? (float*)pc + ((long)(b * p.Steps + tPrev) * 2 * h + d * h) : null;
+                for (int j = 0; j < h; j++)
+                {
+                    float i = Sigmoid(gr[j] + bias[j] + bias[bHh + j]);
+                    float f = Sigmoid(gr[h + j] + bias[h + j] + bias[bHh + h + j]);
+                    float gg = XMath.Tanh(gr[2 * h + j] + bias[2 * h + j] + bias[bHh + 2 * h + j]);
+                    float o = Sigmoid(gr[3 * h + j] + bias[3 * h + j] + bias[bHh + 3 * h + j]);
+                    float c = f * (cPrev != null ? cPrev[j] : 0f) + i * gg;
+                    gr[j] = i;
+                    gr[h + j] = f;
+                    gr[2 * h + j] = gg;
+                    gr[3 * h + j] = o;
+                    ((float*)pc)[yRow + j] = c;
+                    ((float*)py)[yRow + j] = o * XMath.Tanh(c);
+                }
+            }
+        });
     }
 
     /// <summary>
-    /// Host policy only: the elementwise part of one backward step, one thread per (direction, batch, hidden unit).
-    /// dh is dy plus <paramref name="dHidden"/> [2, B, H], the recurrent gradient dG_next·W_hh that the host GEMMs
-    /// computed from the step processed after this one; dc adds the carried f_next⊙dc_next. Writes the
-    /// pre-activation gate gradients and carries dc⊙f to the next launch in <paramref name="dCell"/> [2, B, H].
+    /// Host policy: the elementwise part of one backward step, both directions, in parallel over the (direction,
+    /// batch) rows. dh is dy plus <paramref name="dHidden"/> [2, B, H], the recurrent gradient dG_next·W_hh that the
+    /// host GEMMs computed from the step processed after this one; dc adds the carried f_next⊙dc_next. Writes the
+    /// pre-activation gate gradients and carries dc⊙f to the next step in <paramref name="dCell"/> [2, B, H].
     /// </summary>
-    static void BackwardStepKernel(ArrayView<float> gates, ArrayView<float> cells, ArrayView<float> dy,
-        ArrayView<float> dGates, ArrayView<float> dCell, ArrayView<float> dHidden, LstmStep p)
+    static unsafe void HostBackwardStep(float* gates, float* cells, float* dy, float* dGates, float* dCell, float* dHidden, LstmStep p)
     {
-        int h = p.Hidden, g4 = 4 * h, n = 2 * p.Batch * h;
-        int stride = Grid.DimX * Group.DimX;
+        int h = p.Hidden, g4 = 4 * h;
         bool hasNext = p.Step < p.Steps - 1;
-        for (int idx = Grid.GlobalIndex.X; idx < n; idx += stride)
+        nint pg = (nint)gates, pc = (nint)cells, pdy = (nint)dy, pdg = (nint)dGates, pdc = (nint)dCell, pdh = (nint)dHidden;
+        HostMemory.For(2 * p.Batch, 30L * h, (first, end) =>
         {
-            int j = idx % h, b = idx / h % p.Batch, d = idx / (h * p.Batch);
-            int t = d == 0 ? p.Step : p.Steps - 1 - p.Step;
-            int yIdx = (b * p.Steps + t) * 2 * h + d * h + j;
-            float dh = dy[yIdx], dc = 0f;
-            if (hasNext)
+            for (int row = first; row < end; row++)
             {
-                dh += dHidden[idx];
-                dc = dCell[idx];
+                int d = row / p.Batch, b = row % p.Batch;
+                int t = d == 0 ? p.Step : p.Steps - 1 - p.Step;
+                long yRow = (long)(b * p.Steps + t) * 2 * h + d * h, gRow = (long)(b * p.Steps + t) * 2 * g4 + d * g4;
+                float* gr = (float*)pg + gRow, dgr = (float*)pdg + gRow, carried = (float*)pdc + (long)row * h;
+                for (int j = 0; j < h; j++)
+                {
+                    float dh = ((float*)pdy)[yRow + j], dc = 0f;
+                    if (hasNext)
+                    {
+                        dh += ((float*)pdh)[(long)row * h + j];
+                        dc = carried[j];
+                    }
+                    float i = gr[j], f = gr[h + j], gg = gr[2 * h + j], o = gr[3 * h + j];
+                    float tc = XMath.Tanh(((float*)pc)[yRow + j]);
+                    float cPrev = p.Step > 0 ? ((float*)pc)[yRow + j + (d == 0 ? -2 * h : 2 * h)] : 0f;
+                    dc += dh * o * (1f - tc * tc);
+                    dgr[j] = dc * gg * i * (1f - i);
+                    dgr[h + j] = dc * cPrev * f * (1f - f);
+                    dgr[2 * h + j] = dc * i * (1f - gg * gg);
+                    dgr[3 * h + j] = dh * tc * o * (1f - o);
+                    carried[j] = dc * f;
+                }
             }
-            int gRow = (b * p.Steps + t) * 2 * g4 + d * g4;
-            float i = gates[gRow + j], f = gates[gRow + h + j], gg = gates[gRow + 2 * h + j], o = gates[gRow + 3 * h + j];
-            float tc = XMath.Tanh(cells[yIdx]);
-            float cPrev = 0f;
-            if (p.Step > 0) cPrev = cells[yIdx + (d == 0 ? -2 * h : 2 * h)];
-            dc += dh * o * (1f - tc * tc);
-            dGates[gRow + j] = dc * gg * i * (1f - i);
-            dGates[gRow + h + j] = dc * cPrev * f * (1f - f);
-            dGates[gRow + 2 * h + j] = dc * i * (1f - gg * gg);
-            dGates[gRow + 3 * h + j] = dh * tc * o * (1f - o);
-            dCell[idx] = dc * f;
-        }
+        });
     }
 }
