@@ -20,6 +20,8 @@ public sealed class CrnnModel : IDisposable
     public ParameterLayout Layout { get; }
     public KernelSet Kernels { get; }
     public ParameterStore Store { get; }
+    /// <summary>BatchNorm as scale and shift and the host-packed weights, which evaluation-mode forwards use.</summary>
+    public InferenceWeights Inference { get; }
     public Device Device => Kernels.Device;
     /// <summary>Time steps of the current network (its input width's), or of the configured width before any.</summary>
     public int Steps => _network?.Steps ?? Config.TimeSteps;
@@ -42,6 +44,7 @@ public sealed class CrnnModel : IDisposable
         Layout = new ParameterLayout(config);
         Kernels = new KernelSet(device);
         Store = new ParameterStore(device, Layout);
+        Inference = new InferenceWeights(device, Store);
     }
 
     /// <summary>Fresh weights as MODEL.md prescribes, reproducible from the seed.</summary>
@@ -55,22 +58,25 @@ public sealed class CrnnModel : IDisposable
     {
         Store.Parameters.CopyFrom(parameters);
         Store.Buffers.CopyFrom(buffers);
+        Store.Changed();
     }
 
     public (float[] Parameters, float[] Buffers) Save() => (Store.Parameters.ToHost(), Store.Buffers.ToHost());
 
     /// <summary>The layers for <paramref name="batch"/> images <paramref name="width"/> pixels wide (default: the
-    /// configured width); rebuilt (allocating) only when the batch size or the width changes.</summary>
-    public Network NetworkFor(int batch, int? width = null)
+    /// configured width); rebuilt (allocating) only when the batch size or the width changes, or when training
+    /// needs a network that was built for inference only. A training network also serves inference (validation
+    /// runs on its buffers).</summary>
+    public Network NetworkFor(int batch, int? width = null, bool training = true)
     {
         if (batch < 1) throw new ArgumentException($"batch size must be at least 1, got {batch}");
         int w = width ?? Config.Width;
-        if (_network?.Batch != batch || _network.Width != w)
+        if (_network?.Batch != batch || _network.Width != w || (training && !_network.Training))
         {
             _network?.Dispose();
             _ctc?.Dispose();
             _network = null; // a failed build (out of device memory) leaves no disposed network behind
-            var network = new Network(Kernels, Store, Config with { Width = w }, batch);
+            var network = new Network(Kernels, Store, Inference, Config with { Width = w }, batch, training);
             network.Profile(_profiler);
             _ctc = new CtcBuffers(Kernels, batch, network.Steps, Config.Classes);
             _network = network;
@@ -79,9 +85,15 @@ public sealed class CrnnModel : IDisposable
     }
 
     /// <summary>Forward pass on a batch already on the device ([B, 3, H, W], W the configured width unless given);
-    /// returns logits [B, T, C].</summary>
-    public ArrayView<float> Forward(ArrayView<float> images, int batch, bool training, int? width = null) =>
-        NetworkFor(batch, width).Forward(images, training);
+    /// returns logits [B, T, C]. Evaluation mode (not <paramref name="training"/>) runs the inference path:
+    /// BatchNorm (as scale and shift) and the activation in the convolutions' epilogues, no buffers kept for a backward pass.</summary>
+    public ArrayView<float> Forward(ArrayView<float> images, int batch, bool training, int? width = null)
+    {
+        var network = NetworkFor(batch, width, training);
+        if (training) Store.Changed(); // the BatchNorm running statistics move
+        else Inference.Refresh();
+        return network.Forward(images, training);
+    }
 
     /// <summary>
     /// One forward and backward pass in training mode: per-sample CTC losses (of the mean-over-batch loss the
@@ -92,6 +104,7 @@ public sealed class CrnnModel : IDisposable
         int batch = labels.Length;
         var network = NetworkFor(batch);
         SetPhase("forward");
+        Store.Changed(); // the BatchNorm running statistics move
         var logits = network.Forward(images, training: true);
         var ctc = _ctc!;
         using (_profiler?.Measure("ctc") ?? default)
@@ -129,6 +142,7 @@ public sealed class CrnnModel : IDisposable
     {
         _network?.Dispose();
         _ctc?.Dispose();
+        Inference.Dispose();
         Store.Dispose();
         Kernels.Dispose();
     }

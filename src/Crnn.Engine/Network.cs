@@ -7,7 +7,9 @@ namespace Crnn.Engine;
 /// <summary>
 /// The seed model's layers for one batch size, in MODEL.md's order: conv1, the residual units, conv2,
 /// max-pool + Im2Seq, two BiLSTM layers, the linear head. Backward is the same list reversed. All activation
-/// buffers are allocated here, once; a forward or backward pass allocates nothing.
+/// buffers are allocated here, once; a forward or backward pass allocates nothing. A network built for
+/// inference only (not <see cref="Training"/>) allocates no buffer of the training forward or the backward
+/// pass: only each layer's output and what the inference kernels need.
 /// </summary>
 public sealed class Network : IDisposable
 {
@@ -17,30 +19,32 @@ public sealed class Network : IDisposable
     public int Width { get; }
     public int Steps { get; }
     public int Classes { get; }
+    public bool Training { get; }
 
-    public Network(KernelSet kernels, ParameterStore store, ModelConfig config, int batch)
+    public Network(KernelSet kernels, ParameterStore store, InferenceWeights inference, ModelConfig config, int batch, bool training = true)
     {
         Batch = batch;
+        Training = training;
         Width = config.Width;
         Classes = config.Classes;
         var (h, w) = config.StemSize;
-        _layers.Add(new ConvBnAct(kernels, store, "backbone.conv1", ConvKind.Dense,
-            ConvShape.Dense(batch, 3, config.Height, config.Width, config.StemChannels, 3, 2, 2, 1), Activation.HardSwish, inputGradient: false));
+        _layers.Add(new ConvBnAct(kernels, store, inference, "backbone.conv1", ConvKind.Dense,
+            ConvShape.Dense(batch, 3, config.Height, config.Width, config.StemChannels, 3, 2, 2, 1), Activation.HardSwish, inputGradient: false, training));
         var units = config.Units;
         for (int i = 0; i < units.Count; i++)
         {
-            var unit = new ResidualUnit(kernels, store, $"backbone.units.{i}", units[i], batch, h, w);
+            var unit = new ResidualUnit(kernels, store, inference, $"backbone.units.{i}", units[i], batch, h, w, training);
             (h, w) = (unit.OutHeight, unit.OutWidth);
             _layers.Add(unit);
         }
-        _layers.Add(new ConvBnAct(kernels, store, "backbone.conv2", ConvKind.Pointwise,
-            ConvShape.Dense(batch, units[^1].Out, h, w, config.HeadChannels, 1, 1, 1, 0), Activation.HardSwish, inputGradient: true));
-        var pool = new MaxPoolIm2Seq(kernels, batch, config.HeadChannels, h, w);
+        _layers.Add(new ConvBnAct(kernels, store, inference, "backbone.conv2", ConvKind.Pointwise,
+            ConvShape.Dense(batch, units[^1].Out, h, w, config.HeadChannels, 1, 1, 1, 0), Activation.HardSwish, inputGradient: true, training));
+        var pool = new MaxPoolIm2Seq(kernels, batch, config.HeadChannels, h, w, training);
         _layers.Add(pool);
         Steps = pool.Steps;
-        _layers.Add(new BiLstm(kernels, store, "neck.lstm.0", batch, Steps, config.HeadChannels, config.Hidden));
-        _layers.Add(new BiLstm(kernels, store, "neck.lstm.1", batch, Steps, 2 * config.Hidden, config.Hidden));
-        _layers.Add(new LinearHead(kernels, store, batch * Steps, 2 * config.Hidden, config.Classes));
+        _layers.Add(new BiLstm(kernels, store, inference, "neck.lstm.0", batch, Steps, config.HeadChannels, config.Hidden, training));
+        _layers.Add(new BiLstm(kernels, store, inference, "neck.lstm.1", batch, Steps, 2 * config.Hidden, config.Hidden, training));
+        _layers.Add(new LinearHead(kernels, store, batch * Steps, 2 * config.Hidden, config.Classes, training));
     }
 
     /// <summary>Attaches a profiler to every layer (null detaches it).</summary>
@@ -59,6 +63,7 @@ public sealed class Network : IDisposable
 
     public ArrayView<float> Forward(ArrayView<float> images, bool training)
     {
+        if (training && !Training) throw new InvalidOperationException("this network was built for inference only");
         var x = images;
         foreach (var layer in _layers)
         {
@@ -71,6 +76,7 @@ public sealed class Network : IDisposable
     /// <summary>Back-propagates d loss / d logits, writing every parameter gradient.</summary>
     public void Backward(ArrayView<float> logitsGradient)
     {
+        if (!Training) throw new InvalidOperationException("this network was built for inference only");
         var d = logitsGradient;
         for (int i = _layers.Count - 1; i >= 0; i--) d = _layers[i].Backward(d);
     }

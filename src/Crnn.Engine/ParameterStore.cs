@@ -23,6 +23,13 @@ public sealed class ParameterStore : IDisposable
         Buffers = device.Allocate(layout.BufferCount);
     }
 
+    /// <summary>Counts changes of the parameters or buffers (loads, optimizer steps, training forwards that update
+    /// BatchNorm statistics), so values derived from them (<see cref="InferenceWeights"/>) know when to refresh.</summary>
+    public long Version { get; private set; }
+
+    /// <summary>Call after writing <see cref="Parameters"/> or <see cref="Buffers"/>.</summary>
+    public void Changed() => Version++;
+
     public ArrayView<float> Param(string name) => View(Parameters, Layout[name]);
     public ArrayView<float> Grad(string name) => View(Gradients, Layout[name]);
     public ArrayView<float> Buffer(string name) => View(Buffers, Layout[name]);

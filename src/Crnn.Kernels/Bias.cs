@@ -14,7 +14,7 @@ public sealed class Bias
     public const int PieceLength = 256;
 
     readonly Device _device;
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int> _add;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int> _affine;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int, int> _partialSums;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _sumPieces;
 
@@ -22,18 +22,39 @@ public sealed class Bias
     {
         _device = device;
         var acc = device.Accelerator;
-        _add = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(AddKernel);
+        _affine = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int>(AffineKernel);
         _partialSums = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int, int>(PartialSumsKernel);
         _sumPieces = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(SumPiecesKernel);
     }
 
-    /// <summary>y[o, c, i] += bias[c].</summary>
-    public void Add(ArrayView<float> y, ArrayView<float> bias, int outer, int channels, int inner)
+    /// <summary>y[o, c, i] = act(y[o, c, i] + bias[c]) (no activation: the plain bias add).</summary>
+    public void Add(ArrayView<float> y, ArrayView<float> bias, int outer, int channels, int inner, Activation act = Activation.None)
     {
         Check(y, bias, outer, channels, inner);
+        Affine(y, default, bias, outer, channels, inner, act);
+    }
+
+    /// <summary>y[o, c, i] = act(y[o, c, i]·scale[c] + shift[c]): BatchNorm in evaluation mode and the activation
+    /// after a convolution that has no epilogue of its own.</summary>
+    public void ScaleShift(ArrayView<float> y, ArrayView<float> scale, ArrayView<float> shift, int outer, int channels, int inner, Activation act)
+    {
+        Check(y, shift, outer, channels, inner);
+        Check(y, scale, outer, channels, inner);
+        Affine(y, scale, shift, outer, channels, inner, act);
+    }
+
+    void Affine(ArrayView<float> y, ArrayView<float> scale, ArrayView<float> shift, int outer, int channels, int inner, Activation act)
+    {
         long n = (long)outer * channels * inner;
-        if (_device.Launch(nameof(AddKernel), n, n, 8.0 * n, out var grid))
-            _add(grid, y, bias, outer, channels, inner);
+        if (n == 0) return;
+        if (_device.UsesHost)
+        {
+            HostMemory.Enter(_device, "the bias");
+            unsafe { HostElementwise.ScaleShift(HostMemory.Pointer(y), HostMemory.Pointer(scale), HostMemory.Pointer(shift), outer, channels, inner, (int)act); }
+        }
+        // Without a scale the kernel gets the shift in its place (a valid view it does not read).
+        else if (_device.Launch(nameof(AffineKernel), n, 2.0 * n, 8.0 * n, out var grid))
+            _affine(grid, y, scale.Length > 0 ? scale : shift, shift, outer, channels, inner, (int)act, scale.Length > 0 ? 1 : 0);
     }
 
     /// <summary>dbias[c] = Σ over o and i of dy[o, c, i] (overwrites dbias), summed in a fixed order: partial sums
@@ -61,10 +82,14 @@ public sealed class Bias
         if (bias.Length != channels) throw new ArgumentException($"bias has {bias.Length} elements, expected {channels}");
     }
 
-    static void AddKernel(ArrayView<float> y, ArrayView<float> bias, int outer, int channels, int inner)
+    static void AffineKernel(ArrayView<float> y, ArrayView<float> scale, ArrayView<float> shift, int outer, int channels, int inner, int act, int scaled)
     {
         int n = outer * channels * inner, stride = Grid.DimX * Group.DimX;
-        for (int i = Grid.GlobalIndex.X; i < n; i += stride) y[i] += bias[i / inner % channels];
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride)
+        {
+            int c = i / inner % channels;
+            y[i] = Activations.Apply(act, scaled != 0 ? y[i] * scale[c] + shift[c] : y[i] + shift[c]);
+        }
     }
 
     /// <summary>partials[p, c] = Σ of dy[o, c, i] over positions j = o·inner + i in piece p, in order.</summary>

@@ -30,6 +30,24 @@ public sealed class ChannelScale
         else if (_device.Launch(nameof(ScaleKernel), n, n, 8.0 * n, out var grid)) _scale(grid, x, s, y, n, spatial);
     }
 
+    /// <summary>Inference on the host (host policy only): the whole squeeze-excite block,
+    /// y = x · hardsigmoid(W2·relu(W1·mean(x) + b1) + b2), image by image; see <see cref="HostRows.SqueezeExcite"/>.</summary>
+    public void SqueezeExcite(ArrayView<float> x, ArrayView<float> w1, ArrayView<float> b1, ArrayView<float> w2, ArrayView<float> b2,
+        ArrayView<float> y, int batch, int channels, int squeeze, int spatial)
+    {
+        if (!_device.UsesHost) throw new NotSupportedException("the fused squeeze-excite is host code (host kernel policy)");
+        long n = (long)batch * channels * spatial;
+        if (x.Length != n || y.Length != n || w1.Length != (long)squeeze * channels || w2.Length != (long)channels * squeeze
+            || b1.Length != squeeze || b2.Length != channels)
+            throw new ArgumentException($"squeeze-excite operands do not match [{batch},{channels},{spatial}] squeezed to {squeeze}");
+        HostMemory.Enter(_device, "squeeze-excite");
+        unsafe
+        {
+            HostRows.SqueezeExcite(HostMemory.Pointer(x), HostMemory.Pointer(w1), HostMemory.Pointer(b1), HostMemory.Pointer(w2),
+                HostMemory.Pointer(b2), HostMemory.Pointer(y), batch, channels, squeeze, spatial);
+        }
+    }
+
     /// <summary>
     /// dx = dy·s and ds[b, c] = Σ over positions of dy·x (a sequential, fixed-order sum per (b, c)).
     /// Overwrites dx and ds; dx may be dy (ds is computed first).

@@ -57,6 +57,7 @@ public sealed class DenseConv
     readonly Device _device;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape> _forward, _backwardData, _weightPerThread;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int> _weightGrouped;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int> _forwardFused;
 
     public DenseConv(Device device)
     {
@@ -66,6 +67,7 @@ public sealed class DenseConv
         _backwardData = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape>(BackwardDataKernel);
         _weightPerThread = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape>(WeightPerThreadKernel);
         _weightGrouped = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>(WeightGroupedKernel);
+        _forwardFused = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>(ForwardFusedKernel);
     }
 
     /// <summary>2 per multiply-add of the convolution (each of its three products has as many).</summary>
@@ -80,8 +82,30 @@ public sealed class DenseConv
     public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s)
     {
         Check(x, w, y, s, "y");
-        if (_device.Launch(nameof(ForwardKernel), s.OutputLength, Flops(s), Bytes(s), out var grid))
+        if (_device.UsesHost) RunHost(x, w, y, s, default);
+        else if (_device.Launch(nameof(ForwardKernel), s.OutputLength, Flops(s), Bytes(s), out var grid))
             _forward(grid, x, w, y, s);
+    }
+
+    /// <summary>Inference: y = act(conv(x, w)·scale[o] + shift[o]) in one pass (BatchNorm in evaluation mode as a
+    /// per-channel scale and shift, then the activation).</summary>
+    public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> scale, ArrayView<float> shift, ArrayView<float> y, ConvShape s, Activation act)
+    {
+        Check(x, w, y, s, "y");
+        Conv.CheckLength(scale, s.OutChannels, "scale", s);
+        Conv.CheckLength(shift, s.OutChannels, "shift", s);
+        if (_device.UsesHost)
+        {
+            unsafe { RunHost(x, w, y, s, new HostEpilogue(HostMemory.Pointer(scale), HostMemory.Pointer(shift), (int)act)); }
+        }
+        else if (_device.Launch(nameof(ForwardFusedKernel), s.OutputLength, Flops(s), Bytes(s), out var grid))
+            _forwardFused(grid, x, w, scale, shift, y, s, (int)act);
+    }
+
+    void RunHost(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s, HostEpilogue epilogue)
+    {
+        HostMemory.Enter(_device, "the convolution");
+        unsafe { HostDenseConv.Forward(HostMemory.Pointer(x), HostMemory.Pointer(w), HostMemory.Pointer(y), s, epilogue); }
     }
 
     /// <summary>dx = the gradient of Σ y·dy with respect to x (overwrites dx).</summary>
@@ -122,27 +146,40 @@ public sealed class DenseConv
     /// <summary>One thread per output element: Σ over input channels and the part of the window inside the input.</summary>
     static void ForwardKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s)
     {
-        int oh = s.OutHeight, ow = s.OutWidth, k = s.Kernel, plane = s.Height * s.Width;
-        int n = s.Batch * s.OutChannels * oh * ow, stride = Grid.DimX * Group.DimX;
+        int n = s.OutputLength, stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride) y[i] = Window(x, w, s, i);
+    }
+
+    static void ForwardFusedKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> scale, ArrayView<float> shift, ArrayView<float> y, ConvShape s, int act)
+    {
+        int n = s.OutputLength, plane = s.OutHeight * s.OutWidth, stride = Grid.DimX * Group.DimX;
         for (int i = Grid.GlobalIndex.X; i < n; i += stride)
         {
-            int ox = i % ow, t = i / ow, oy = t % oh;
-            t /= oh;
-            int oc = t % s.OutChannels, b = t / s.OutChannels;
-            int y0 = oy * s.StrideH - s.Pad, x0 = ox * s.StrideW - s.Pad;
-            int kyFirst = Math.Max(0, -y0), kyEnd = Math.Min(k, s.Height - y0), kxFirst = Math.Max(0, -x0), kxEnd = Math.Min(k, s.Width - x0);
-            float sum = 0f;
-            for (int ic = 0; ic < s.InChannels; ic++)
-            {
-                int xBase = (b * s.InChannels + ic) * plane + x0, wBase = (oc * s.InChannels + ic) * k * k;
-                for (int ky = kyFirst; ky < kyEnd; ky++)
-                {
-                    int xr = xBase + (y0 + ky) * s.Width, wr = wBase + ky * k;
-                    for (int kx = kxFirst; kx < kxEnd; kx++) sum += x[xr + kx] * w[wr + kx];
-                }
-            }
-            y[i] = sum;
+            int c = i / plane % s.OutChannels;
+            y[i] = Activations.Apply(act, Window(x, w, s, i) * scale[c] + shift[c]);
         }
+    }
+
+    /// <summary>Output element i: Σ over input channels and the part of its window inside the input.</summary>
+    static float Window(ArrayView<float> x, ArrayView<float> w, ConvShape s, int i)
+    {
+        int oh = s.OutHeight, ow = s.OutWidth, k = s.Kernel, plane = s.Height * s.Width;
+        int ox = i % ow, t = i / ow, oy = t % oh;
+        t /= oh;
+        int oc = t % s.OutChannels, b = t / s.OutChannels;
+        int y0 = oy * s.StrideH - s.Pad, x0 = ox * s.StrideW - s.Pad;
+        int kyFirst = Math.Max(0, -y0), kyEnd = Math.Min(k, s.Height - y0), kxFirst = Math.Max(0, -x0), kxEnd = Math.Min(k, s.Width - x0);
+        float sum = 0f;
+        for (int ic = 0; ic < s.InChannels; ic++)
+        {
+            int xBase = (b * s.InChannels + ic) * plane + x0, wBase = (oc * s.InChannels + ic) * k * k;
+            for (int ky = kyFirst; ky < kyEnd; ky++)
+            {
+                int xr = xBase + (y0 + ky) * s.Width, wr = wBase + ky * k;
+                for (int kx = kxFirst; kx < kxEnd; kx++) sum += x[xr + kx] * w[wr + kx];
+            }
+        }
+        return sum;
     }
 
     /// <summary>One thread per input element: gathers every output whose window covers it (no atomics), visiting

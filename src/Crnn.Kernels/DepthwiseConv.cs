@@ -13,6 +13,7 @@ public sealed class DepthwiseConv
     readonly Device _device;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape> _forward, _backwardData;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int> _weightGrouped;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int> _forwardFused;
 
     public DepthwiseConv(Device device)
     {
@@ -21,6 +22,7 @@ public sealed class DepthwiseConv
         _forward = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape>(ForwardKernel);
         _backwardData = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape>(BackwardDataKernel);
         _weightGrouped = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>(WeightGroupedKernel);
+        _forwardFused = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>(ForwardFusedKernel);
     }
 
     /// <summary>2 per multiply-add of the convolution (each of its three products has as many).</summary>
@@ -42,6 +44,22 @@ public sealed class DepthwiseConv
         }
         else if (_device.Launch(nameof(ForwardKernel), s.OutputLength, Flops(s), Bytes(s), out var grid))
             _forward(grid, x, w, y, s);
+    }
+
+    /// <summary>Inference: y = act(depthwise conv(x, w)·scale[c] + shift[c]) in one pass (BatchNorm in evaluation
+    /// mode as a per-channel scale and shift, then the activation).</summary>
+    public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> scale, ArrayView<float> shift, ArrayView<float> y, ConvShape s, Activation act)
+    {
+        Check(x, w, y, s, "y");
+        Conv.CheckLength(scale, s.OutChannels, "scale", s);
+        Conv.CheckLength(shift, s.OutChannels, "shift", s);
+        if (_device.UsesHost)
+        {
+            HostMemory.Enter(_device, "the depthwise convolution");
+            unsafe { HostDepthwise.Forward(HostMemory.Pointer(x), HostMemory.Pointer(w), HostMemory.Pointer(y), s, HostMemory.Pointer(scale), HostMemory.Pointer(shift), (int)act); }
+        }
+        else if (_device.Launch(nameof(ForwardFusedKernel), s.OutputLength, Flops(s), Bytes(s), out var grid))
+            _forwardFused(grid, x, w, scale, shift, y, s, (int)act);
     }
 
     /// <summary>dx = the gradient of Σ y·dy with respect to x (overwrites dx).</summary>
@@ -88,22 +106,35 @@ public sealed class DepthwiseConv
     /// <summary>One thread per output element: Σ over the part of its channel's k×k window inside the input.</summary>
     static void ForwardKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s)
     {
-        int oh = s.OutHeight, ow = s.OutWidth, k = s.Kernel;
-        int n = s.Batch * s.InChannels * oh * ow, stride = Grid.DimX * Group.DimX;
+        int n = s.OutputLength, stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride) y[i] = Window(x, w, s, i);
+    }
+
+    static void ForwardFusedKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> scale, ArrayView<float> shift, ArrayView<float> y, ConvShape s, int act)
+    {
+        int n = s.OutputLength, plane = s.OutHeight * s.OutWidth, stride = Grid.DimX * Group.DimX;
         for (int i = Grid.GlobalIndex.X; i < n; i += stride)
         {
-            int ox = i % ow, t = i / ow, oy = t % oh, bc = t / oh;
-            int y0 = oy * s.StrideH - s.Pad, x0 = ox * s.StrideW - s.Pad;
-            int kyEnd = Math.Min(k, s.Height - y0), kxFirst = Math.Max(0, -x0), kxEnd = Math.Min(k, s.Width - x0);
-            int xBase = bc * s.Height * s.Width + x0, wBase = bc % s.InChannels * k * k;
-            float sum = 0f;
-            for (int ky = Math.Max(0, -y0); ky < kyEnd; ky++)
-            {
-                int xr = xBase + (y0 + ky) * s.Width, wr = wBase + ky * k;
-                for (int kx = kxFirst; kx < kxEnd; kx++) sum += x[xr + kx] * w[wr + kx];
-            }
-            y[i] = sum;
+            int c = i / plane % s.InChannels;
+            y[i] = Activations.Apply(act, Window(x, w, s, i) * scale[c] + shift[c]);
         }
+    }
+
+    /// <summary>Output element i: Σ over the part of its window inside the input.</summary>
+    static float Window(ArrayView<float> x, ArrayView<float> w, ConvShape s, int i)
+    {
+        int oh = s.OutHeight, ow = s.OutWidth, k = s.Kernel;
+        int ox = i % ow, t = i / ow, oy = t % oh, bc = t / oh;
+        int y0 = oy * s.StrideH - s.Pad, x0 = ox * s.StrideW - s.Pad;
+        int kyEnd = Math.Min(k, s.Height - y0), kxFirst = Math.Max(0, -x0), kxEnd = Math.Min(k, s.Width - x0);
+        int xBase = bc * s.Height * s.Width + x0, wBase = bc % s.InChannels * k * k;
+        float sum = 0f;
+        for (int ky = Math.Max(0, -y0); ky < kyEnd; ky++)
+        {
+            int xr = xBase + (y0 + ky) * s.Width, wr = wBase + ky * k;
+            for (int kx = kxFirst; kx < kxEnd; kx++) sum += x[xr + kx] * w[wr + kx];
+        }
+        return sum;
     }
 
     /// <summary>One thread per input element: gathers the outputs whose windows cover it (no atomics), visiting

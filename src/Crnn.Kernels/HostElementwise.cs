@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using static Crnn.Kernels.HostMemory;
 
@@ -22,6 +23,20 @@ internal static unsafe class HostElementwise
     {
         nint px = (nint)x, py = (nint)y;
         Blocks(n, (first, end) => ForwardRange(act, (float*)px, (float*)py, first, end));
+    }
+
+    /// <summary>act(v) lane by lane, the same arithmetic as <see cref="Activations.Apply"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Activate(int act, Vector256<float> v)
+    {
+        var zero = Vector256<float>.Zero;
+        return act switch
+        {
+            1 => Vector256.Max(v, zero),
+            2 => v * Vector256.Min(Vector256.Max(v + Vector256.Create(3f), zero), Vector256.Create(6f)) / Vector256.Create(6f),
+            3 => Vector256.Min(Vector256.Max(Vector256.Create(0.2f) * v + Vector256.Create(0.5f), zero), Vector256.Create(1f)),
+            _ => v,
+        };
     }
 
     static void ForwardRange(int act, float* x, float* y, int first, int end)
@@ -139,6 +154,49 @@ internal static unsafe class HostElementwise
             int i = first;
             for (; i + V <= end; i += V) (Vector256.Load(sx + i) * f).Store(sx + i);
             for (; i < end; i++) sx[i] *= factor;
+        });
+    }
+
+    /// <summary>y[o, c, i] = act(y[o, c, i]·scale[c] + shift[c]) in place, row by row (a row: one (o, c));
+    /// no <paramref name="scale"/>: a bias add.</summary>
+    public static void ScaleShift(float* y, float* scale, float* shift, int outer, int channels, int inner, int act)
+    {
+        nint py = (nint)y, ps = (nint)scale, pt = (nint)shift;
+        For(outer * channels, inner, (first, end) =>
+        {
+            for (int row = first; row < end; row++)
+            {
+                int c = row % channels;
+                float* r = (float*)py + (long)row * inner;
+                ScaleShift(r, r, inner, ps == 0 ? 1f : ((float*)ps)[c], ((float*)pt)[c], act);
+            }
+        });
+    }
+
+    /// <summary>dst[i] = act(src[i]·scale + shift) for one row (src may be dst). Scale 1 and shift 0 give
+    /// act(src) exactly.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void ScaleShift(float* src, float* dst, int n, float scale, float shift, int act)
+    {
+        var sv = Vector256.Create(scale);
+        var tv = Vector256.Create(shift);
+        int i = 0;
+        for (; i + V <= n; i += V) Activate(act, MultiplyAdd(Vector256.Load(src + i), sv, tv)).Store(dst + i);
+        for (; i < n; i++) dst[i] = Activations.Apply(act, MathF.FusedMultiplyAdd(src[i], scale, shift));
+    }
+
+    /// <summary>y[b, c, r] = x[b, r, c] for each of <paramref name="batch"/> [rows, cols] matrices.</summary>
+    public static void Transpose(float* x, float* y, int batch, int rows, int cols)
+    {
+        nint px = (nint)x, py = (nint)y;
+        For(batch, (long)rows * cols, (first, end) =>
+        {
+            for (int b = first; b < end; b++)
+            {
+                float* xb = (float*)px + (long)b * rows * cols, yb = (float*)py + (long)b * rows * cols;
+                for (int r = 0; r < rows; r++)
+                    for (int c = 0; c < cols; c++) yb[(long)c * rows + r] = xb[(long)r * cols + c];
+            }
         });
     }
 }

@@ -30,8 +30,14 @@ internal static unsafe class HostGemm
     internal static bool UseAvx2 = Fma.IsSupported && Avx2.IsSupported;
 
     /// <summary>C = alpha·op(A)·op(B) + beta·C with the full <see cref="GemmShape"/> semantics; sizes already validated.</summary>
-    public static void Run(float* a, float* b, float* c, GemmShape s)
+    public static void Run(float* a, float* b, float* c, GemmShape s) => Run(a, b, c, s, default);
+
+    /// <summary>The same, then <paramref name="epilogue"/> on each element as it is written (inference: the folded
+    /// BatchNorm's bias and the activation cost no second pass over C). Not <paramref name="parallel"/>: on the
+    /// calling thread only (the caller already spreads the work over the cores).</summary>
+    public static void Run(float* a, float* b, float* c, GemmShape s, HostEpilogue epilogue, bool parallel = true, PackedOperand? packed = null)
     {
+        if (packed != null) packed.Check(s);
         int outputs = s.SumBatches != 0 ? 1 : s.Batch;
         int blocksN = (s.N + NC - 1) / NC;
         // Smaller row blocks when the product is small, so every core gets work (the result does not change).
@@ -39,18 +45,18 @@ internal static unsafe class HostGemm
         while (mc > MR && (long)outputs * ((s.M + mc - 1) / mc) * blocksN < 4 * Environment.ProcessorCount) mc /= 2;
         int blocksM = (s.M + mc - 1) / mc;
         long tasks = (long)outputs * blocksM * blocksN;
-        if (tasks == 1 || (long)s.M * s.N * s.K * s.Batch * 2 < SerialFlops)
+        if (!parallel || tasks == 1 || (long)s.M * s.N * s.K * s.Batch * 2 < SerialFlops)
         {
-            for (long t = 0; t < tasks; t++) Block(a, b, c, s, mc, blocksM, blocksN, t);
+            for (long t = 0; t < tasks; t++) Block(a, b, c, s, epilogue, packed, mc, blocksM, blocksN, t);
             return;
         }
         nint pa = (nint)a, pb = (nint)b, pc = (nint)c; // lambdas cannot capture pointers
         Parallel.For(0, tasks, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
-            t => Block((float*)pa, (float*)pb, (float*)pc, s, mc, blocksM, blocksN, t));
+            t => Block((float*)pa, (float*)pb, (float*)pc, s, epilogue, packed, mc, blocksM, blocksN, t));
     }
 
     /// <summary>One mc×NC block of one output matrix: every batch entry it sums and every KC slice of K.</summary>
-    static void Block(float* a, float* b, float* c, in GemmShape s, int mc, int blocksM, int blocksN, long task)
+    static void Block(float* a, float* b, float* c, in GemmShape s, HostEpilogue epilogue, PackedOperand? packed, int mc, int blocksM, int blocksN, long task)
     {
         int ob = (int)(task / ((long)blocksM * blocksN)), rem = (int)(task % ((long)blocksM * blocksN));
         int m0 = rem / blocksN * mc, n0 = rem % blocksN * NC;
@@ -66,12 +72,13 @@ internal static unsafe class HostGemm
             for (int k0 = 0; k0 < s.K; k0 += KC)
             {
                 int kc = Math.Min(KC, s.K - k0);
-                PackA(ab + (long)k0 * s.AK, s.AM, s.AK, mLen, kc, packA);
-                PackB(bb + (long)k0 * s.BK, s.BK, s.BN, nLen, kc, packB);
+                // A weight matrix packed in advance is read in place; the other operand is packed here.
+                float* pa = packed is { IsA: true } ? packed.Panels(k0, m0) : PackA(ab + (long)k0 * s.AK, s.AM, s.AK, mLen, kc, packA);
+                float* pb = packed is { IsA: false } ? packed.Panels(k0, n0) : PackB(bb + (long)k0 * s.BK, s.BK, s.BN, nLen, kc, packB);
                 // One B panel (kc×NR) stays in L1 while the A panels stream past it.
                 for (int q = 0; q < nPanels; q++)
                     for (int p = 0; p < mPanels; p++)
-                        Micro(packA + p * MR * kc, packB + q * NR * kc, kc, acc + p * MR * ldAcc + q * NR, ldAcc, accumulate);
+                        Micro(pa + p * MR * kc, pb + q * NR * kc, kc, acc + p * MR * ldAcc + q * NR, ldAcc, accumulate);
                 accumulate = true;
             }
         }
@@ -82,14 +89,16 @@ internal static unsafe class HostGemm
         for (int i = 0; i < mLen; i++)
         {
             float* row = c + (long)ob * s.StrideC + (long)(m0 + i) * s.Ldc + n0, src = acc + i * ldAcc;
-            if (beta == 0f) for (int j = 0; j < nLen; j++) row[j] = alpha * src[j];
+            if (epilogue.Active) epilogue.Write(src, row, nLen, m0 + i);
+            else if (beta == 0f) for (int j = 0; j < nLen; j++) row[j] = alpha * src[j];
             else for (int j = 0; j < nLen; j++) row[j] = alpha * src[j] + beta * row[j];
         }
     }
 
     /// <summary>Packs rows [0, mLen) × k [0, kc) of A as MR-row panels, k-major inside a panel, zero-padded.</summary>
-    static void PackA(float* a, int am, int ak, int mLen, int kc, float* dst)
+    static float* PackA(float* a, int am, int ak, int mLen, int kc, float* dst)
     {
+        float* start = dst;
         for (int p = 0; p < mLen; p += MR, dst += MR * kc)
         {
             int rows = Math.Min(MR, mLen - p);
@@ -100,11 +109,13 @@ internal static unsafe class HostGemm
             else
                 for (int k = 0; k < kc; k++) { float* src = a + (long)k * ak + (long)p * am; for (int r = 0; r < rows; r++) dst[k * MR + r] = src[(long)r * am]; }
         }
+        return start;
     }
 
     /// <summary>Packs k [0, kc) × columns [0, nLen) of B as NR-column panels, k-major inside a panel, zero-padded.</summary>
-    static void PackB(float* b, int bk, int bn, int nLen, int kc, float* dst)
+    static float* PackB(float* b, int bk, int bn, int nLen, int kc, float* dst)
     {
+        float* start = dst;
         for (int q = 0; q < nLen; q += NR, dst += NR * kc)
         {
             int cols = Math.Min(NR, nLen - q);
@@ -114,7 +125,26 @@ internal static unsafe class HostGemm
             else
                 for (int j = 0; j < cols; j++) { float* src = b + (long)(q + j) * bn; for (int k = 0; k < kc; k++) dst[k * NR + j] = src[(long)k * bk]; }
         }
+        return start;
     }
+
+    /// <summary>Packs all of op(A) (<paramref name="isA"/>) or op(B) as <see cref="Block"/> would, every KC slice.</summary>
+    internal static float[] PackWhole(float* m, int rows, int k, int rowStride, int kStride, bool isA, out int paddedRows)
+    {
+        int r = isA ? MR : NR;
+        paddedRows = (rows + r - 1) / r * r;
+        var data = GC.AllocateUninitializedArray<float>(Math.Max(paddedRows * k, 1), pinned: true);
+        fixed (float* d = data)
+            for (int k0 = 0; k0 < k; k0 += KC)
+            {
+                int kc = Math.Min(KC, k - k0);
+                if (isA) PackA(m + (long)k0 * kStride, rowStride, kStride, rows, kc, d + (long)k0 * paddedRows);
+                else PackB(m + (long)k0 * kStride, kStride, rowStride, rows, kc, d + (long)k0 * paddedRows);
+            }
+        return data;
+    }
+
+    internal const int SliceDepth = KC;
 
     static void Micro(float* pa, float* pb, int kc, float* c, int ldc, bool accumulate)
     {
@@ -179,5 +209,66 @@ internal static unsafe class HostGemm
             }
             v0.Store(row); v1.Store(row + 4); v2.Store(row + 8); v3.Store(row + 12);
         }
+    }
+}
+
+/// <summary>
+/// What a GEMM does to each element of C as it writes it, for inference: the affine map of its row (an output
+/// channel: BatchNorm's scale and shift, or just a bias when <paramref name="rowScale"/> is null), then the
+/// activation (an <see cref="Activation"/> code). Only for alpha 1, beta 0.
+/// </summary>
+internal readonly unsafe struct HostEpilogue(float* rowScale, float* rowShift, int activation)
+{
+    public bool Active => rowScale != null || rowShift != null || activation != 0;
+
+    public void Write(float* src, float* dst, int n, int row) =>
+        HostElementwise.ScaleShift(src, dst, n, rowScale != null ? rowScale[row] : 1f, rowShift != null ? rowShift[row] : 0f, activation);
+}
+
+/// <summary>
+/// A GEMM operand that does not change between products (inference weights), packed once in the panels the
+/// host GEMM reads: every KC slice of K, MR-row panels of A or NR-column panels of B. Products that pass it
+/// skip packing that side (the weights of a 1×1 convolution are otherwise packed again for every image).
+/// Refresh by packing anew when the weights change.
+/// </summary>
+public sealed unsafe class PackedOperand
+{
+    readonly float[] _data;
+    readonly int _rows, _k, _paddedRows;
+
+    internal bool IsA { get; }
+
+    PackedOperand(float[] data, int rows, int k, int paddedRows, bool isA) => (_data, _rows, _k, _paddedRows, IsA) = (data, rows, k, paddedRows, isA);
+
+    /// <summary>A [rows, k] (row-major, <paramref name="values"/> from <paramref name="offset"/>) as the GEMM's A.</summary>
+    public static PackedOperand RowsAsA(float[] values, int offset, int rows, int k) => Pack(values, offset, rows, k, isA: true);
+
+    /// <summary>W [columns, k] (row-major) as the GEMM's B = Wᵀ [k, columns] (a linear layer's weights).</summary>
+    public static PackedOperand RowsAsTransposedB(float[] values, int offset, int columns, int k) => Pack(values, offset, columns, k, isA: false);
+
+    static PackedOperand Pack(float[] values, int offset, int rows, int k, bool isA)
+    {
+        if (offset < 0 || rows < 1 || k < 1 || offset + (long)rows * k > values.Length)
+            throw new ArgumentException($"cannot pack a [{rows}, {k}] matrix at {offset} of {values.Length} values");
+        fixed (float* v = values)
+        {
+            var data = HostGemm.PackWhole(v + offset, rows, k, k, 1, isA, out int padded);
+            return new PackedOperand(data, rows, k, padded, isA);
+        }
+    }
+
+    /// <summary>The panels of slice k0 from row (A) or column (B) <paramref name="first"/>, a multiple of the panel size.</summary>
+    internal float* Panels(int k0, int first)
+    {
+        int kc = Math.Min(HostGemm.SliceDepth, _k - k0);
+        // The array is pinned (allocated on the pinned object heap), so the address stays valid.
+        return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_data)) + (long)k0 * _paddedRows + (long)first * kc;
+    }
+
+    internal void Check(in GemmShape s)
+    {
+        bool fits = IsA ? s.M == _rows && s.StrideA == 0 && s.AK == 1 && s.AM == _k : s.N == _rows && s.StrideB == 0 && s.BK == 1 && s.BN == _k;
+        if (!fits || s.K != _k || s.SumBatches != 0)
+            throw new ArgumentException($"the packed {(IsA ? "A" : "B")} [{_rows}, {_k}] does not match GEMM M={s.M} N={s.N} K={s.K}");
     }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
@@ -29,6 +30,10 @@ namespace Crnn.Kernels;
 /// only under the host policy, where the recurrence runs step by step).
 /// </para>
 /// </summary>
+/// <summary>One LSTM layer's weights packed for the host GEMMs of <see cref="Lstm.Infer"/>: W_ih of both
+/// directions ([8H, In] as B = W_ihᵀ) and each direction's W_hh (as W_hhᵀ).</summary>
+public sealed record LstmInferenceWeights(PackedOperand Input, PackedOperand[] Recurrent);
+
 public readonly record struct LstmShape(int Batch, int Steps, int Input, int Hidden)
 {
     public int Gates => 4 * Hidden;
@@ -146,6 +151,125 @@ public sealed class Lstm
         if (_device.Launch(nameof(ForwardSequenceKernel), grid, 2L * s.Batch * _device.GroupSize, SequenceFlops(s), SequenceBytes(s)))
             _forwardSequence!(grid, wT, parameters.SubView(s.BiasIhOffset, 4 * s.Gates), gates, cells, y,
                 s.Batch, s.Steps, s.Hidden);
+    }
+
+    /// <summary>
+    /// Inference on the host (host policy): y [B, T, 2H] = BiLSTM(x [B, T, In]) keeping nothing for a backward
+    /// pass. <paramref name="projection"/> ([B, T, 8H], <see cref="LstmShape.GatesLength"/>) takes the input
+    /// projection x·W_ihᵀ; then each direction (and, on many cores, each slice of the batch) runs all its steps
+    /// on one core: per step the recurrent product of the slice's rows (a small GEMM against W_hhᵀ, or dot
+    /// products for one or two rows) is added in place, then the gates, cell and hidden state. <paramref name="packed"/>
+    /// (<see cref="PackForInference"/>) holds the weights packed for the GEMMs; without it they are packed per call.
+    /// </summary>
+    public void Infer(LstmShape s, ArrayView<float> parameters, ArrayView<float> x, ArrayView<float> y, ArrayView<float> projection,
+        LstmInferenceWeights? packed = null)
+    {
+        if (!_device.UsesHost) throw new NotSupportedException("the LSTM's inference recurrence is host code (host kernel policy)");
+        Validate(s);
+        Expect(parameters, s.ParameterCount, "parameters");
+        Expect(x, s.InputLength, "x");
+        Expect(y, s.OutputLength, "y");
+        Expect(projection, s.GatesLength, "projection");
+        HostMemory.Enter(_device, "the LSTM");
+        unsafe
+        {
+            float* p = HostMemory.Pointer(parameters);
+            HostGemm.Run(HostMemory.Pointer(x), p + s.WeightIhOffset, HostMemory.Pointer(projection),
+                GemmShape.RowMajor(s.Batch * s.Steps, 2 * s.Gates, s.Input, transB: true), default, packed: packed?.Input);
+            HostInferSequences(p, HostMemory.Pointer(projection), HostMemory.Pointer(y), s, packed);
+        }
+    }
+
+    /// <summary>One layer's weights packed for <see cref="Infer"/>, from its parameters (laid out as
+    /// <see cref="LstmShape"/> says) at <paramref name="offset"/> of <paramref name="values"/>.</summary>
+    public static LstmInferenceWeights PackForInference(float[] values, int offset, int input, int hidden)
+    {
+        var s = new LstmShape(1, 1, input, hidden);
+        return new(PackedOperand.RowsAsTransposedB(values, offset + s.WeightIhOffset, 2 * s.Gates, input),
+            [PackedOperand.RowsAsTransposedB(values, offset + s.WeightHh(0), s.Gates, hidden),
+             PackedOperand.RowsAsTransposedB(values, offset + s.WeightHh(1), s.Gates, hidden)]);
+    }
+
+    /// <summary>Rows of a batch slice below which the recurrent product runs as dot products rather than a GEMM.</summary>
+    const int GemmRows = 3;
+
+    [ThreadStatic] static float[]? t_sequence;
+
+    static unsafe void HostInferSequences(float* parameters, float* projection, float* y, LstmShape s, LstmInferenceWeights? packed)
+    {
+        int h = s.Hidden, g4 = s.Gates;
+        // Slices of at least 8 rows, enough of them to give every core a sequence.
+        int slices = Math.Clamp(Environment.ProcessorCount / 2, 1, Math.Max(1, s.Batch / 8));
+        nint pp = (nint)parameters, pg = (nint)projection, py = (nint)y;
+        HostMemory.For(2 * slices, (long)s.Batch * s.Steps * g4 * (h + 8), (first, end) =>
+        {
+            for (int task = first; task < end; task++)
+            {
+                int d = task / slices, slice = task % slices;
+                int b0 = (int)((long)s.Batch * slice / slices), rows = (int)((long)s.Batch * (slice + 1) / slices) - b0;
+                float* cells = HostMemory.Scratch(ref t_sequence, g4 + rows * h), z = cells + rows * h;
+                float* wHh = (float*)pp + s.WeightHh(d), bIh = (float*)pp + s.BiasIh(d), bHh = (float*)pp + s.BiasHh(d);
+                var recurrent = new GemmShape
+                {
+                    M = rows, N = g4, K = h, Batch = 1, AM = s.Steps * 2 * h, AK = 1, BK = 1, BN = h,
+                    Ldc = s.Steps * 2 * g4, Alpha = 1f, Beta = 1f,
+                };
+                for (int step = 0; step < s.Steps; step++)
+                {
+                    int t = d == 0 ? step : s.Steps - 1 - step, tPrev = d == 0 ? t - 1 : t + 1;
+                    long gRow = (long)(b0 * s.Steps + t) * 2 * g4 + d * g4, yRow = (long)(b0 * s.Steps + t) * 2 * h + d * h;
+                    long yPrev = (long)(b0 * s.Steps + tPrev) * 2 * h + d * h;
+                    bool gemm = step > 0 && rows >= GemmRows;
+                    if (gemm) // pre-activations of the slice's rows += h_prev · W_hhᵀ, in place
+                        HostGemm.Run((float*)py + yPrev, wHh, (float*)pg + gRow, recurrent, default, parallel: false, packed: packed?.Recurrent[d]);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        long rowStride = (long)r * s.Steps;
+                        float* pre = (float*)pg + gRow + rowStride * 2 * g4, hOut = (float*)py + yRow + rowStride * 2 * h, c = cells + r * h;
+                        for (int q = 0; q < g4; q++) z[q] = pre[q] + bIh[q] + bHh[q];
+                        if (step > 0 && !gemm) AddRecurrent(wHh, (float*)py + yPrev + rowStride * 2 * h, z, g4, h);
+                        for (int j = 0; j < h; j++)
+                        {
+                            // MathF: the host's own exp and tanh (ILGPU's XMath is a slower portable version on the CPU).
+                            float i = HostSigmoid(z[j]), f = HostSigmoid(z[h + j]), gg = MathF.Tanh(z[2 * h + j]), o = HostSigmoid(z[3 * h + j]);
+                            c[j] = (step > 0 ? f * c[j] : 0f) + i * gg;
+                            hOut[j] = o * MathF.Tanh(c[j]);
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    static float HostSigmoid(float x) => 1f / (1f + MathF.Exp(-x));
+
+    /// <summary>z[r] += W[r, :]·h for the 4H rows of W [4H, H], four rows at a time (h loaded once for four).</summary>
+    static unsafe void AddRecurrent(float* w, float* h, float* z, int rows, int hidden)
+    {
+        int r = 0, vectorEnd = hidden / 8 * 8;
+        for (; r + 4 <= rows; r += 4)
+        {
+            float* w0 = w + (long)r * hidden, w1 = w0 + hidden, w2 = w1 + hidden, w3 = w2 + hidden;
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            int k = 0;
+            for (; k < vectorEnd; k += 8)
+            {
+                var hv = Vector256.Load(h + k);
+                a0 = HostMemory.MultiplyAdd(Vector256.Load(w0 + k), hv, a0);
+                a1 = HostMemory.MultiplyAdd(Vector256.Load(w1 + k), hv, a1);
+                a2 = HostMemory.MultiplyAdd(Vector256.Load(w2 + k), hv, a2);
+                a3 = HostMemory.MultiplyAdd(Vector256.Load(w3 + k), hv, a3);
+            }
+            float s0 = HostMemory.Sum(a0), s1 = HostMemory.Sum(a1), s2 = HostMemory.Sum(a2), s3 = HostMemory.Sum(a3);
+            for (; k < hidden; k++) { s0 += w0[k] * h[k]; s1 += w1[k] * h[k]; s2 += w2[k] * h[k]; s3 += w3[k] * h[k]; }
+            z[r] += s0; z[r + 1] += s1; z[r + 2] += s2; z[r + 3] += s3;
+        }
+        for (; r < rows; r++)
+        {
+            float sum = 0f;
+            for (int k = 0; k < hidden; k++) sum += w[(long)r * hidden + k] * h[k];
+            z[r] += sum;
+        }
     }
 
     /// <summary>One group per (direction, batch) sequence, at most the device's groups (grid-stride over the rest).</summary>

@@ -21,11 +21,13 @@ public readonly record struct PointwiseShape(int Batch, int InChannels, int OutC
 /// </summary>
 public sealed class PointwiseConv
 {
+    readonly Device _device;
     readonly Gemm _gemm;
     readonly Bias _bias;
 
     public PointwiseConv(Device device)
     {
+        _device = device;
         _gemm = new Gemm(device);
         _bias = new Bias(device);
     }
@@ -34,19 +36,54 @@ public sealed class PointwiseConv
     public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, PointwiseShape s)
     {
         Check(s, (x, s.InputLength, "x"), (w, s.WeightLength, "w"), (y, s.OutputLength, "y"));
-        int p = s.Positions;
-        if (p == 1) // y[B,out] = x[B,in]·Wᵀ
+        if (s.Positions == 1) // y[B,out] = x[B,in]·Wᵀ
             _gemm.Run(x, w, y, GemmShape.RowMajor(s.Batch, s.OutChannels, s.InChannels, transB: true));
         else
-            _gemm.Run(w, x, y, GemmShape.RowMajor(s.OutChannels, p, s.InChannels).Batched(s.Batch, 0, s.InChannels * p, s.OutChannels * p));
+            _gemm.Run(w, x, y, PerImage(s));
     }
 
-    /// <summary>y = W·x + bias (overwrites y).</summary>
-    public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> bias, ArrayView<float> y, PointwiseShape s)
+    /// <summary>Per image, y_b [out, P] = W [out, in] · x_b [in, P].</summary>
+    static GemmShape PerImage(PointwiseShape s) =>
+        GemmShape.RowMajor(s.OutChannels, s.Positions, s.InChannels).Batched(s.Batch, 0, s.InChannels * s.Positions, s.OutChannels * s.Positions);
+
+    /// <summary>y = act(W·x + bias) (overwrites y): squeeze-excite's 1×1 convolutions.</summary>
+    public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> bias, ArrayView<float> y, PointwiseShape s, Activation act = Activation.None)
     {
-        Check(s, (bias, s.OutChannels, "bias"));
-        Forward(x, w, y, s);
-        _bias.Add(y, bias, s.Batch, s.OutChannels, s.Positions);
+        Check(s, (x, s.InputLength, "x"), (w, s.WeightLength, "w"), (y, s.OutputLength, "y"), (bias, s.OutChannels, "bias"));
+        if (!Epilogue(x, w, default, bias, y, s, act, null))
+        {
+            Forward(x, w, y, s);
+            _bias.Add(y, bias, s.Batch, s.OutChannels, s.Positions, act);
+        }
+    }
+
+    /// <summary>Inference: y = act((W·x)·scale[o] + shift[o]), BatchNorm in evaluation mode as a per-channel scale
+    /// and shift. On the host the scale, shift and activation are the GEMM's epilogue and <paramref name="packedW"/>,
+    /// W packed in advance (<see cref="PackedOperand.RowsAsA"/>), saves packing it per image; elsewhere one pass
+    /// after the product.</summary>
+    public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> scale, ArrayView<float> shift, ArrayView<float> y,
+        PointwiseShape s, Activation act, PackedOperand? packedW = null)
+    {
+        Check(s, (x, s.InputLength, "x"), (w, s.WeightLength, "w"), (y, s.OutputLength, "y"), (scale, s.OutChannels, "scale"), (shift, s.OutChannels, "shift"));
+        if (!Epilogue(x, w, scale, shift, y, s, act, packedW))
+        {
+            Forward(x, w, y, s);
+            _bias.ScaleShift(y, scale, shift, s.Batch, s.OutChannels, s.Positions, act);
+        }
+    }
+
+    /// <summary>The host GEMM with the affine map and activation as its epilogue (host policy, several positions).</summary>
+    bool Epilogue(ArrayView<float> x, ArrayView<float> w, ArrayView<float> scale, ArrayView<float> shift, ArrayView<float> y,
+        PointwiseShape s, Activation act, PackedOperand? packedW)
+    {
+        if (!_device.UsesHost || s.Positions == 1) return false;
+        HostMemory.Enter(_device, "GEMM");
+        unsafe
+        {
+            var epilogue = new HostEpilogue(HostMemory.Pointer(scale), HostMemory.Pointer(shift), (int)act);
+            HostGemm.Run(HostMemory.Pointer(w), HostMemory.Pointer(x), HostMemory.Pointer(y), PerImage(s), epilogue, packed: packedW);
+        }
+        return true;
     }
 
     /// <summary>dx = Wᵀ·dy, overwriting dx, or added to it with <paramref name="accumulate"/> (a tensor that

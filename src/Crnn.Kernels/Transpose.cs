@@ -24,7 +24,13 @@ public sealed class Transpose
         if (batch < 0 || rows < 0 || cols < 0) throw new ArgumentException($"negative transpose shape [{batch},{rows},{cols}]");
         long n = (long)batch * rows * cols;
         if (x.Length != n || y.Length != n) throw new ArgumentException($"transpose of [{batch},{rows},{cols}] needs {n} elements, got {x.Length} and {y.Length}");
-        if (_device.Launch(nameof(TransposeKernel), n, 0, 8.0 * n, out var grid))
+        if (_device.UsesHost)
+        {
+            if (n == 0) return;
+            HostMemory.Enter(_device, "the transpose");
+            unsafe { HostElementwise.Transpose(HostMemory.Pointer(x), HostMemory.Pointer(y), batch, rows, cols); }
+        }
+        else if (_device.Launch(nameof(TransposeKernel), n, 0, 8.0 * n, out var grid))
             _transpose(grid, x, y, batch, rows, cols);
     }
 

@@ -111,6 +111,8 @@ public class EngineVsReferenceTests(ITestOutputHelper output)
         var reference = new ReferenceModel(config, model.Layout).Forward(D(parameters), D(buffers), D(images), batch, labels, training: false);
         double diff = Norm(logits.Select((v, i) => v - reference.Logits[i])), norm = Norm(reference.Logits);
         output.WriteLine($"eval logits: relative error {diff / norm:E2}, rms {norm / Math.Sqrt(logits.Length):E3}");
-        Assert.True(diff <= 1e-4 * norm, $"evaluation logits differ by {diff / norm:E2} relative");
+        // The inference path (BatchNorm as scale and shift in the convolutions' epilogues, the host LSTM recurrence)
+        // measured 7.2e-6 under the host policy and 1.3e-5 under the gpu policy.
+        Assert.True(diff <= 2e-5 * norm, $"evaluation logits differ by {diff / norm:E2} relative");
     }
 }

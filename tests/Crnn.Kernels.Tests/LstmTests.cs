@@ -209,6 +209,44 @@ public class LstmTests
         Reference.AssertClose(ReferenceForward(Reference.ToDouble(x), Reference.ToDouble(p), s), layer.Y.ToHost(), 1e-5, "y");
     }
 
+    /// <summary>The host inference recurrence (no saved gates) against the float64 reference and against the
+    /// training forward: one and two rows (dot products), 3 to 17 rows (the GEMM against W_hhᵀ, batch slices),
+    /// with the weights packed in advance and packed per call.</summary>
+    [Theory]
+    [InlineData(1, 25, 40, 16, true)]
+    [InlineData(2, 7, 33, 8, false)]
+    [InlineData(3, 5, 7, 5, true)]
+    [InlineData(9, 6, 20, 12, true)]
+    [InlineData(17, 4, 9, 96, false)]
+    [InlineData(17, 4, 9, 96, true)]
+    public void InferenceMatchesReferenceAndTrainingForward(int batch, int steps, int input, int hidden, bool packed)
+    {
+        var dev = TestDevices.Host;
+        var s = new LstmShape(batch, steps, input, hidden);
+        var p = RandomParameters(s, 11);
+        var x = Reference.Random(s.InputLength, 12);
+        var lstm = new Lstm(dev);
+        using var layer = new DeviceLayer(dev, lstm, s, p, x);
+        using var y = Reference.NaNs(dev, s.OutputLength);
+        using var projection = Reference.NaNs(dev, s.GatesLength);
+        lstm.Infer(s, layer.Parameters.View, layer.X.View, y.View, projection.View, packed ? Lstm.PackForInference(p, 0, input, hidden) : null);
+        var inferred = y.ToHost();
+        Reference.AssertClose(ReferenceForward(Reference.ToDouble(x), Reference.ToDouble(p), s), inferred, 1e-5, "inference y");
+        Reference.AssertClose(Reference.ToDouble(layer.Y.ToHost()), inferred, 1e-5, "inference y vs training forward");
+    }
+
+    [Fact]
+    public void InferenceWithWeightsOfAnotherShapeIsRefused()
+    {
+        var dev = TestDevices.Host;
+        var s = new LstmShape(2, 3, 5, 4);
+        using var layer = new DeviceLayer(dev, new Lstm(dev), s, RandomParameters(s, 1), Reference.Random(s.InputLength, 2));
+        using var y = dev.Allocate(s.OutputLength);
+        using var projection = dev.Allocate(s.GatesLength);
+        var other = Lstm.PackForInference(RandomParameters(new LstmShape(1, 1, 6, 4), 3), 0, 6, 4);
+        Assert.Throws<ArgumentException>(() => new Lstm(dev).Infer(s, layer.Parameters.View, layer.X.View, y.View, projection.View, other));
+    }
+
     [Theory]
     [MemberData(nameof(Cases))]
     public void BackwardMatchesFiniteDifferences(string device, int batch, int steps, int input, int hidden)

@@ -12,6 +12,7 @@ public enum ConvKind { Dense, Depthwise, Pointwise }
 public sealed class ConvBnAct : Layer
 {
     readonly ParameterStore _store;
+    readonly InferenceWeights _inference;
     readonly string _name;
     readonly ConvKind _kind;
     readonly ConvShape _shape;
@@ -20,22 +21,24 @@ public sealed class ConvBnAct : Layer
     readonly Tensor<float>? _dInput;
     ArrayView<float> _input;
 
-    public ConvBnAct(KernelSet kernels, ParameterStore store, string name, ConvKind kind, ConvShape shape,
-        Activation act, bool inputGradient) : base(kernels)
+    public ConvBnAct(KernelSet kernels, ParameterStore store, InferenceWeights inference, string name, ConvKind kind, ConvShape shape,
+        Activation act, bool inputGradient, bool training) : base(kernels, training)
     {
         _store = store;
+        _inference = inference;
         _name = name;
         _kind = kind;
         _shape = shape;
         _act = act;
         int[] outShape = [shape.Batch, shape.OutChannels, shape.OutHeight, shape.OutWidth];
-        _conv = Allocate(outShape);
-        _normalized = Allocate(outShape);
-        _activated = act == Activation.None ? _normalized : Allocate(outShape);
-        _dNormalized = Allocate(outShape);
-        _mean = Allocate(shape.OutChannels);
-        _invStd = Allocate(shape.OutChannels);
-        if (inputGradient) _dInput = Allocate(shape.Batch, shape.InChannels, shape.Height, shape.Width);
+        // Inference writes the activated output only (one pass); training keeps each stage for the backward.
+        _activated = Allocate(outShape);
+        _normalized = act == Activation.None ? _activated : ForTraining(outShape);
+        _conv = ForTraining(outShape);
+        _dNormalized = ForTraining(outShape);
+        _mean = ForTraining(shape.OutChannels);
+        _invStd = ForTraining(shape.OutChannels);
+        if (inputGradient && training) _dInput = Allocate(shape.Batch, shape.InChannels, shape.Height, shape.Width);
     }
 
     public ConvShape Shape => _shape;
@@ -46,6 +49,11 @@ public sealed class ConvBnAct : Layer
 
     public override void Forward(ArrayView<float> input, bool training)
     {
+        if (!training)
+        {
+            Infer(input);
+            return;
+        }
         _input = input;
         var w = _store.Param($"{_name}.weight");
         using (Time(ConvFamily))
@@ -70,6 +78,21 @@ public sealed class ConvBnAct : Layer
         }
         if (_act != Activation.None)
             using (Time("activation")) K.Activations.Forward(_act, _normalized.View, _activated.View);
+    }
+
+    /// <summary>Evaluation mode: one pass, act(conv(x, w)·scale + shift) with BatchNorm as a per-channel scale and
+    /// shift (<see cref="InferenceWeights"/>), into the same output buffer.</summary>
+    void Infer(ArrayView<float> input)
+    {
+        var w = _store.Param($"{_name}.weight");
+        var (scale, shift) = _inference[_name];
+        using var section = Time(ConvFamily);
+        switch (_kind)
+        {
+            case ConvKind.Dense: K.DenseConv.Forward(input, w, scale, shift, _activated.View, _shape, _act); break;
+            case ConvKind.Depthwise: K.DepthwiseConv.Forward(input, w, scale, shift, _activated.View, _shape, _act); break;
+            case ConvKind.Pointwise: K.PointwiseConv.Forward(input, w, scale, shift, _activated.View, Pointwise, _act, _inference.Packed(_name)); break;
+        }
     }
 
     public override ArrayView<float> Backward(ArrayView<float> outputGradient)

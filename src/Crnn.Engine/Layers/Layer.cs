@@ -11,10 +11,18 @@ namespace Crnn.Engine.Layers;
 public abstract class Layer : IDisposable
 {
     readonly List<IDisposable> _owned = [];
+    Tensor<float>? _placeholder;
 
-    protected Layer(KernelSet kernels) => K = kernels;
+    protected Layer(KernelSet kernels, bool training)
+    {
+        K = kernels;
+        Training = training;
+    }
 
     protected KernelSet K { get; }
+
+    /// <summary>Whether the layer was built for training (backward buffers allocated); else inference only.</summary>
+    public bool Training { get; }
 
     /// <summary>Set to time this layer's sections by family (see <see cref="Engine.Profiler"/>).</summary>
     public Profiler? Profiler { get; set; }
@@ -32,6 +40,10 @@ public abstract class Layer : IDisposable
     public abstract ArrayView<float> Backward(ArrayView<float> outputGradient);
 
     protected Tensor<float> Allocate(params int[] shape) => Own(K.Device.Allocate(shape));
+
+    /// <summary>A buffer only training reads or writes: allocated when <see cref="Training"/>, else one shared
+    /// element that nothing uses (an inference-only network refuses training forwards and backward passes).</summary>
+    protected Tensor<float> ForTraining(params int[] shape) => Training ? Allocate(shape) : _placeholder ??= Allocate(1);
 
     protected T Own<T>(T disposable) where T : IDisposable
     {

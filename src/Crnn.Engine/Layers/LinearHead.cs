@@ -11,11 +11,11 @@ public sealed class LinearHead : Layer
     readonly Tensor<float> _output, _dInput;
     ArrayView<float> _input;
 
-    public LinearHead(KernelSet kernels, ParameterStore store, int rows, int inFeatures, int outFeatures) : base(kernels)
+    public LinearHead(KernelSet kernels, ParameterStore store, int rows, int inFeatures, int outFeatures, bool training) : base(kernels, training)
     {
         (_store, _rows, _in, _out) = (store, rows, inFeatures, outFeatures);
         _output = Allocate(rows, outFeatures);
-        _dInput = Allocate(rows, inFeatures);
+        _dInput = ForTraining(rows, inFeatures);
     }
 
     public override ArrayView<float> Output => _output.View;

@@ -13,15 +13,15 @@ public sealed class MaxPoolIm2Seq : Layer
     readonly Tensor<float> _pooled, _sequence, _dPooled, _dInput;
     readonly Tensor<int> _indices;
 
-    public MaxPoolIm2Seq(KernelSet kernels, int batch, int channels, int height, int width) : base(kernels)
+    public MaxPoolIm2Seq(KernelSet kernels, int batch, int channels, int height, int width, bool training) : base(kernels, training)
     {
         _pool = Pooling.MaxPoolShape(batch, channels, height, width);
         if (_pool.OutHeight != 1) throw new ArgumentException($"Im2Seq needs a feature map 1 high after pooling, got {_pool.OutHeight}");
         _pooled = Allocate(batch, channels, _pool.OutWidth);
         _sequence = Allocate(batch, _pool.OutWidth, channels);
         _indices = Own(K.Device.Allocate<int>(_pool.OutputLength));
-        _dPooled = Allocate(batch, channels, _pool.OutWidth);
-        _dInput = Allocate(batch, channels, height, width);
+        _dPooled = ForTraining(batch, channels, _pool.OutWidth);
+        _dInput = ForTraining(batch, channels, height, width);
     }
 
     public int Steps => _pool.OutWidth;

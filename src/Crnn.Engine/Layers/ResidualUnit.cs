@@ -13,18 +13,18 @@ public sealed class ResidualUnit : Layer
     readonly SqueezeExcite? _se;
     readonly Tensor<float>? _sum;
 
-    public ResidualUnit(KernelSet kernels, ParameterStore store, string name, UnitSpec u, int batch, int height, int width)
-        : base(kernels)
+    public ResidualUnit(KernelSet kernels, ParameterStore store, InferenceWeights inference, string name, UnitSpec u, int batch, int height, int width,
+        bool training) : base(kernels, training)
     {
-        _expand = Own(new ConvBnAct(kernels, store, $"{name}.expand", ConvKind.Pointwise,
-            ConvShape.Dense(batch, u.In, height, width, u.Expand, 1, 1, 1, 0), u.Act, inputGradient: true));
-        _depthwise = Own(new ConvBnAct(kernels, store, $"{name}.depthwise", ConvKind.Depthwise,
-            ConvShape.Depthwise(batch, u.Expand, height, width, u.Kernel, u.StrideH, u.StrideW), u.Act, inputGradient: true));
+        _expand = Own(new ConvBnAct(kernels, store, inference, $"{name}.expand", ConvKind.Pointwise,
+            ConvShape.Dense(batch, u.In, height, width, u.Expand, 1, 1, 1, 0), u.Act, inputGradient: true, training));
+        _depthwise = Own(new ConvBnAct(kernels, store, inference, $"{name}.depthwise", ConvKind.Depthwise,
+            ConvShape.Depthwise(batch, u.Expand, height, width, u.Kernel, u.StrideH, u.StrideW), u.Act, inputGradient: true, training));
         var d = _depthwise.Shape;
         if (u.SqueezeExcite)
-            _se = Own(new SqueezeExcite(kernels, store, $"{name}.se", batch, u.Expand, u.SqueezeChannels, d.OutHeight * d.OutWidth));
-        _linear = Own(new ConvBnAct(kernels, store, $"{name}.linear", ConvKind.Pointwise,
-            ConvShape.Dense(batch, u.Expand, d.OutHeight, d.OutWidth, u.Out, 1, 1, 1, 0), Activation.None, inputGradient: true));
+            _se = Own(new SqueezeExcite(kernels, store, $"{name}.se", batch, u.Expand, u.SqueezeChannels, d.OutHeight * d.OutWidth, training));
+        _linear = Own(new ConvBnAct(kernels, store, inference, $"{name}.linear", ConvKind.Pointwise,
+            ConvShape.Dense(batch, u.Expand, d.OutHeight, d.OutWidth, u.Out, 1, 1, 1, 0), Activation.None, inputGradient: true, training));
         if (u.HasShortcut) _sum = Allocate(batch, u.Out, d.OutHeight, d.OutWidth);
         OutHeight = d.OutHeight;
         OutWidth = d.OutWidth;

@@ -16,20 +16,20 @@ public sealed class SqueezeExcite : Layer
     readonly Tensor<float> _dGate, _dRelu, _dPooled, _dInput;
     ArrayView<float> _input;
 
-    public SqueezeExcite(KernelSet kernels, ParameterStore store, string name, int batch, int channels, int squeeze, int spatial)
-        : base(kernels)
+    public SqueezeExcite(KernelSet kernels, ParameterStore store, string name, int batch, int channels, int squeeze, int spatial, bool training)
+        : base(kernels, training)
     {
         (_store, _name, _batch, _channels, _squeeze, _spatial) = (store, name, batch, channels, squeeze, spatial);
         _pooled = Allocate(batch, channels);
-        _squeezed = Allocate(batch, squeeze);
+        _squeezed = ForTraining(batch, squeeze);
         _relu = Allocate(batch, squeeze);
-        _excited = Allocate(batch, channels);
+        _excited = ForTraining(batch, channels);
         _gate = Allocate(batch, channels);
         _output = Allocate(batch, channels, spatial);
-        _dGate = Allocate(batch, channels);
-        _dRelu = Allocate(batch, squeeze);
-        _dPooled = Allocate(batch, channels);
-        _dInput = Allocate(batch, channels, spatial);
+        _dGate = ForTraining(batch, channels);
+        _dRelu = ForTraining(batch, squeeze);
+        _dPooled = ForTraining(batch, channels);
+        _dInput = ForTraining(batch, channels, spatial);
     }
 
     public override ArrayView<float> Output => _output.View;
@@ -41,6 +41,21 @@ public sealed class SqueezeExcite : Layer
     public override void Forward(ArrayView<float> input, bool training)
     {
         using var section = Time("squeeze-excite");
+        if (!training && K.Device.UsesHost)
+        {
+            // Evaluation on the host: the whole block in one pass per image.
+            K.ChannelScale.SqueezeExcite(input, W("conv1"), B("conv1"), W("conv2"), B("conv2"), _output.View, _batch, _channels, _squeeze, _spatial);
+            return;
+        }
+        if (!training)
+        {
+            // Evaluation on a GPU: the activations fused into the bias passes.
+            K.Pooling.GlobalAveragePoolForward(input, _pooled.View, _batch, _channels, _spatial);
+            K.PointwiseConv.Forward(_pooled.View, W("conv1"), B("conv1"), _relu.View, Squeeze, Activation.Relu);
+            K.PointwiseConv.Forward(_relu.View, W("conv2"), B("conv2"), _gate.View, Excite, Activation.HardSigmoid);
+            K.ChannelScale.Forward(input, _gate.View, _output.View, _batch, _channels, _spatial);
+            return;
+        }
         _input = input;
         K.Pooling.GlobalAveragePoolForward(input, _pooled.View, _batch, _channels, _spatial);
         K.PointwiseConv.Forward(_pooled.View, W("conv1"), B("conv1"), _squeezed.View, Squeeze);

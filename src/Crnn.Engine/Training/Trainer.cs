@@ -214,6 +214,7 @@ public sealed class Trainer : IDisposable
         if (!double.IsFinite(loss) || !k.GradientNorm.Read().IsFinite)
         {
             ILGPU.Runtime.ArrayViewExtensions.CopyTo(_savedBuffers.View, statistics);
+            _model.Store.Changed();
             SkippedSteps++;
             ConsecutiveSkipped++;
             return loss;
@@ -222,6 +223,7 @@ public sealed class Trainer : IDisposable
         var scale = _options.ClipNorm is null ? default : k.GradientNorm.Scale;
         Step++;
         k.Adam.Step(_model.Store.Parameters.View, grads, _m.View, _v.View, AdamOptions.Adam(_options.LearningRateAt(Step)), (int)Step, scale);
+        _model.Store.Changed();
         return loss;
     }
 

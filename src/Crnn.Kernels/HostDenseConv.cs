@@ -1,0 +1,52 @@
+using static Crnn.Kernels.HostMemory;
+
+namespace Crnn.Kernels;
+
+/// <summary>
+/// The CPU path of <see cref="DenseConv"/>'s forward (the stem: few channels, a 3×3 window): per image, the
+/// windows are unrolled into columns (im2col, zeros for the padding), then one packed GEMM
+/// W [out, in·k·k] · columns [in·k·k, positions], with the inference epilogue when one is given.
+/// </summary>
+internal static unsafe class HostDenseConv
+{
+    [ThreadStatic] static float[]? t_columns;
+
+    public static void Forward(float* x, float* w, float* y, ConvShape s, HostEpilogue epilogue)
+    {
+        int taps = s.InChannels * s.Kernel * s.Kernel, positions = s.OutHeight * s.OutWidth;
+        var gemm = GemmShape.RowMajor(s.OutChannels, positions, taps);
+        nint px = (nint)x, pw = (nint)w, py = (nint)y;
+        // Images in parallel: one image's GEMM is too small to split.
+        For(s.Batch, (long)taps * positions * s.OutChannels, (first, end) =>
+        {
+            float* columns = Scratch(ref t_columns, taps * positions);
+            for (int b = first; b < end; b++)
+            {
+                Unroll((float*)px + (long)b * s.InChannels * s.Height * s.Width, columns, s);
+                HostGemm.Run((float*)pw, columns, (float*)py + (long)b * s.OutChannels * positions, gemm, epilogue, parallel: false);
+            }
+        });
+    }
+
+    /// <summary>columns[(c·k + ky)·k + kx, oy·ow + ox] = x[c, oy·sh − pad + ky, ox·sw − pad + kx], 0 outside.</summary>
+    static void Unroll(float* x, float* columns, ConvShape s)
+    {
+        int k = s.Kernel, oh = s.OutHeight, ow = s.OutWidth;
+        for (int c = 0; c < s.InChannels; c++)
+            for (int ky = 0; ky < k; ky++)
+                for (int kx = 0; kx < k; kx++)
+                {
+                    float* dst = columns + (long)((c * k + ky) * k + kx) * oh * ow;
+                    for (int oy = 0; oy < oh; oy++)
+                    {
+                        int iy = oy * s.StrideH - s.Pad + ky;
+                        float* row = x + ((long)c * s.Height + iy) * s.Width;
+                        for (int ox = 0; ox < ow; ox++)
+                        {
+                            int ix = ox * s.StrideW - s.Pad + kx;
+                            dst[oy * ow + ox] = iy >= 0 && iy < s.Height && ix >= 0 && ix < s.Width ? row[ix] : 0f;
+                        }
+                    }
+                }
+    }
+}

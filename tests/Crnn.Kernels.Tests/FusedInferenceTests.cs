@@ -1,0 +1,171 @@
+using Xunit;
+
+namespace Crnn.Kernels.Tests;
+
+/// <summary>
+/// The inference forms of the convolutions and the bias: y = act(conv(x, w)·scale + shift) in one call
+/// (BatchNorm in evaluation mode as a per-channel scale and shift), against a float64 convolution with the
+/// scale, shift and activation applied in float64; on both devices, every activation; the 1×1 convolution
+/// also with its weights packed in advance.
+/// </summary>
+public class FusedInferenceTests
+{
+    static double Act(Activation act, double v) => act switch
+    {
+        Activation.Relu => Math.Max(v, 0),
+        Activation.HardSwish => v * Math.Clamp(v + 3, 0, 6) / 6,
+        Activation.HardSigmoid => Math.Clamp(0.2 * v + 0.5, 0, 1),
+        _ => v,
+    };
+
+    public static TheoryData<string, Activation> Cases()
+    {
+        var data = new TheoryData<string, Activation>();
+        foreach (var device in TestDevices.Names)
+            foreach (var act in Enum.GetValues<Activation>()) data.Add(device, act);
+        return data;
+    }
+
+    static double[] Expected(double[] x, double[] w, float[] scale, float[] shift, ConvShape s, int groups, Activation act)
+    {
+        int plane = s.OutHeight * s.OutWidth;
+        return ConvReference.Forward(x, w, null, s.Batch, s.InChannels, s.Height, s.Width, s.OutChannels, groups, s.Kernel, s.StrideH, s.StrideW, s.Pad)
+            .Select((v, i) => Act(act, v * scale[i / plane % s.OutChannels] + shift[i / plane % s.OutChannels])).ToArray();
+    }
+
+    /// <summary>Scales around 1 of either sign (as γ/√σ² can be) and shifts in [−1, 1].</summary>
+    static (float[] Scale, float[] Shift) Affine(int channels, int seed) =>
+        (Reference.Random(channels, seed, 0.5f, 2f).Select((v, i) => i % 3 == 1 ? -v : v).ToArray(), Reference.Random(channels, seed + 1));
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void DenseConvolution(string device, Activation act)
+    {
+        var dev = TestDevices.Get(device);
+        var s = ConvShape.Dense(2, 3, 9, 21, 8, 3, 2, 2, 1); // the stem's geometry
+        var (x, w) = (Reference.Random(s.InputLength, 1), Reference.Random(DenseConv.WeightLength(s), 2));
+        var (scale, shift) = Affine(s.OutChannels, 3);
+        using var tx = dev.Upload(x, x.Length);
+        using var tw = dev.Upload(w, w.Length);
+        using var tscale = dev.Upload(scale, scale.Length);
+        using var tshift = dev.Upload(shift, shift.Length);
+        using var ty = Reference.NaNs(dev, s.OutputLength);
+        new DenseConv(dev).Forward(tx.View, tw.View, tscale.View, tshift.View, ty.View, s, act);
+        Reference.AssertClose(Expected(Reference.ToDouble(x), Reference.ToDouble(w), scale, shift, s, 1, act), ty.ToHost(), 1e-5, $"dense {act}");
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void DepthwiseConvolution(string device, Activation act)
+    {
+        var dev = TestDevices.Get(device);
+        foreach (var s in new[] { ConvShape.Depthwise(2, 5, 4, 50, 5, 2, 1), ConvShape.Depthwise(1, 3, 7, 9, 3, 2, 2) })
+        {
+            var (x, w) = (Reference.Random(s.InputLength, 4), Reference.Random(DepthwiseConv.WeightLength(s), 5));
+            var (scale, shift) = Affine(s.OutChannels, 6);
+            using var tx = dev.Upload(x, x.Length);
+            using var tw = dev.Upload(w, w.Length);
+            using var tscale = dev.Upload(scale, scale.Length);
+            using var tshift = dev.Upload(shift, shift.Length);
+            using var ty = Reference.NaNs(dev, s.OutputLength);
+            new DepthwiseConv(dev).Forward(tx.View, tw.View, tscale.View, tshift.View, ty.View, s, act);
+            Reference.AssertClose(Expected(Reference.ToDouble(x), Reference.ToDouble(w), scale, shift, s, s.InChannels, act), ty.ToHost(), 1e-5, $"depthwise {act} {s}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void PointwiseConvolution(string device, Activation act)
+    {
+        var dev = TestDevices.Get(device);
+        // K over one packing slice (300 > 256) and M, N not multiples of the micro-kernel's 6×16.
+        foreach (var (batch, cin, cout, positions) in new[] { (3, 300, 13, 50), (1, 8, 40, 100), (2, 7, 5, 1) })
+        {
+            var ps = new PointwiseShape(batch, cin, cout, positions);
+            var s = ConvShape.Dense(batch, cin, 1, positions, cout, 1, 1, 1, 0);
+            var (x, w) = (Reference.Random(ps.InputLength, 7), Reference.Random(ps.WeightLength, 8));
+            var (scale, shift) = Affine(cout, 9);
+            var expected = Expected(Reference.ToDouble(x), Reference.ToDouble(w), scale, shift, s, 1, act);
+            using var tx = dev.Upload(x, x.Length);
+            using var tw = dev.Upload(w, w.Length);
+            using var tscale = dev.Upload(scale, scale.Length);
+            using var tshift = dev.Upload(shift, shift.Length);
+            foreach (var packed in new[] { null, PackedOperand.RowsAsA(w, 0, cout, cin) })
+            {
+                using var ty = Reference.NaNs(dev, ps.OutputLength);
+                new PointwiseConv(dev).Forward(tx.View, tw.View, tscale.View, tshift.View, ty.View, ps, act, packed);
+                Reference.AssertClose(expected, ty.ToHost(), 1e-5, $"pointwise {act} {ps} packed {packed != null}");
+            }
+            // With a bias (squeeze-excite's form): scale 1.
+            using var bias = dev.Upload(shift, shift.Length);
+            using var yb = Reference.NaNs(dev, ps.OutputLength);
+            new PointwiseConv(dev).Forward(tx.View, tw.View, bias.View, yb.View, ps, act);
+            Reference.AssertClose(Expected(Reference.ToDouble(x), Reference.ToDouble(w), [.. Enumerable.Repeat(1f, cout)], shift, s, 1, act), yb.ToHost(), 1e-5, $"pointwise + bias {act} {ps}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void BiasAndScaleShiftWithActivation(string device, Activation act)
+    {
+        var dev = TestDevices.Get(device);
+        var y = Reference.Random(3 * 5 * 19, 10);
+        var (scale, shift) = Affine(5, 11);
+        var bias = new Bias(dev);
+        using var tscale = dev.Upload(scale, scale.Length);
+        using var tshift = dev.Upload(shift, shift.Length);
+        using (var ty = dev.Upload(y, y.Length))
+        {
+            bias.Add(ty.View, tshift.View, 3, 5, 19, act);
+            Reference.AssertClose(y.Select((v, i) => Act(act, (double)v + shift[i / 19 % 5])).ToArray(), ty.ToHost(), 1e-6, $"bias {act}");
+        }
+        using (var ty = dev.Upload(y, y.Length))
+        {
+            bias.ScaleShift(ty.View, tscale.View, tshift.View, 3, 5, 19, act);
+            Reference.AssertClose(y.Select((v, i) => Act(act, (double)v * scale[i / 19 % 5] + shift[i / 19 % 5])).ToArray(), ty.ToHost(), 1e-6, $"scale-shift {act}");
+        }
+    }
+
+    [Fact]
+    public void PackedWeightsOfAnotherShapeAreRefused()
+    {
+        var dev = TestDevices.Host;
+        var ps = new PointwiseShape(1, 8, 6, 20);
+        using var x = dev.Allocate(ps.InputLength);
+        using var w = dev.Allocate(ps.WeightLength);
+        using var scale = dev.Allocate(6);
+        using var y = dev.Allocate(ps.OutputLength);
+        var wrong = PackedOperand.RowsAsA(new float[7 * 8], 0, 7, 8);
+        Assert.Throws<ArgumentException>(() => new PointwiseConv(dev).Forward(x.View, w.View, scale.View, scale.View, y.View, ps, Activation.Relu, wrong));
+        Assert.Throws<ArgumentException>(() => PackedOperand.RowsAsA(new float[10], 0, 3, 4)); // 12 values needed
+    }
+
+    /// <summary>The host's fused squeeze-excite against float64: mean, relu(W1·m + b1), hardsigmoid(W2·· + b2), x·gate.</summary>
+    [Fact]
+    public void SqueezeExciteOnTheHost()
+    {
+        var dev = TestDevices.Host;
+        const int batch = 3, channels = 20, squeeze = 5, spatial = 37;
+        var x = Reference.Random(batch * channels * spatial, 12);
+        var (w1, b1, w2, b2) = (Reference.Random(squeeze * channels, 13), Reference.Random(squeeze, 14), Reference.Random(channels * squeeze, 15), Reference.Random(channels, 16));
+        var expected = new double[x.Length];
+        for (int b = 0; b < batch; b++)
+        {
+            var mean = Enumerable.Range(0, channels).Select(c => Enumerable.Range(0, spatial).Average(i => (double)x[(b * channels + c) * spatial + i])).ToArray();
+            var hidden = Enumerable.Range(0, squeeze).Select(j => Math.Max(0, b1[j] + Enumerable.Range(0, channels).Sum(c => (double)w1[j * channels + c] * mean[c]))).ToArray();
+            for (int c = 0; c < channels; c++)
+            {
+                double gate = Act(Activation.HardSigmoid, b2[c] + Enumerable.Range(0, squeeze).Sum(j => (double)w2[c * squeeze + j] * hidden[j]));
+                for (int i = 0; i < spatial; i++) expected[(b * channels + c) * spatial + i] = x[(b * channels + c) * spatial + i] * gate;
+            }
+        }
+        using var tx = dev.Upload(x, x.Length);
+        using var t1 = dev.Upload(w1, w1.Length);
+        using var tb1 = dev.Upload(b1, b1.Length);
+        using var t2 = dev.Upload(w2, w2.Length);
+        using var tb2 = dev.Upload(b2, b2.Length);
+        using var ty = Reference.NaNs(dev, x.Length);
+        new ChannelScale(dev).SqueezeExcite(tx.View, t1.View, tb1.View, t2.View, tb2.View, ty.View, batch, channels, squeeze, spatial);
+        Reference.AssertClose(expected, ty.ToHost(), 1e-5, "squeeze-excite");
+    }
+}
