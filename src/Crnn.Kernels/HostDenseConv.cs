@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using static Crnn.Kernels.HostMemory;
 
 namespace Crnn.Kernels;
@@ -29,6 +30,7 @@ internal static unsafe class HostDenseConv
     }
 
     /// <summary>columns[(c·k + ky)·k + kx, oy·ow + ox] = x[c, oy·sh − pad + ky, ox·sw − pad + kx], 0 outside.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Unroll(float* x, float* columns, ConvShape s)
     {
         int k = s.Kernel, oh = s.OutHeight, ow = s.OutWidth;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using static Crnn.Kernels.HostMemory;
 
@@ -24,6 +25,7 @@ internal static unsafe class HostDepthwise
     static int PaddedWidth(ConvShape s) => s.Width + 2 * s.Pad + V;
 
     /// <summary>Copies input plane x (H×W) into dst (H×pitch), shifted right by <paramref name="left"/> zeros, zeros after.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void PadPlane(float* x, int height, int width, int left, int pitch, float* dst)
     {
         for (int r = 0; r < height; r++)
@@ -55,6 +57,7 @@ internal static unsafe class HostDepthwise
 
     /// <summary>y row oy = Σ over in-range ky, all kx of w[ky,kx]·padded row (oy·sh − pad + ky) shifted by kx; then
     /// ·scale + shift and the activation (inference: BatchNorm and the activation; no-ops in training).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void ForwardPlane(float* x, float* w, float* y, ConvShape s, float scale, float shift, int act)
     {
         int k = s.Kernel, oh = s.OutHeight, ow = s.OutWidth, pitch = PaddedWidth(s), rowLength = (ow + V - 1) / V * V;
@@ -78,6 +81,7 @@ internal static unsafe class HostDepthwise
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void ForwardPlaneScalar(float* x, float* w, float* y, ConvShape s, float scale, float shift, int act)
     {
         int k = s.Kernel, oh = s.OutHeight, ow = s.OutWidth;

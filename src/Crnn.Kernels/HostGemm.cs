@@ -56,6 +56,7 @@ internal static unsafe class HostGemm
     }
 
     /// <summary>One mc×NC block of one output matrix: every batch entry it sums and every KC slice of K.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Block(float* a, float* b, float* c, in GemmShape s, HostEpilogue epilogue, PackedOperand? packed, int mc, int blocksM, int blocksN, long task)
     {
         int ob = (int)(task / ((long)blocksM * blocksN)), rem = (int)(task % ((long)blocksM * blocksN));
@@ -96,6 +97,7 @@ internal static unsafe class HostGemm
     }
 
     /// <summary>Packs rows [0, mLen) × k [0, kc) of A as MR-row panels, k-major inside a panel, zero-padded.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float* PackA(float* a, int am, int ak, int mLen, int kc, float* dst)
     {
         float* start = dst;
@@ -113,6 +115,7 @@ internal static unsafe class HostGemm
     }
 
     /// <summary>Packs k [0, kc) × columns [0, nLen) of B as NR-column panels, k-major inside a panel, zero-padded.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float* PackB(float* b, int bk, int bn, int nLen, int kc, float* dst)
     {
         float* start = dst;
@@ -153,6 +156,7 @@ internal static unsafe class HostGemm
     }
 
     /// <summary>6×16 block in 12 ymm accumulators: per k, two B loads, six broadcasts, twelve FMAs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void MicroAvx2(float* pa, float* pb, int kc, float* c, int ldc, bool accumulate)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
@@ -193,6 +197,7 @@ internal static unsafe class HostGemm
     }
 
     /// <summary>Fallback for any hardware (Vector128 is emulated where not accelerated): one row of 16 at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void MicroPortable(float* pa, float* pb, int kc, float* c, int ldc, bool accumulate)
     {
         for (int r = 0; r < MR; r++)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using ILGPU;
 using ILGPU.Algorithms;
@@ -195,6 +196,7 @@ public sealed class Lstm
 
     [ThreadStatic] static float[]? t_sequence;
 
+
     static unsafe void HostInferSequences(float* parameters, float* projection, float* y, LstmShape s, LstmInferenceWeights? packed)
     {
         int h = s.Hidden, g4 = s.Gates;
@@ -228,22 +230,42 @@ public sealed class Lstm
                         float* pre = (float*)pg + gRow + rowStride * 2 * g4, hOut = (float*)py + yRow + rowStride * 2 * h, c = cells + r * h;
                         for (int q = 0; q < g4; q++) z[q] = pre[q] + bIh[q] + bHh[q];
                         if (step > 0 && !gemm) AddRecurrent(wHh, (float*)py + yPrev + rowStride * 2 * h, z, g4, h);
-                        for (int j = 0; j < h; j++)
-                        {
-                            // MathF: the host's own exp and tanh (ILGPU's XMath is a slower portable version on the CPU).
-                            float i = HostSigmoid(z[j]), f = HostSigmoid(z[h + j]), gg = MathF.Tanh(z[2 * h + j]), o = HostSigmoid(z[3 * h + j]);
-                            c[j] = (step > 0 ? f * c[j] : 0f) + i * gg;
-                            hOut[j] = o * MathF.Tanh(c[j]);
-                        }
+                        CellUpdate(z, c, hOut, h, step > 0);
                     }
                 }
             }
         });
     }
 
+    /// <summary>Gates i, f, g, o from the pre-activations z [4H]; c = f⊙c + i⊙g (c = i⊙g at the first step),
+    /// h = o⊙tanh(c). Eight units at a time (<see cref="HostMath"/>), the rest with MathF.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static unsafe void CellUpdate(float* z, float* c, float* hOut, int h, bool carry)
+    {
+        int j = 0;
+        for (; j + 8 <= h; j += 8)
+        {
+            var i = HostMath.Sigmoid(Vector256.Load(z + j));
+            var f = HostMath.Sigmoid(Vector256.Load(z + h + j));
+            var gg = HostMath.Tanh(Vector256.Load(z + 2 * h + j));
+            var o = HostMath.Sigmoid(Vector256.Load(z + 3 * h + j));
+            var cell = i * gg;
+            if (carry) cell += f * Vector256.Load(c + j);
+            cell.Store(c + j);
+            (o * HostMath.Tanh(cell)).Store(hOut + j);
+        }
+        for (; j < h; j++)
+        {
+            float i = HostSigmoid(z[j]), f = HostSigmoid(z[h + j]), gg = MathF.Tanh(z[2 * h + j]), o = HostSigmoid(z[3 * h + j]);
+            c[j] = (carry ? f * c[j] : 0f) + i * gg;
+            hOut[j] = o * MathF.Tanh(c[j]);
+        }
+    }
+
     static float HostSigmoid(float x) => 1f / (1f + MathF.Exp(-x));
 
     /// <summary>z[r] += W[r, :]·h for the 4H rows of W [4H, H], four rows at a time (h loaded once for four).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static unsafe void AddRecurrent(float* w, float* h, float* z, int rows, int hidden)
     {
         int r = 0, vectorEnd = hidden / 8 * 8;
