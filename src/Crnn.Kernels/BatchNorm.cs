@@ -7,7 +7,8 @@ namespace Crnn.Kernels;
 /// <summary>
 /// Batch normalization over NCHW activations, per channel over (batch, H, W), eps 1e-5. Training mode
 /// normalizes with the batch statistics (two-pass mean and biased variance) and saves mean and 1/std for
-/// the backward; inference mode uses the running statistics.
+/// the backward. (Inference applies the running statistics as a per-channel scale and shift in the convolutions'
+/// epilogues: see the engine's InferenceWeights.)
 /// </summary>
 /// <remarks>
 /// Per-channel sums are deterministic. gpu policy: one group per channel, each thread sums a strided share
@@ -26,8 +27,6 @@ public sealed class BatchNorm
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
         ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape, float> _forwardGrouped;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-        ArrayView<float>, BatchNormShape> _forwardInference;
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
         ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape> _backwardGrouped;
 
     public BatchNorm(Device device)
@@ -36,8 +35,6 @@ public sealed class BatchNorm
         var acc = device.Accelerator;
         _forwardGrouped = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape, float>(ForwardTrainingGroupedKernel);
-        _forwardInference = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-            ArrayView<float>, BatchNormShape>(ForwardInferenceKernel);
         _backwardGrouped = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape>(BackwardGroupedKernel);
     }
@@ -73,29 +70,6 @@ public sealed class BatchNorm
             var grid = PerGroup(channels);
             if (_device.Launch(nameof(ForwardTrainingGroupedKernel), grid, (long)channels * _device.GroupSize, 8.0 * x.Length, 16.0 * x.Length))
                 _forwardGrouped(grid, x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, s, momentum);
-        }
-    }
-
-    /// <summary>y = gamma·(x − runningMean)/√(runningVar + eps) + beta; y may be x.</summary>
-    public void ForwardInference(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
-        ArrayView<float> runningMean, ArrayView<float> runningVar, ArrayView<float> y, int batch, int channels, int spatial)
-    {
-        var s = Check(batch, channels, spatial, ("x", x), ("y", y));
-        CheckChannels(channels, ("gamma", gamma), ("beta", beta), ("runningMean", runningMean), ("runningVar", runningVar));
-        if (x.Length == 0) return;
-        if (_device.UsesHost)
-        {
-            HostMemory.Enter(_device, "batch norm");
-            unsafe
-            {
-                HostBatchNorm.ForwardInference(HostMemory.Pointer(x), HostMemory.Pointer(gamma), HostMemory.Pointer(beta),
-                    HostMemory.Pointer(runningMean), HostMemory.Pointer(runningVar), HostMemory.Pointer(y), s);
-            }
-        }
-        else
-        {
-            if (_device.Launch(nameof(ForwardInferenceKernel), x.Length, 4.0 * x.Length, 8.0 * x.Length, out var grid))
-                _forwardInference(grid, x, gamma, beta, runningMean, runningVar, y, s);
         }
     }
 
@@ -198,17 +172,6 @@ public sealed class BatchNorm
             saveInvStd[c] = invStd;
             runningMean[c] = momentum * runningMean[c] + (1f - momentum) * mean;
             runningVar[c] = momentum * runningVar[c] + (1f - momentum) * variance;
-        }
-    }
-
-    static void ForwardInferenceKernel(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta,
-        ArrayView<float> runningMean, ArrayView<float> runningVar, ArrayView<float> y, BatchNormShape s)
-    {
-        int n = s.Batch * s.Channels * s.Spatial, stride = Grid.DimX * Group.DimX;
-        for (int i = Grid.GlobalIndex.X; i < n; i += stride)
-        {
-            int c = i / s.Spatial % s.Channels;
-            y[i] = (x[i] - runningMean[c]) * (gamma[c] / XMath.Sqrt(runningVar[c] + Epsilon)) + beta[c];
         }
     }
 

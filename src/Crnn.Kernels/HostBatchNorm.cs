@@ -85,19 +85,6 @@ internal static unsafe class HostBatchNorm
         }
     }
 
-    public static void ForwardInference(float* x, float* gamma, float* beta, float* runningMean, float* runningVar, float* y, BatchNormShape s)
-    {
-        nint px = (nint)x, pg = (nint)gamma, pb = (nint)beta, prm = (nint)runningMean, prv = (nint)runningVar, py = (nint)y;
-        For(s.Channels, (long)s.Batch * s.Spatial, (first, end) =>
-        {
-            for (int c = first; c < end; c++)
-            {
-                float scale = ((float*)pg)[c] / MathF.Sqrt(((float*)prv)[c] + BatchNorm.Epsilon);
-                Normalize((float*)px, (float*)py, s, c, ((float*)prm)[c], scale, ((float*)pb)[c]);
-            }
-        });
-    }
-
     public static void Backward(float* x, float* dy, float* gamma, float* saveMean, float* saveInvStd, float* dx,
         float* dgamma, float* dbeta, BatchNormShape s)
     {

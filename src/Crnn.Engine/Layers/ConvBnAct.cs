@@ -68,14 +68,8 @@ public sealed class ConvBnAct : Layer
         var (gamma, beta) = (_store.Param($"{_name}.bn.weight"), _store.Param($"{_name}.bn.bias"));
         var (runningMean, runningVar) = (_store.Buffer($"{_name}.bn.running_mean"), _store.Buffer($"{_name}.bn.running_var"));
         using (Time("batchnorm"))
-        {
-            if (training)
-                K.BatchNorm.ForwardTraining(_conv.View, gamma, beta, _normalized.View, _mean.View, _invStd.View,
-                    runningMean, runningVar, _shape.Batch, _shape.OutChannels, Spatial);
-            else
-                K.BatchNorm.ForwardInference(_conv.View, gamma, beta, runningMean, runningVar, _normalized.View,
-                    _shape.Batch, _shape.OutChannels, Spatial);
-        }
+            K.BatchNorm.ForwardTraining(_conv.View, gamma, beta, _normalized.View, _mean.View, _invStd.View,
+                runningMean, runningVar, _shape.Batch, _shape.OutChannels, Spatial);
         if (_act != Activation.None)
             using (Time("activation")) K.Activations.Forward(_act, _normalized.View, _activated.View);
     }
