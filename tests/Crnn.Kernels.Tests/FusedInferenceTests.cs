@@ -1,3 +1,4 @@
+using ILGPU;
 using Xunit;
 
 namespace Crnn.Kernels.Tests;
@@ -37,21 +38,30 @@ public class FusedInferenceTests
     static (float[] Scale, float[] Shift) Affine(int channels, int seed) =>
         (Reference.Random(channels, seed, 0.5f, 2f).Select((v, i) => i % 3 == 1 ? -v : v).ToArray(), Reference.Random(channels, seed + 1));
 
+    delegate void FusedForward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> scale, ArrayView<float> shift, ArrayView<float> y);
+
+    /// <summary>Random x, w, scale and shift for <paramref name="s"/>, <paramref name="run"/> on the device, against <see cref="Expected"/>.</summary>
+    static void AssertFused(Device dev, ConvShape s, int groups, int weights, Activation act, int seed, FusedForward run)
+    {
+        var (x, w) = (Reference.Random(s.InputLength, seed), Reference.Random(weights, seed + 1));
+        var (scale, shift) = Affine(s.OutChannels, seed + 2);
+        using var tx = dev.Upload(x, x.Length);
+        using var tw = dev.Upload(w, w.Length);
+        using var tscale = dev.Upload(scale, scale.Length);
+        using var tshift = dev.Upload(shift, shift.Length);
+        using var ty = Reference.NaNs(dev, s.OutputLength);
+        run(tx.View, tw.View, tscale.View, tshift.View, ty.View);
+        Reference.AssertClose(Expected(Reference.ToDouble(x), Reference.ToDouble(w), scale, shift, s, groups, act), ty.ToHost(), 1e-5, $"{act} {s}");
+    }
+
     [Theory]
     [MemberData(nameof(Cases))]
     public void DenseConvolution(string device, Activation act)
     {
         var dev = TestDevices.Get(device);
         var s = ConvShape.Dense(2, 3, 9, 21, 8, 3, 2, 2, 1); // the stem's geometry
-        var (x, w) = (Reference.Random(s.InputLength, 1), Reference.Random(DenseConv.WeightLength(s), 2));
-        var (scale, shift) = Affine(s.OutChannels, 3);
-        using var tx = dev.Upload(x, x.Length);
-        using var tw = dev.Upload(w, w.Length);
-        using var tscale = dev.Upload(scale, scale.Length);
-        using var tshift = dev.Upload(shift, shift.Length);
-        using var ty = Reference.NaNs(dev, s.OutputLength);
-        new DenseConv(dev).Forward(tx.View, tw.View, tscale.View, tshift.View, ty.View, s, act);
-        Reference.AssertClose(Expected(Reference.ToDouble(x), Reference.ToDouble(w), scale, shift, s, 1, act), ty.ToHost(), 1e-5, $"dense {act}");
+        AssertFused(dev, s, 1, DenseConv.WeightLength(s), act, 1,
+            (x, w, scale, shift, y) => new DenseConv(dev).Forward(x, w, scale, shift, y, s, act));
     }
 
     [Theory]
@@ -60,17 +70,8 @@ public class FusedInferenceTests
     {
         var dev = TestDevices.Get(device);
         foreach (var s in new[] { ConvShape.Depthwise(2, 5, 4, 50, 5, 2, 1), ConvShape.Depthwise(1, 3, 7, 9, 3, 2, 2) })
-        {
-            var (x, w) = (Reference.Random(s.InputLength, 4), Reference.Random(DepthwiseConv.WeightLength(s), 5));
-            var (scale, shift) = Affine(s.OutChannels, 6);
-            using var tx = dev.Upload(x, x.Length);
-            using var tw = dev.Upload(w, w.Length);
-            using var tscale = dev.Upload(scale, scale.Length);
-            using var tshift = dev.Upload(shift, shift.Length);
-            using var ty = Reference.NaNs(dev, s.OutputLength);
-            new DepthwiseConv(dev).Forward(tx.View, tw.View, tscale.View, tshift.View, ty.View, s, act);
-            Reference.AssertClose(Expected(Reference.ToDouble(x), Reference.ToDouble(w), scale, shift, s, s.InChannels, act), ty.ToHost(), 1e-5, $"depthwise {act} {s}");
-        }
+            AssertFused(dev, s, s.InChannels, DepthwiseConv.WeightLength(s), act, 4,
+                (x, w, scale, shift, y) => new DepthwiseConv(dev).Forward(x, w, scale, shift, y, s, act));
     }
 
     [Theory]
