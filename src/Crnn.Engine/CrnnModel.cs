@@ -20,7 +20,7 @@ public sealed class CrnnModel : IDisposable
     public ParameterLayout Layout { get; }
     public KernelSet Kernels { get; }
     public ParameterStore Store { get; }
-    /// <summary>BatchNorm as scale and shift and the host-packed weights, which evaluation-mode forwards use.</summary>
+    /// <summary>BatchNorm's running statistics as the epilogues read them and the host-packed weights, which evaluation-mode forwards use.</summary>
     public InferenceWeights Inference { get; }
     public Device Device => Kernels.Device;
     /// <summary>Time steps of the current network (its input width's), or of the configured width before any.</summary>
@@ -86,7 +86,7 @@ public sealed class CrnnModel : IDisposable
 
     /// <summary>Forward pass on a batch already on the device ([B, 3, H, W], W the configured width unless given);
     /// returns logits [B, T, C]. Evaluation mode (not <paramref name="training"/>) runs the inference path:
-    /// BatchNorm (as scale and shift) and the activation in the convolutions' epilogues, no buffers kept for a backward pass.</summary>
+    /// BatchNorm and the activation in the convolutions' epilogues, no buffers kept for a backward pass.</summary>
     public ArrayView<float> Forward(ArrayView<float> images, int batch, bool training, int? width = null)
     {
         var network = NetworkFor(batch, width, training);

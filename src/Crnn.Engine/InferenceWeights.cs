@@ -5,20 +5,20 @@ using Device = Crnn.Kernels.Device;
 namespace Crnn.Engine;
 
 /// <summary>
-/// What inference reads besides the parameters. Every BatchNorm as a per-channel scale s = γ/√(σ² + ε) and
-/// shift β − μ·s (running statistics, computed in float64), which the convolutions apply in their epilogue
-/// with the activation: one pass instead of three. (Folding s into the weights instead, as ONNX Runtime does,
-/// put the imported en_number_mobile model's logits 5.4e-4 from float64 against 8.9e-5 for the scale in the
-/// epilogue: rounding w·s per weight adds error where σ² is tiny.) One device buffer, allocated with the model,
-/// so inference during training allocates no device memory. Under the host policy also the 1×1 convolutions'
-/// and LSTMs' weights packed for the host GEMM (host memory). All refreshed when the
-/// <see cref="ParameterStore.Version"/> has moved since the last time.
+/// What inference reads besides the parameters. Every BatchNorm as a <see cref="ChannelNorm"/> (running mean,
+/// scale γ/√(σ² + ε), β and β − μ·scale, computed in float64), which the convolutions apply with the
+/// activation in their epilogue: one pass instead of three. Not folded into the weights (w·s), as ONNX Runtime
+/// does: that put the imported en_number_mobile model's logits 5.4e-4 from float64 (rounding w·s per weight
+/// where σ² is tiny), against 2.4e-5 for the epilogue. One device buffer, allocated with the model, so inference during training
+/// allocates no device memory. Under the host policy also the 1×1 convolutions' and LSTMs' weights packed for
+/// the host GEMM (host memory). All refreshed when the <see cref="ParameterStore.Version"/> has moved since
+/// the last time.
 /// </summary>
 public sealed class InferenceWeights : IDisposable
 {
     readonly ParameterStore _store;
     readonly bool _pack;
-    readonly Tensor<float> _affine;
+    readonly Tensor<float> _statistics;
     readonly Dictionary<string, (int Offset, int Channels)> _norms = [];
     readonly Dictionary<string, PackedOperand> _packed = [];
     readonly Dictionary<string, LstmInferenceWeights> _lstms = [];
@@ -33,18 +33,20 @@ public sealed class InferenceWeights : IDisposable
         foreach (var spec in store.Layout.Buffers.Where(b => b.Name.EndsWith(".bn.running_mean", StringComparison.Ordinal)))
         {
             _norms[spec.Name[..^".bn.running_mean".Length]] = (offset, spec.Length);
-            offset += 2 * spec.Length;
+            offset += 4 * spec.Length;
         }
-        _affine = device.Allocate(Math.Max(offset, 1));
+        _statistics = device.Allocate(Math.Max(offset, 1));
     }
 
-    /// <summary>The BatchNorm after convolution <paramref name="conv"/> as scale and shift (as of the last <see cref="Refresh"/>).</summary>
-    public (ArrayView<float> Scale, ArrayView<float> Shift) this[string conv]
+    /// <summary>The BatchNorm after convolution <paramref name="conv"/> (as of the last <see cref="Refresh"/>).</summary>
+    public ChannelNorm this[string conv]
     {
         get
         {
             var (offset, channels) = _norms[conv];
-            return (_affine.View.SubView(offset, channels), _affine.View.SubView(offset + channels, channels));
+            var v = _statistics.View;
+            return new(v.SubView(offset, channels), v.SubView(offset + channels, channels), v.SubView(offset + 2 * channels, channels),
+                v.SubView(offset + 3 * channels, channels));
         }
     }
 
@@ -61,7 +63,7 @@ public sealed class InferenceWeights : IDisposable
         var parameters = _store.Parameters.ToHost();
         var buffers = _store.Buffers.ToHost();
         var layout = _store.Layout;
-        var affine = new float[_affine.Length];
+        var statistics = new float[_statistics.Length];
         foreach (var (conv, (offset, channels)) in _norms)
         {
             int gamma = layout[$"{conv}.bn.weight"].Offset, beta = layout[$"{conv}.bn.bias"].Offset;
@@ -69,11 +71,13 @@ public sealed class InferenceWeights : IDisposable
             for (int c = 0; c < channels; c++)
             {
                 double scale = parameters[gamma + c] / Math.Sqrt(buffers[variance + c] + (double)BatchNorm.Epsilon);
-                affine[offset + c] = (float)scale;
-                affine[offset + channels + c] = (float)(parameters[beta + c] - buffers[mean + c] * scale);
+                statistics[offset + c] = buffers[mean + c];
+                statistics[offset + channels + c] = (float)scale;
+                statistics[offset + 2 * channels + c] = parameters[beta + c];
+                statistics[offset + 3 * channels + c] = (float)(parameters[beta + c] - buffers[mean + c] * scale);
             }
         }
-        _affine.CopyFrom(affine);
+        _statistics.CopyFrom(statistics);
         if (_pack) Pack(parameters);
         _version = _store.Version;
     }
@@ -89,5 +93,5 @@ public sealed class InferenceWeights : IDisposable
             _lstms[spec.Name[..^".forward.weight_ih".Length]] = Lstm.PackForInference(parameters, spec.Offset, spec.Shape[1], spec.Shape[0] / 4);
     }
 
-    public void Dispose() => _affine.Dispose();
+    public void Dispose() => _statistics.Dispose();
 }

@@ -7,6 +7,25 @@ namespace Crnn.Kernels;
 /// Per-channel bias over a tensor laid out [outer, channels, inner]: NCHW activations (outer = batch,
 /// inner = H·W) and row-major [rows, features] matrices (outer = rows, inner = 1) alike.
 /// </summary>
+/// <summary>
+/// BatchNorm in evaluation mode as inference applies it after a convolution, per channel: Mean μ, Scale
+/// s = γ/√(σ² + ε), Shift β and Offset β − μ·s (computed in float64), each a [channels] view. Host code computes
+/// x·s + Offset in one fused multiply-add; GPU kernels (x − μ)·s + β, subtracting first as BatchNorm does:
+/// each the closest to float64 that its arithmetic gets (multiplying first without FMA, or subtracting first
+/// with it, put an imported PaddleOCR model's logits 1.0–1.4e-4 from float64; these two, 2.4e-5 and ≤ 5e-5).
+/// </summary>
+public readonly record struct ChannelNorm(ArrayView<float> Mean, ArrayView<float> Scale, ArrayView<float> Shift, ArrayView<float> Offset)
+{
+    internal void Check(int channels, string what)
+    {
+        if (Mean.Length != channels || Scale.Length != channels || Shift.Length != channels || Offset.Length != channels)
+            throw new ArgumentException($"BatchNorm statistics have {Mean.Length}/{Scale.Length}/{Shift.Length}/{Offset.Length} elements, {what} has {channels} channels");
+    }
+
+    /// <summary>A bias alone (squeeze-excite's convolutions): no mean or scale.</summary>
+    internal static ChannelNorm Bias(ArrayView<float> bias) => new(default, default, bias, bias);
+}
+
 public sealed class Bias
 {
     /// <summary>Positions (outer × inner) per partial sum of the gradient: a constant, so the sums' order, and their
@@ -14,7 +33,7 @@ public sealed class Bias
     public const int PieceLength = 256;
 
     readonly Device _device;
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int> _affine;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int> _affine;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int, int> _partialSums;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _sumPieces;
 
@@ -22,7 +41,7 @@ public sealed class Bias
     {
         _device = device;
         var acc = device.Accelerator;
-        _affine = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int>(AffineKernel);
+        _affine = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int>(AffineKernel);
         _partialSums = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int, int>(PartialSumsKernel);
         _sumPieces = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(SumPiecesKernel);
     }
@@ -31,30 +50,35 @@ public sealed class Bias
     public void Add(ArrayView<float> y, ArrayView<float> bias, int outer, int channels, int inner, Activation act = Activation.None)
     {
         Check(y, bias, outer, channels, inner);
-        Affine(y, default, bias, outer, channels, inner, act);
+        Affine(y, ChannelNorm.Bias(bias), outer, channels, inner, act);
     }
 
-    /// <summary>y[o, c, i] = act(y[o, c, i]·scale[c] + shift[c]): BatchNorm in evaluation mode and the activation
-    /// after a convolution that has no epilogue of its own.</summary>
-    public void ScaleShift(ArrayView<float> y, ArrayView<float> scale, ArrayView<float> shift, int outer, int channels, int inner, Activation act)
+    /// <summary>y[o, c, i] = act(BatchNorm(y[o, c, i])) (<see cref="ChannelNorm"/>): BatchNorm in evaluation mode and
+    /// the activation after a convolution that has no epilogue of its own.</summary>
+    public void Normalize(ArrayView<float> y, ChannelNorm norm, int outer, int channels, int inner, Activation act)
     {
-        Check(y, shift, outer, channels, inner);
-        Check(y, scale, outer, channels, inner);
-        Affine(y, scale, shift, outer, channels, inner, act);
+        Check(y, norm.Shift, outer, channels, inner);
+        norm.Check(channels, "the tensor");
+        Affine(y, norm, outer, channels, inner, act);
     }
 
-    void Affine(ArrayView<float> y, ArrayView<float> scale, ArrayView<float> shift, int outer, int channels, int inner, Activation act)
+    void Affine(ArrayView<float> y, ChannelNorm norm, int outer, int channels, int inner, Activation act)
     {
         long n = (long)outer * channels * inner;
         if (n == 0) return;
+        bool scaled = norm.Scale.Length > 0;
         if (_device.UsesHost)
         {
             HostMemory.Enter(_device, "the bias");
-            unsafe { HostElementwise.ScaleShift(HostMemory.Pointer(y), HostMemory.Pointer(scale), HostMemory.Pointer(shift), outer, channels, inner, (int)act); }
+            unsafe
+            {
+                HostElementwise.ScaleShift(HostMemory.Pointer(y), HostMemory.Pointer(norm.Scale), HostMemory.Pointer(norm.Offset),
+                    outer, channels, inner, (int)act);
+            }
         }
-        // Without a scale the kernel gets the shift in its place (a valid view it does not read).
-        else if (_device.Launch(nameof(AffineKernel), n, 2.0 * n, 8.0 * n, out var grid))
-            _affine(grid, y, scale.Length > 0 ? scale : shift, shift, outer, channels, inner, (int)act, scale.Length > 0 ? 1 : 0);
+        // A bias alone: the kernel gets the shift in place of mean and scale (valid views it does not read).
+        else if (_device.Launch(nameof(AffineKernel), n, 3.0 * n, 8.0 * n, out var grid))
+            _affine(grid, y, scaled ? norm.Mean : norm.Shift, scaled ? norm.Scale : norm.Shift, norm.Shift, outer, channels, inner, (int)act, scaled ? 1 : 0);
     }
 
     /// <summary>dbias[c] = Σ over o and i of dy[o, c, i] (overwrites dbias), summed in a fixed order: partial sums
@@ -82,13 +106,14 @@ public sealed class Bias
         if (bias.Length != channels) throw new ArgumentException($"bias has {bias.Length} elements, expected {channels}");
     }
 
-    static void AffineKernel(ArrayView<float> y, ArrayView<float> scale, ArrayView<float> shift, int outer, int channels, int inner, int act, int scaled)
+    static void AffineKernel(ArrayView<float> y, ArrayView<float> mean, ArrayView<float> scale, ArrayView<float> shift,
+        int outer, int channels, int inner, int act, int scaled)
     {
         int n = outer * channels * inner, stride = Grid.DimX * Group.DimX;
         for (int i = Grid.GlobalIndex.X; i < n; i += stride)
         {
             int c = i / inner % channels;
-            y[i] = Activations.Apply(act, scaled != 0 ? y[i] * scale[c] + shift[c] : y[i] + shift[c]);
+            y[i] = Activations.Apply(act, scaled != 0 ? (y[i] - mean[c]) * scale[c] + shift[c] : y[i] + shift[c]);
         }
     }
 

@@ -57,7 +57,7 @@ public sealed class DenseConv
     readonly Device _device;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape> _forward, _backwardData, _weightPerThread;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int> _weightGrouped;
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int> _forwardFused;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int> _forwardFused;
 
     public DenseConv(Device device)
     {
@@ -67,7 +67,7 @@ public sealed class DenseConv
         _backwardData = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape>(BackwardDataKernel);
         _weightPerThread = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape>(WeightPerThreadKernel);
         _weightGrouped = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>(WeightGroupedKernel);
-        _forwardFused = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>(ForwardFusedKernel);
+        _forwardFused = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>(ForwardFusedKernel);
     }
 
     /// <summary>2 per multiply-add of the convolution (each of its three products has as many).</summary>
@@ -87,19 +87,17 @@ public sealed class DenseConv
             _forward(grid, x, w, y, s);
     }
 
-    /// <summary>Inference: y = act(conv(x, w)·scale[o] + shift[o]) in one pass (BatchNorm in evaluation mode as a
-    /// per-channel scale and shift, then the activation).</summary>
-    public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> scale, ArrayView<float> shift, ArrayView<float> y, ConvShape s, Activation act)
+    /// <summary>Inference: y = act(BatchNorm(conv(x, w))) in one pass (<see cref="ChannelNorm"/>).</summary>
+    public void Forward(ArrayView<float> x, ArrayView<float> w, ChannelNorm norm, ArrayView<float> y, ConvShape s, Activation act)
     {
         Check(x, w, y, s, "y");
-        Conv.CheckLength(scale, s.OutChannels, "scale", s);
-        Conv.CheckLength(shift, s.OutChannels, "shift", s);
+        norm.Check(s.OutChannels, $"convolution {s}");
         if (_device.UsesHost)
         {
-            unsafe { RunHost(x, w, y, s, new HostEpilogue(HostMemory.Pointer(scale), HostMemory.Pointer(shift), (int)act)); }
+            RunHost(x, w, y, s, new HostEpilogue(norm, act));
         }
         else if (_device.Launch(nameof(ForwardFusedKernel), s.OutputLength, Flops(s), Bytes(s), out var grid))
-            _forwardFused(grid, x, w, scale, shift, y, s, (int)act);
+            _forwardFused(grid, x, w, norm.Mean, norm.Scale, norm.Shift, y, s, (int)act);
     }
 
     void RunHost(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s, HostEpilogue epilogue)
@@ -150,13 +148,14 @@ public sealed class DenseConv
         for (int i = Grid.GlobalIndex.X; i < n; i += stride) y[i] = Window(x, w, s, i);
     }
 
-    static void ForwardFusedKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> scale, ArrayView<float> shift, ArrayView<float> y, ConvShape s, int act)
+    static void ForwardFusedKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> mean, ArrayView<float> scale, ArrayView<float> shift,
+        ArrayView<float> y, ConvShape s, int act)
     {
         int n = s.OutputLength, plane = s.OutHeight * s.OutWidth, stride = Grid.DimX * Group.DimX;
         for (int i = Grid.GlobalIndex.X; i < n; i += stride)
         {
             int c = i / plane % s.OutChannels;
-            y[i] = Activations.Apply(act, Window(x, w, s, i) * scale[c] + shift[c]);
+            y[i] = Activations.Apply(act, (Window(x, w, s, i) - mean[c]) * scale[c] + shift[c]);
         }
     }
 

@@ -37,10 +37,10 @@ internal static unsafe class HostDepthwise
         }
     }
 
-    public static void Forward(float* x, float* w, float* y, ConvShape s, float* scale = null, float* shift = null, int act = 0)
+    public static void Forward(float* x, float* w, float* y, ConvShape s, float* scale = null, float* offset = null, int act = 0)
     {
         int planes = s.Batch * s.InChannels, k = s.Kernel;
-        nint px = (nint)x, pw = (nint)w, py = (nint)y, ps = (nint)scale, pt = (nint)shift;
+        nint px = (nint)x, pw = (nint)w, py = (nint)y, ps = (nint)scale, pt = (nint)offset;
         For(planes, (long)s.OutHeight * s.OutWidth * k * k, (first, end) =>
         {
             for (int p = first; p < end; p++)
@@ -48,17 +48,17 @@ internal static unsafe class HostDepthwise
                 float* xp = (float*)px + (long)p * s.Height * s.Width, yp = (float*)py + (long)p * s.OutHeight * s.OutWidth;
                 float* wp = (float*)pw + p % s.InChannels * k * k;
                 int c = p % s.InChannels;
-                float sc = ps == 0 ? 1f : ((float*)ps)[c], sh = pt == 0 ? 0f : ((float*)pt)[c];
-                if (s.StrideW == 1) ForwardPlane(xp, wp, yp, s, sc, sh, act);
-                else ForwardPlaneScalar(xp, wp, yp, s, sc, sh, act);
+                float sc = ps == 0 ? 1f : ((float*)ps)[c], off = pt == 0 ? 0f : ((float*)pt)[c];
+                if (s.StrideW == 1) ForwardPlane(xp, wp, yp, s, sc, off, act);
+                else ForwardPlaneScalar(xp, wp, yp, s, sc, off, act);
             }
         });
     }
 
     /// <summary>y row oy = Σ over in-range ky, all kx of w[ky,kx]·padded row (oy·sh − pad + ky) shifted by kx; then
-    /// ·scale + shift and the activation (inference: BatchNorm and the activation; no-ops in training).</summary>
+    /// BatchNorm as ·scale + offset and the activation (inference; no-ops in training).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void ForwardPlane(float* x, float* w, float* y, ConvShape s, float scale, float shift, int act)
+    static void ForwardPlane(float* x, float* w, float* y, ConvShape s, float scale, float offset, int act)
     {
         int k = s.Kernel, oh = s.OutHeight, ow = s.OutWidth, pitch = PaddedWidth(s), rowLength = (ow + V - 1) / V * V;
         float* plane = Scratch(ref t_plane, s.Height * pitch), row = Scratch(ref t_row, rowLength);
@@ -77,12 +77,12 @@ internal static unsafe class HostDepthwise
                 }
                 acc.Store(row + ox);
             }
-            HostElementwise.ScaleShift(row, y + (long)oy * ow, ow, scale, shift, act);
+            HostElementwise.ScaleShift(row, y + (long)oy * ow, ow, scale, offset, act);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void ForwardPlaneScalar(float* x, float* w, float* y, ConvShape s, float scale, float shift, int act)
+    static void ForwardPlaneScalar(float* x, float* w, float* y, ConvShape s, float scale, float offset, int act)
     {
         int k = s.Kernel, oh = s.OutHeight, ow = s.OutWidth;
         for (int oy = 0; oy < oh; oy++)
@@ -98,7 +98,7 @@ internal static unsafe class HostDepthwise
                     float* src = x + (long)(y0 + ky) * s.Width + x0, wr = w + ky * k;
                     for (int kx = kxFirst; kx < kxEnd; kx++) sum += src[kx] * wr[kx];
                 }
-                y[(long)oy * ow + ox] = Activations.Apply(act, MathF.FusedMultiplyAdd(sum, scale, shift));
+                y[(long)oy * ow + ox] = Activations.Apply(act, MathF.FusedMultiplyAdd(sum, scale, offset));
             }
         }
     }

@@ -157,11 +157,11 @@ internal static unsafe class HostElementwise
         });
     }
 
-    /// <summary>y[o, c, i] = act(y[o, c, i]·scale[c] + shift[c]) in place, row by row (a row: one (o, c));
-    /// no <paramref name="scale"/>: a bias add.</summary>
-    public static void ScaleShift(float* y, float* scale, float* shift, int outer, int channels, int inner, int act)
+    /// <summary>y[o, c, i] = act(y[o, c, i]·scale[c] + offset[c]) in place, row by row (a row: one (o, c)); no
+    /// <paramref name="scale"/>: a bias add.</summary>
+    public static void ScaleShift(float* y, float* scale, float* offset, int outer, int channels, int inner, int act)
     {
-        nint py = (nint)y, ps = (nint)scale, pt = (nint)shift;
+        nint py = (nint)y, ps = (nint)scale, pt = (nint)offset;
         For(outer * channels, inner, (first, end) =>
         {
             for (int row = first; row < end; row++)
@@ -173,16 +173,16 @@ internal static unsafe class HostElementwise
         });
     }
 
-    /// <summary>dst[i] = act(src[i]·scale + shift) for one row (src may be dst). Scale 1 and shift 0 give
-    /// act(src) exactly.</summary>
+    /// <summary>dst[i] = act(src[i]·scale + offset), one fused multiply-add, for one row (src may be dst):
+    /// BatchNorm with the running statistics (<see cref="ChannelNorm"/>). Scale 1 and offset 0 give act(src) exactly.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void ScaleShift(float* src, float* dst, int n, float scale, float shift, int act)
+    public static void ScaleShift(float* src, float* dst, int n, float scale, float offset, int act)
     {
         var sv = Vector256.Create(scale);
-        var tv = Vector256.Create(shift);
+        var tv = Vector256.Create(offset);
         int i = 0;
         for (; i + V <= n; i += V) Activate(act, MultiplyAdd(Vector256.Load(src + i), sv, tv)).Store(dst + i);
-        for (; i < n; i++) dst[i] = Activations.Apply(act, MathF.FusedMultiplyAdd(src[i], scale, shift));
+        for (; i < n; i++) dst[i] = Activations.Apply(act, MathF.FusedMultiplyAdd(src[i], scale, offset));
     }
 
     /// <summary>y[b, c, r] = x[b, r, c] for each of <paramref name="batch"/> [rows, cols] matrices.</summary>

@@ -218,16 +218,18 @@ internal static unsafe class HostGemm
 }
 
 /// <summary>
-/// What a GEMM does to each element of C as it writes it, for inference: the affine map of its row (an output
-/// channel: BatchNorm's scale and shift, or just a bias when <paramref name="rowScale"/> is null), then the
-/// activation (an <see cref="Activation"/> code). Only for alpha 1, beta 0.
+/// What a GEMM does to each element of C as it writes it, for inference: BatchNorm of its row (an output
+/// channel) as x·scale + offset (<see cref="ChannelNorm"/>), or just + offset (a bias) when
+/// <paramref name="rowScale"/> is null, then the activation (an <see cref="Activation"/> code). Only for alpha 1, beta 0.
 /// </summary>
-internal readonly unsafe struct HostEpilogue(float* rowScale, float* rowShift, int activation)
+internal readonly unsafe struct HostEpilogue(float* rowScale, float* rowOffset, int activation)
 {
-    public bool Active => rowScale != null || rowShift != null || activation != 0;
+    public HostEpilogue(ChannelNorm norm, Activation act) : this(HostMemory.Pointer(norm.Scale), HostMemory.Pointer(norm.Offset), (int)act) { }
+
+    public bool Active => rowScale != null || rowOffset != null || activation != 0;
 
     public void Write(float* src, float* dst, int n, int row) =>
-        HostElementwise.ScaleShift(src, dst, n, rowScale != null ? rowScale[row] : 1f, rowShift != null ? rowShift[row] : 0f, activation);
+        HostElementwise.ScaleShift(src, dst, n, rowScale != null ? rowScale[row] : 1f, rowOffset != null ? rowOffset[row] : 0f, activation);
 }
 
 /// <summary>

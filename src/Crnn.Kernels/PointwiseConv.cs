@@ -50,37 +50,36 @@ public sealed class PointwiseConv
     public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> bias, ArrayView<float> y, PointwiseShape s, Activation act = Activation.None)
     {
         Check(s, (x, s.InputLength, "x"), (w, s.WeightLength, "w"), (y, s.OutputLength, "y"), (bias, s.OutChannels, "bias"));
-        if (!Epilogue(x, w, default, bias, y, s, act, null))
+        if (!Epilogue(x, w, ChannelNorm.Bias(bias), y, s, act, null))
         {
             Forward(x, w, y, s);
             _bias.Add(y, bias, s.Batch, s.OutChannels, s.Positions, act);
         }
     }
 
-    /// <summary>Inference: y = act((W·x)·scale[o] + shift[o]), BatchNorm in evaluation mode as a per-channel scale
-    /// and shift. On the host the scale, shift and activation are the GEMM's epilogue and <paramref name="packedW"/>,
-    /// W packed in advance (<see cref="PackedOperand.RowsAsA"/>), saves packing it per image; elsewhere one pass
-    /// after the product.</summary>
-    public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> scale, ArrayView<float> shift, ArrayView<float> y,
+    /// <summary>Inference: y = act(BatchNorm(W·x)) (<see cref="ChannelNorm"/>). On the host BatchNorm and the
+    /// activation are the GEMM's epilogue and <paramref name="packedW"/>, W packed in advance
+    /// (<see cref="PackedOperand.RowsAsA"/>), saves packing it per image; elsewhere one pass after the product.</summary>
+    public void Forward(ArrayView<float> x, ArrayView<float> w, ChannelNorm norm, ArrayView<float> y,
         PointwiseShape s, Activation act, PackedOperand? packedW = null)
     {
-        Check(s, (x, s.InputLength, "x"), (w, s.WeightLength, "w"), (y, s.OutputLength, "y"), (scale, s.OutChannels, "scale"), (shift, s.OutChannels, "shift"));
-        if (!Epilogue(x, w, scale, shift, y, s, act, packedW))
+        Check(s, (x, s.InputLength, "x"), (w, s.WeightLength, "w"), (y, s.OutputLength, "y"));
+        norm.Check(s.OutChannels, $"1×1 convolution {s}");
+        if (!Epilogue(x, w, norm, y, s, act, packedW))
         {
             Forward(x, w, y, s);
-            _bias.ScaleShift(y, scale, shift, s.Batch, s.OutChannels, s.Positions, act);
+            _bias.Normalize(y, norm, s.Batch, s.OutChannels, s.Positions, act);
         }
     }
 
-    /// <summary>The host GEMM with the affine map and activation as its epilogue (host policy, several positions).</summary>
-    bool Epilogue(ArrayView<float> x, ArrayView<float> w, ArrayView<float> scale, ArrayView<float> shift, ArrayView<float> y,
-        PointwiseShape s, Activation act, PackedOperand? packedW)
+    /// <summary>The host GEMM with BatchNorm (or a bias) and the activation as its epilogue (host policy, several positions).</summary>
+    bool Epilogue(ArrayView<float> x, ArrayView<float> w, ChannelNorm norm, ArrayView<float> y, PointwiseShape s, Activation act, PackedOperand? packedW)
     {
         if (!_device.UsesHost || s.Positions == 1) return false;
         HostMemory.Enter(_device, "GEMM");
         unsafe
         {
-            var epilogue = new HostEpilogue(HostMemory.Pointer(scale), HostMemory.Pointer(shift), (int)act);
+            var epilogue = new HostEpilogue(norm, act);
             HostGemm.Run(HostMemory.Pointer(w), HostMemory.Pointer(x), HostMemory.Pointer(y), PerImage(s), epilogue, packed: packedW);
         }
         return true;

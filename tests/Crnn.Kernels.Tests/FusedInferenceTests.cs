@@ -4,10 +4,10 @@ using Xunit;
 namespace Crnn.Kernels.Tests;
 
 /// <summary>
-/// The inference forms of the convolutions and the bias: y = act(conv(x, w)·scale + shift) in one call
-/// (BatchNorm in evaluation mode as a per-channel scale and shift), against a float64 convolution with the
-/// scale, shift and activation applied in float64; on both devices, every activation; the 1×1 convolution
-/// also with its weights packed in advance.
+/// The inference forms of the convolutions and the bias: y = act((conv(x, w) − mean)·scale + shift) in one call
+/// (BatchNorm in evaluation mode, <see cref="ChannelNorm"/>), against a float64 convolution with BatchNorm and
+/// the activation applied in float64; on both devices, every activation; the 1×1 convolution also with its
+/// weights packed in advance.
 /// </summary>
 public class FusedInferenceTests
 {
@@ -27,31 +27,48 @@ public class FusedInferenceTests
         return data;
     }
 
-    static double[] Expected(double[] x, double[] w, float[] scale, float[] shift, ConvShape s, int groups, Activation act)
+    static double[] Expected(double[] x, double[] w, Statistics n, ConvShape s, int groups, Activation act)
     {
         int plane = s.OutHeight * s.OutWidth;
         return ConvReference.Forward(x, w, null, s.Batch, s.InChannels, s.Height, s.Width, s.OutChannels, groups, s.Kernel, s.StrideH, s.StrideW, s.Pad)
-            .Select((v, i) => Act(act, v * scale[i / plane % s.OutChannels] + shift[i / plane % s.OutChannels])).ToArray();
+            .Select((v, i) => Act(act, n.Apply(v, i / plane % s.OutChannels))).ToArray();
     }
 
-    /// <summary>Scales around 1 of either sign (as γ/√σ² can be) and shifts in [−1, 1].</summary>
-    static (float[] Scale, float[] Shift) Affine(int channels, int seed) =>
-        (Reference.Random(channels, seed, 0.5f, 2f).Select((v, i) => i % 3 == 1 ? -v : v).ToArray(), Reference.Random(channels, seed + 1));
+    /// <summary>Host copies of a <see cref="ChannelNorm"/>: means in [−1, 1], scales around 1 of either sign (as
+    /// γ/√σ² can be), shifts in [−1, 1].</summary>
+    sealed record Statistics(float[] Mean, float[] Scale, float[] Shift)
+    {
+        public static Statistics Random(int channels, int seed) => new(Reference.Random(channels, seed),
+            Reference.Random(channels, seed + 1, 0.5f, 2f).Select((v, i) => i % 3 == 1 ? -v : v).ToArray(), Reference.Random(channels, seed + 2));
 
-    delegate void FusedForward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> scale, ArrayView<float> shift, ArrayView<float> y);
+        public double Apply(double v, int c) => (v - Mean[c]) * Scale[c] + Shift[c];
 
-    /// <summary>Random x, w, scale and shift for <paramref name="s"/>, <paramref name="run"/> on the device, against <see cref="Expected"/>.</summary>
+        public Uploaded Upload(Device dev)
+        {
+            var offset = Shift.Select((b, c) => (float)(b - (double)Mean[c] * Scale[c])).ToArray();
+            return new(dev.Upload(Mean, Mean.Length), dev.Upload(Scale, Scale.Length), dev.Upload(Shift, Shift.Length), dev.Upload(offset, offset.Length));
+        }
+    }
+
+    sealed record Uploaded(Tensor<float> Mean, Tensor<float> Scale, Tensor<float> Shift, Tensor<float> Offset) : IDisposable
+    {
+        public ChannelNorm Norm => new(Mean.View, Scale.View, Shift.View, Offset.View);
+        public void Dispose() { Mean.Dispose(); Scale.Dispose(); Shift.Dispose(); Offset.Dispose(); }
+    }
+
+    delegate void FusedForward(ArrayView<float> x, ArrayView<float> w, ChannelNorm norm, ArrayView<float> y);
+
+    /// <summary>Random x, w and statistics for <paramref name="s"/>, <paramref name="run"/> on the device, against <see cref="Expected"/>.</summary>
     static void AssertFused(Device dev, ConvShape s, int groups, int weights, Activation act, int seed, FusedForward run)
     {
         var (x, w) = (Reference.Random(s.InputLength, seed), Reference.Random(weights, seed + 1));
-        var (scale, shift) = Affine(s.OutChannels, seed + 2);
+        var statistics = Statistics.Random(s.OutChannels, seed + 2);
         using var tx = dev.Upload(x, x.Length);
         using var tw = dev.Upload(w, w.Length);
-        using var tscale = dev.Upload(scale, scale.Length);
-        using var tshift = dev.Upload(shift, shift.Length);
+        using var norm = statistics.Upload(dev);
         using var ty = Reference.NaNs(dev, s.OutputLength);
-        run(tx.View, tw.View, tscale.View, tshift.View, ty.View);
-        Reference.AssertClose(Expected(Reference.ToDouble(x), Reference.ToDouble(w), scale, shift, s, groups, act), ty.ToHost(), 1e-5, $"{act} {s}");
+        run(tx.View, tw.View, norm.Norm, ty.View);
+        Reference.AssertClose(Expected(Reference.ToDouble(x), Reference.ToDouble(w), statistics, s, groups, act), ty.ToHost(), 1e-5, $"{act} {s}");
     }
 
     [Theory]
@@ -61,7 +78,7 @@ public class FusedInferenceTests
         var dev = TestDevices.Get(device);
         var s = ConvShape.Dense(2, 3, 9, 21, 8, 3, 2, 2, 1); // the stem's geometry
         AssertFused(dev, s, 1, DenseConv.WeightLength(s), act, 1,
-            (x, w, scale, shift, y) => new DenseConv(dev).Forward(x, w, scale, shift, y, s, act));
+            (x, w, norm, y) => new DenseConv(dev).Forward(x, w, norm, y, s, act));
     }
 
     [Theory]
@@ -71,7 +88,7 @@ public class FusedInferenceTests
         var dev = TestDevices.Get(device);
         foreach (var s in new[] { ConvShape.Depthwise(2, 5, 4, 50, 5, 2, 1), ConvShape.Depthwise(1, 3, 7, 9, 3, 2, 2) })
             AssertFused(dev, s, s.InChannels, DepthwiseConv.WeightLength(s), act, 4,
-                (x, w, scale, shift, y) => new DepthwiseConv(dev).Forward(x, w, scale, shift, y, s, act));
+                (x, w, norm, y) => new DepthwiseConv(dev).Forward(x, w, norm, y, s, act));
     }
 
     [Theory]
@@ -85,45 +102,43 @@ public class FusedInferenceTests
             var ps = new PointwiseShape(batch, cin, cout, positions);
             var s = ConvShape.Dense(batch, cin, 1, positions, cout, 1, 1, 1, 0);
             var (x, w) = (Reference.Random(ps.InputLength, 7), Reference.Random(ps.WeightLength, 8));
-            var (scale, shift) = Affine(cout, 9);
-            var expected = Expected(Reference.ToDouble(x), Reference.ToDouble(w), scale, shift, s, 1, act);
+            var statistics = Statistics.Random(cout, 9);
+            var expected = Expected(Reference.ToDouble(x), Reference.ToDouble(w), statistics, s, 1, act);
             using var tx = dev.Upload(x, x.Length);
             using var tw = dev.Upload(w, w.Length);
-            using var tscale = dev.Upload(scale, scale.Length);
-            using var tshift = dev.Upload(shift, shift.Length);
+            using var norm = statistics.Upload(dev);
             foreach (var packed in new[] { null, PackedOperand.RowsAsA(w, 0, cout, cin) })
             {
                 using var ty = Reference.NaNs(dev, ps.OutputLength);
-                new PointwiseConv(dev).Forward(tx.View, tw.View, tscale.View, tshift.View, ty.View, ps, act, packed);
+                new PointwiseConv(dev).Forward(tx.View, tw.View, norm.Norm, ty.View, ps, act, packed);
                 Reference.AssertClose(expected, ty.ToHost(), 1e-5, $"pointwise {act} {ps} packed {packed != null}");
             }
-            // With a bias (squeeze-excite's form): scale 1.
-            using var bias = dev.Upload(shift, shift.Length);
+            // With a bias (squeeze-excite's form): mean 0, scale 1.
+            var biasOnly = statistics with { Mean = new float[cout], Scale = [.. Enumerable.Repeat(1f, cout)] };
             using var yb = Reference.NaNs(dev, ps.OutputLength);
-            new PointwiseConv(dev).Forward(tx.View, tw.View, bias.View, yb.View, ps, act);
-            Reference.AssertClose(Expected(Reference.ToDouble(x), Reference.ToDouble(w), [.. Enumerable.Repeat(1f, cout)], shift, s, 1, act), yb.ToHost(), 1e-5, $"pointwise + bias {act} {ps}");
+            new PointwiseConv(dev).Forward(tx.View, tw.View, norm.Shift.View, yb.View, ps, act);
+            Reference.AssertClose(Expected(Reference.ToDouble(x), Reference.ToDouble(w), biasOnly, s, 1, act), yb.ToHost(), 1e-5, $"pointwise + bias {act} {ps}");
         }
     }
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void BiasAndScaleShiftWithActivation(string device, Activation act)
+    public void BiasAndBatchNormWithActivation(string device, Activation act)
     {
         var dev = TestDevices.Get(device);
         var y = Reference.Random(3 * 5 * 19, 10);
-        var (scale, shift) = Affine(5, 11);
+        var statistics = Statistics.Random(5, 11);
         var bias = new Bias(dev);
-        using var tscale = dev.Upload(scale, scale.Length);
-        using var tshift = dev.Upload(shift, shift.Length);
+        using var norm = statistics.Upload(dev);
         using (var ty = dev.Upload(y, y.Length))
         {
-            bias.Add(ty.View, tshift.View, 3, 5, 19, act);
-            Reference.AssertClose(y.Select((v, i) => Act(act, (double)v + shift[i / 19 % 5])).ToArray(), ty.ToHost(), 1e-6, $"bias {act}");
+            bias.Add(ty.View, norm.Shift.View, 3, 5, 19, act);
+            Reference.AssertClose(y.Select((v, i) => Act(act, (double)v + statistics.Shift[i / 19 % 5])).ToArray(), ty.ToHost(), 1e-6, $"bias {act}");
         }
         using (var ty = dev.Upload(y, y.Length))
         {
-            bias.ScaleShift(ty.View, tscale.View, tshift.View, 3, 5, 19, act);
-            Reference.AssertClose(y.Select((v, i) => Act(act, (double)v * scale[i / 19 % 5] + shift[i / 19 % 5])).ToArray(), ty.ToHost(), 1e-6, $"scale-shift {act}");
+            bias.Normalize(ty.View, norm.Norm, 3, 5, 19, act);
+            Reference.AssertClose(y.Select((v, i) => Act(act, statistics.Apply(v, i / 19 % 5))).ToArray(), ty.ToHost(), 1e-6, $"batchnorm {act}");
         }
     }
 
@@ -134,10 +149,12 @@ public class FusedInferenceTests
         var ps = new PointwiseShape(1, 8, 6, 20);
         using var x = dev.Allocate(ps.InputLength);
         using var w = dev.Allocate(ps.WeightLength);
-        using var scale = dev.Allocate(6);
+        using var statistics = dev.Allocate(6);
         using var y = dev.Allocate(ps.OutputLength);
+        var norm = new ChannelNorm(statistics.View, statistics.View, statistics.View, statistics.View);
         var wrong = PackedOperand.RowsAsA(new float[7 * 8], 0, 7, 8);
-        Assert.Throws<ArgumentException>(() => new PointwiseConv(dev).Forward(x.View, w.View, scale.View, scale.View, y.View, ps, Activation.Relu, wrong));
+        Assert.Throws<ArgumentException>(() => new PointwiseConv(dev).Forward(x.View, w.View, norm, y.View, ps, Activation.Relu, wrong));
+        Assert.Throws<ArgumentException>(() => new PointwiseConv(dev).Forward(x.View, w.View, norm with { Mean = statistics.View.SubView(0, 5) }, y.View, ps, Activation.Relu));
         Assert.Throws<ArgumentException>(() => PackedOperand.RowsAsA(new float[10], 0, 3, 4)); // 12 values needed
     }
 

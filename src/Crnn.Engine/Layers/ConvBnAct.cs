@@ -74,18 +74,18 @@ public sealed class ConvBnAct : Layer
             using (Time("activation")) K.Activations.Forward(_act, _normalized.View, _activated.View);
     }
 
-    /// <summary>Evaluation mode: one pass, act(conv(x, w)·scale + shift) with BatchNorm as a per-channel scale and
-    /// shift (<see cref="InferenceWeights"/>), into the same output buffer.</summary>
+    /// <summary>Evaluation mode: one pass, act(BatchNorm(conv(x, w))) with the running statistics
+    /// (<see cref="InferenceWeights"/>), into the same output buffer.</summary>
     void Infer(ArrayView<float> input)
     {
         var w = _store.Param($"{_name}.weight");
-        var (scale, shift) = _inference[_name];
+        var norm = _inference[_name];
         using var section = Time(ConvFamily);
         switch (_kind)
         {
-            case ConvKind.Dense: K.DenseConv.Forward(input, w, scale, shift, _activated.View, _shape, _act); break;
-            case ConvKind.Depthwise: K.DepthwiseConv.Forward(input, w, scale, shift, _activated.View, _shape, _act); break;
-            case ConvKind.Pointwise: K.PointwiseConv.Forward(input, w, scale, shift, _activated.View, Pointwise, _act, _inference.Packed(_name)); break;
+            case ConvKind.Dense: K.DenseConv.Forward(input, w, norm, _activated.View, _shape, _act); break;
+            case ConvKind.Depthwise: K.DepthwiseConv.Forward(input, w, norm, _activated.View, _shape, _act); break;
+            case ConvKind.Pointwise: K.PointwiseConv.Forward(input, w, norm, _activated.View, Pointwise, _act, _inference.Packed(_name)); break;
         }
     }
 
