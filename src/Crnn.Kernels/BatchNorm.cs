@@ -7,8 +7,8 @@ namespace Crnn.Kernels;
 /// <summary>
 /// Batch normalization over NCHW activations, per channel over (batch, H, W), eps 1e-5. Training mode
 /// normalizes with the batch statistics (two-pass mean and biased variance) and saves mean and 1/std for
-/// the backward. (Inference applies the running statistics as a per-channel scale and shift in the convolutions'
-/// epilogues: see the engine's InferenceWeights.)
+/// the backward. (Inference applies the running statistics in the convolutions' epilogues: see
+/// <see cref="ChannelNorm"/>.)
 /// </summary>
 /// <remarks>
 /// Per-channel sums are deterministic. gpu policy: one group per channel, each thread sums a strided share

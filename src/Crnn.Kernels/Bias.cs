@@ -4,10 +4,6 @@ using ILGPU.Runtime;
 namespace Crnn.Kernels;
 
 /// <summary>
-/// Per-channel bias over a tensor laid out [outer, channels, inner]: NCHW activations (outer = batch,
-/// inner = H·W) and row-major [rows, features] matrices (outer = rows, inner = 1) alike.
-/// </summary>
-/// <summary>
 /// BatchNorm in evaluation mode as inference applies it after a convolution, per channel: Mean μ, Scale
 /// s = γ/√(σ² + ε), Shift β and Offset β − μ·s (computed in float64), each a [channels] view. Host code computes
 /// x·s + Offset in one fused multiply-add (an imported PaddleOCR model's logits ≤ 6.6e-5 from float64;
@@ -26,6 +22,11 @@ public readonly record struct ChannelNorm(ArrayView<float> Mean, ArrayView<float
     internal static ChannelNorm Bias(ArrayView<float> bias) => new(default, default, bias, bias);
 }
 
+/// <summary>
+/// Per-channel bias over a tensor laid out [outer, channels, inner]: NCHW activations (outer = batch,
+/// inner = H·W) and row-major [rows, features] matrices (outer = rows, inner = 1) alike; optionally with an
+/// activation, and in inference BatchNorm with the running statistics (<see cref="Normalize"/>).
+/// </summary>
 public sealed class Bias
 {
     /// <summary>Positions (outer × inner) per partial sum of the gradient: a constant, so the sums' order, and their

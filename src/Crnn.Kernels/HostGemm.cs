@@ -32,8 +32,8 @@ internal static unsafe class HostGemm
     /// <summary>C = alpha·op(A)·op(B) + beta·C with the full <see cref="GemmShape"/> semantics; sizes already validated.</summary>
     public static void Run(float* a, float* b, float* c, GemmShape s) => Run(a, b, c, s, default);
 
-    /// <summary>The same, then <paramref name="epilogue"/> on each element as it is written (inference: the folded
-    /// BatchNorm's bias and the activation cost no second pass over C). Not <paramref name="parallel"/>: on the
+    /// <summary>The same, then <paramref name="epilogue"/> on each element as it is written (inference: BatchNorm
+    /// and the activation cost no second pass over C). <paramref name="packed"/>: one operand packed in advance. Not <paramref name="parallel"/>: on the
     /// calling thread only (the caller already spreads the work over the cores).</summary>
     public static void Run(float* a, float* b, float* c, GemmShape s, HostEpilogue epilogue, bool parallel = true, PackedOperand? packed = null)
     {

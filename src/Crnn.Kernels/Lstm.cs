@@ -31,10 +31,6 @@ namespace Crnn.Kernels;
 /// only under the host policy, where the recurrence runs step by step).
 /// </para>
 /// </summary>
-/// <summary>One LSTM layer's weights packed for the host GEMMs of <see cref="Lstm.Infer"/>: W_ih of both
-/// directions ([8H, In] as B = W_ihᵀ) and each direction's W_hh (as W_hhᵀ).</summary>
-public sealed record LstmInferenceWeights(PackedOperand Input, PackedOperand[] Recurrent);
-
 public readonly record struct LstmShape(int Batch, int Steps, int Input, int Hidden)
 {
     public int Gates => 4 * Hidden;
@@ -195,7 +191,6 @@ public sealed class Lstm
     const int GemmRows = 3;
 
     [ThreadStatic] static float[]? t_sequence;
-
 
     static unsafe void HostInferSequences(float* parameters, float* projection, float* y, LstmShape s, LstmInferenceWeights? packed)
     {
@@ -657,3 +652,7 @@ public sealed class Lstm
         });
     }
 }
+
+/// <summary>One LSTM layer's weights packed for the host GEMMs of <see cref="Lstm.Infer"/>: W_ih of both
+/// directions ([8H, In] as B = W_ihᵀ) and each direction's W_hh (as W_hhᵀ).</summary>
+public sealed record LstmInferenceWeights(PackedOperand Input, PackedOperand[] Recurrent);
