@@ -14,6 +14,7 @@ public sealed class KernelSet : IDisposable
     public Activations Activations { get; }
     public Pooling Pooling { get; }
     public ChannelScale ChannelScale { get; }
+    public Excitation Excitation { get; }
     public Bias Bias { get; }
     public Transpose Transpose { get; }
     public Lstm Lstm { get; }
@@ -34,6 +35,7 @@ public sealed class KernelSet : IDisposable
         Activations = new Activations(device);
         Pooling = new Pooling(device);
         ChannelScale = new ChannelScale(device);
+        Excitation = new Excitation(device);
         Bias = new Bias(device);
         Transpose = new Transpose(device);
         Lstm = new Lstm(device);

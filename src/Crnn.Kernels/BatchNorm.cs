@@ -25,18 +25,18 @@ public sealed class BatchNorm
 
     readonly Device _device;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-        ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape, float> _forwardGrouped;
+        ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape, float> _forwardGrouped;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-        ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape> _backwardGrouped;
+        ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape> _backwardGrouped;
 
     public BatchNorm(Device device)
     {
         _device = device;
         var acc = device.Accelerator;
         _forwardGrouped = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-            ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape, float>(ForwardTrainingGroupedKernel);
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape, float>(ForwardTrainingGroupedKernel);
         _backwardGrouped = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-            ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape>(BackwardGroupedKernel);
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape>(BackwardGroupedKernel);
     }
 
     /// <summary>
@@ -45,12 +45,20 @@ public sealed class BatchNorm
     /// statistics in Paddle's convention: running ← momentum·running + (1 − momentum)·batch. Like Paddle,
     /// the running variance takes the biased batch variance (PyTorch would use the unbiased one).
     /// x and y are [batch, channels, spatial] (spatial = H·W); y may be x.
+    /// Fused epilogue (one launch instead of three under the gpu policy): with <paramref name="residual"/>, y takes
+    /// + residual (the shortcut of a residual unit); with <paramref name="act"/>, <paramref name="activated"/> = act(y)
+    /// (y keeps the pre-activation values the backward needs).
     /// </summary>
     public void ForwardTraining(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y,
         ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> runningMean, ArrayView<float> runningVar,
-        int batch, int channels, int spatial, float momentum = 0.9f)
+        int batch, int channels, int spatial, float momentum = 0.9f,
+        Activation act = Activation.None, ArrayView<float> activated = default, ArrayView<float> residual = default)
     {
         var s = Check(batch, channels, spatial, ("x", x), ("y", y));
+        s.Act = (int)act;
+        s.Residual = residual.IsValid ? 1 : 0;
+        if (act != Activation.None) Check(batch, channels, spatial, ("activated", activated));
+        if (residual.IsValid) Check(batch, channels, spatial, ("residual", residual));
         CheckChannels(channels, ("gamma", gamma), ("beta", beta), ("saveMean", saveMean), ("saveInvStd", saveInvStd),
             ("runningMean", runningMean), ("runningVar", runningVar));
         if (!(momentum >= 0f && momentum <= 1f)) throw new ArgumentException($"momentum {momentum} is outside [0, 1]");
@@ -63,26 +71,34 @@ public sealed class BatchNorm
             {
                 HostBatchNorm.ForwardTraining(HostMemory.Pointer(x), HostMemory.Pointer(gamma), HostMemory.Pointer(beta), HostMemory.Pointer(y),
                     HostMemory.Pointer(saveMean), HostMemory.Pointer(saveInvStd), HostMemory.Pointer(runningMean), HostMemory.Pointer(runningVar), s, momentum);
+                int n = (int)x.Length;
+                if (residual.IsValid) HostElementwise.Add(HostMemory.Pointer(y), HostMemory.Pointer(residual), HostMemory.Pointer(y), n);
+                if (act != Activation.None) HostElementwise.Forward(s.Act, HostMemory.Pointer(y), HostMemory.Pointer(activated), n);
             }
         }
         else
         {
             var grid = PerGroup(channels);
-            if (_device.Launch(nameof(ForwardTrainingGroupedKernel), grid, (long)channels * _device.GroupSize, 8.0 * x.Length, 16.0 * x.Length))
-                _forwardGrouped(grid, x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, s, momentum);
+            double extra = (residual.IsValid ? 8.0 : 0) + (act != Activation.None ? 8.0 : 0);
+            if (_device.Launch(nameof(ForwardTrainingGroupedKernel), grid, (long)channels * _device.GroupSize, 8.0 * x.Length, (16.0 + extra) * x.Length))
+                _forwardGrouped(grid, x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar,
+                    act != Activation.None ? activated : y, residual.IsValid ? residual : y, s, momentum);
         }
     }
 
     /// <summary>
     /// Gradients of the training-mode forward: dbeta = Σ dy, dgamma = Σ dy·x̂ and
     /// dx = gamma·invStd·(dy − dbeta/n − x̂·dgamma/n) with x̂ = (x − mean)·invStd and n = batch·spatial.
-    /// Overwrites dx, dgamma and dbeta; dx may be dy.
+    /// Overwrites dx, dgamma and dbeta; dx may be dy. With <paramref name="act"/>, dy is the gradient of act(y) and
+    /// <paramref name="normalized"/> holds y (the forward's pre-activation output): the activation's backward is fused in.
     /// </summary>
     public void Backward(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> gamma, ArrayView<float> saveMean,
         ArrayView<float> saveInvStd, ArrayView<float> dx, ArrayView<float> dgamma, ArrayView<float> dbeta,
-        int batch, int channels, int spatial)
+        int batch, int channels, int spatial, Activation act = Activation.None, ArrayView<float> normalized = default)
     {
         var s = Check(batch, channels, spatial, ("x", x), ("dy", dy), ("dx", dx));
+        s.Act = (int)act;
+        if (act != Activation.None) Check(batch, channels, spatial, ("normalized", normalized));
         CheckChannels(channels, ("gamma", gamma), ("saveMean", saveMean), ("saveInvStd", saveInvStd), ("dgamma", dgamma), ("dbeta", dbeta));
         RequireStatistics(batch, spatial);
         if (channels == 0) return;
@@ -91,15 +107,22 @@ public sealed class BatchNorm
             HostMemory.Enter(_device, "batch norm");
             unsafe
             {
-                HostBatchNorm.Backward(HostMemory.Pointer(x), HostMemory.Pointer(dy), HostMemory.Pointer(gamma), HostMemory.Pointer(saveMean),
+                var gradient = HostMemory.Pointer(dy);
+                if (act != Activation.None)
+                {
+                    HostElementwise.Backward(s.Act, HostMemory.Pointer(normalized), gradient, HostMemory.Pointer(dx), (int)x.Length);
+                    gradient = HostMemory.Pointer(dx);
+                }
+                HostBatchNorm.Backward(HostMemory.Pointer(x), gradient, HostMemory.Pointer(gamma), HostMemory.Pointer(saveMean),
                     HostMemory.Pointer(saveInvStd), HostMemory.Pointer(dx), HostMemory.Pointer(dgamma), HostMemory.Pointer(dbeta), s);
             }
         }
         else
         {
             var grid = PerGroup(channels);
-            if (_device.Launch(nameof(BackwardGroupedKernel), grid, (long)channels * _device.GroupSize, 10.0 * x.Length, 20.0 * x.Length))
-                _backwardGrouped(grid, x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, s);
+            double extra = act != Activation.None ? 8.0 : 0;
+            if (_device.Launch(nameof(BackwardGroupedKernel), grid, (long)channels * _device.GroupSize, 10.0 * x.Length, (20.0 + extra) * x.Length))
+                _backwardGrouped(grid, x, dy, act != Activation.None ? normalized : dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, s);
         }
     }
 
@@ -132,19 +155,19 @@ public sealed class BatchNorm
     /// <summary>GPU shape: each group normalizes whole channels, its threads sharing every reduction.</summary>
     static void ForwardTrainingGroupedKernel(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y,
         ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> runningMean, ArrayView<float> runningVar,
-        BatchNormShape s, float momentum)
+        ArrayView<float> activated, ArrayView<float> residual, BatchNormShape s, float momentum)
     {
         var partial = SharedMemory.Allocate<float>(2 * MaxGroupSize);
         int tid = Group.IdxX, threads = Group.DimX, groups = Grid.DimX;
         for (int c = Grid.IdxX; c < s.Channels; c += groups)
-            ForwardTrainingChannel(x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, s, momentum, c, tid, threads, partial);
+            ForwardTrainingChannel(x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, activated, residual, s, momentum, c, tid, threads, partial);
     }
 
     /// <summary>Channel c by <paramref name="threads"/> cooperating threads of one group (1: a thread alone,
     /// no shared memory or barriers); tid is this thread's place among them.</summary>
     static void ForwardTrainingChannel(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y,
         ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> runningMean, ArrayView<float> runningVar,
-        BatchNormShape s, float momentum, int c, int tid, int threads, ArrayView<float> partial)
+        ArrayView<float> activated, ArrayView<float> residual, BatchNormShape s, float momentum, int c, int tid, int threads, ArrayView<float> partial)
     {
         int n = s.Batch * s.Spatial;
         float inverseCount = 1f / n;
@@ -164,7 +187,10 @@ public sealed class BatchNorm
         for (var e = new ChannelWalk(s, c, tid, threads); e.J < n; e.Next())
         {
             int i = e.Index;
-            y[i] = (x[i] - mean) * scale + shift;
+            float v = (x[i] - mean) * scale + shift;
+            if (s.Residual != 0) v += residual[i];
+            y[i] = v;
+            if (s.Act != 0) activated[i] = Activations.Apply(s.Act, v);
         }
         if (tid == 0)
         {
@@ -176,19 +202,23 @@ public sealed class BatchNorm
     }
 
     /// <summary>GPU shape: each group differentiates whole channels, its threads sharing the two sums.</summary>
-    static void BackwardGroupedKernel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> gamma, ArrayView<float> saveMean,
-        ArrayView<float> saveInvStd, ArrayView<float> dx, ArrayView<float> dgamma, ArrayView<float> dbeta, BatchNormShape s)
+    static void BackwardGroupedKernel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> normalized, ArrayView<float> gamma,
+        ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> dx, ArrayView<float> dgamma, ArrayView<float> dbeta, BatchNormShape s)
     {
         var partial = SharedMemory.Allocate<float>(2 * MaxGroupSize);
         int tid = Group.IdxX, threads = Group.DimX, groups = Grid.DimX;
         for (int c = Grid.IdxX; c < s.Channels; c += groups)
-            BackwardChannel(x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, s, c, tid, threads, partial);
+            BackwardChannel(x, dy, normalized, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, s, c, tid, threads, partial);
     }
 
+    /// <summary>The gradient reaching BatchNorm's output: dy through the fused activation, if any.</summary>
+    static float OutputGradient(ArrayView<float> dy, ArrayView<float> normalized, BatchNormShape s, int i) =>
+        s.Act != 0 ? dy[i] * Activations.Derivative(s.Act, normalized[i]) : dy[i];
+
     /// <summary>Channel c's gradients by <paramref name="threads"/> cooperating threads (see ForwardTrainingChannel).</summary>
-    static void BackwardChannel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> gamma, ArrayView<float> saveMean,
-        ArrayView<float> saveInvStd, ArrayView<float> dx, ArrayView<float> dgamma, ArrayView<float> dbeta, BatchNormShape s,
-        int c, int tid, int threads, ArrayView<float> partial)
+    static void BackwardChannel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> normalized, ArrayView<float> gamma,
+        ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> dx, ArrayView<float> dgamma, ArrayView<float> dbeta,
+        BatchNormShape s, int c, int tid, int threads, ArrayView<float> partial)
     {
         int n = s.Batch * s.Spatial;
         float inverseCount = 1f / n;
@@ -197,7 +227,7 @@ public sealed class BatchNorm
         for (var e = new ChannelWalk(s, c, tid, threads); e.J < n; e.Next())
         {
             int i = e.Index;
-            float g = dy[i];
+            float g = OutputGradient(dy, normalized, s, i);
             sumDy += g;
             sumDyCentred += g * (x[i] - mean);
         }
@@ -209,7 +239,7 @@ public sealed class BatchNorm
         {
             int i = e.Index;
             float xhat = (x[i] - mean) * invStd;
-            dx[i] = scale * (dy[i] - meanDy - xhat * meanDyXhat);
+            dx[i] = scale * (OutputGradient(dy, normalized, s, i) - meanDy - xhat * meanDyXhat);
         }
         if (tid == 0)
         {
@@ -260,6 +290,8 @@ internal struct ChannelWalk
 public struct BatchNormShape
 {
     public int Batch, Channels, Spatial;
+    /// <summary>The fused epilogue: the activation (<see cref="Activation"/> as int, 0 none) and whether a residual is added.</summary>
+    public int Act, Residual;
 }
 
 /// <summary>

@@ -169,6 +169,57 @@ public class BatchNormTests
         Assert.Equal(db.ToHost(), db2.ToHost());
     }
 
+    /// <summary>The fused epilogue (the shortcut added, the activation applied; its backward taken in) against float64
+    /// and, bit for bit, against the same BatchNorm followed by the separate element-wise operations on the same device.</summary>
+    [Theory]
+    [InlineData(TestDevices.Default, Activation.HardSwish)]
+    [InlineData(TestDevices.Default, Activation.Relu)]
+    [InlineData(TestDevices.GpuLike, Activation.HardSwish)]
+    [InlineData(TestDevices.HostOnly, Activation.HardSwish)]
+    public void FusedEpilogueMatchesSeparateOperations(string device, Activation act)
+    {
+        var dev = TestDevices.Get(device);
+        const int batch = 2, channels = 3, spatial = 37;
+        var (bn, activations) = (new BatchNorm(dev), new Activations(dev));
+        using var fused = new Inputs(dev, batch, channels, spatial).Upload();
+        using var separate = new Inputs(dev, batch, channels, spatial).Upload();
+        var residual = Reference.Random(fused.N, 7, -3f, 3f);
+        using var tr = dev.Upload(residual, fused.N);
+        using var ty = Reference.NaNs(dev, fused.N);
+        using var ta = Reference.NaNs(dev, fused.N);
+        bn.ForwardTraining(fused.TX.View, fused.TGamma.View, fused.TBeta.View, ty.View, fused.TMean.View, fused.TInvStd.View,
+            fused.TRunMean.View, fused.TRunVar.View, batch, channels, spatial, act: act, activated: ta.View, residual: tr.View);
+        using var sy = Reference.NaNs(dev, fused.N);
+        using var sa = Reference.NaNs(dev, fused.N);
+        separate.ForwardTraining(bn, sy);
+        activations.Add(sy.View, tr.View, sy.View);
+        activations.Forward(act, sy.View, sa.View);
+        Assert.Equal(sy.ToHost(), ty.ToHost());
+        Assert.Equal(sa.ToHost(), ta.ToHost());
+
+        var (y, _, _) = Forward(Reference.ToDouble(fused.X), Reference.ToDouble(fused.Gamma), Reference.ToDouble(fused.Beta), batch, channels, spatial);
+        for (int i = 0; i < y.Length; i++) y[i] += residual[i];
+        Reference.AssertClose(y, ty.ToHost(), 1e-5, "y + residual");
+        Reference.AssertClose(Array.ConvertAll(y, v => (double)Activations.Apply((int)act, (float)v)), ta.ToHost(), 1e-5, "act(y + residual)");
+
+        var r = Reference.Random(fused.N, 6);
+        using var tdy = dev.Upload(r, fused.N);
+        using var tdx = Reference.NaNs(dev, fused.N);
+        using var dg = Reference.NaNs(dev, channels);
+        using var db = Reference.NaNs(dev, channels);
+        bn.Backward(fused.TX.View, tdy.View, fused.TGamma.View, fused.TMean.View, fused.TInvStd.View, tdx.View, dg.View, db.View,
+            batch, channels, spatial, act, ty.View);
+        using var sdx = Reference.NaNs(dev, fused.N);
+        using var sdg = Reference.NaNs(dev, channels);
+        using var sdb = Reference.NaNs(dev, channels);
+        activations.Backward(act, sy.View, tdy.View, sdx.View);
+        bn.Backward(fused.TX.View, sdx.View, fused.TGamma.View, fused.TMean.View, fused.TInvStd.View, sdx.View, sdg.View, sdb.View,
+            batch, channels, spatial);
+        Assert.Equal(sdx.ToHost(), tdx.ToHost());
+        Assert.Equal(sdg.ToHost(), dg.ToHost());
+        Assert.Equal(sdb.ToHost(), db.ToHost());
+    }
+
     /// <summary>Two host runs (forward and backward) at a model-like shape give bit-identical results.</summary>
     [Fact]
     public void HostIsDeterministic()

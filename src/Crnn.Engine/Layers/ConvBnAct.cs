@@ -47,11 +47,17 @@ public sealed class ConvBnAct : Layer
     string ConvFamily => $"conv {_kind.ToString().ToLowerInvariant()}";
     PointwiseShape Pointwise => new(_shape.Batch, _shape.InChannels, _shape.OutChannels, Spatial);
 
-    public override void Forward(ArrayView<float> input, bool training)
+    public override void Forward(ArrayView<float> input, bool training) => Forward(input, default, training);
+
+    /// <summary>The forward with a residual shortcut (valid <paramref name="shortcut"/>): the output is
+    /// act(BatchNorm(conv(x))) + shortcut, the add fused into BatchNorm's pass.</summary>
+    public void Forward(ArrayView<float> input, ArrayView<float> shortcut, bool training)
     {
         if (!training)
         {
             Infer(input);
+            if (shortcut.IsValid)
+                using (Time("residual add")) K.Activations.Add(shortcut, _activated.View, _activated.View);
             return;
         }
         _input = input;
@@ -67,11 +73,10 @@ public sealed class ConvBnAct : Layer
         }
         var (gamma, beta) = (_store.Param($"{_name}.bn.weight"), _store.Param($"{_name}.bn.bias"));
         var (runningMean, runningVar) = (_store.Buffer($"{_name}.bn.running_mean"), _store.Buffer($"{_name}.bn.running_var"));
+        // The activation (and the shortcut) in BatchNorm's epilogue: _normalized keeps the pre-activation for the backward.
         using (Time("batchnorm"))
             K.BatchNorm.ForwardTraining(_conv.View, gamma, beta, _normalized.View, _mean.View, _invStd.View,
-                runningMean, runningVar, _shape.Batch, _shape.OutChannels, Spatial);
-        if (_act != Activation.None)
-            using (Time("activation")) K.Activations.Forward(_act, _normalized.View, _activated.View);
+                runningMean, runningVar, _shape.Batch, _shape.OutChannels, Spatial, act: _act, activated: _activated.View, residual: shortcut);
     }
 
     /// <summary>Evaluation mode: one pass, act(BatchNorm(conv(x, w))) with the running statistics
@@ -89,19 +94,18 @@ public sealed class ConvBnAct : Layer
         }
     }
 
-    public override ArrayView<float> Backward(ArrayView<float> outputGradient)
+    public override ArrayView<float> Backward(ArrayView<float> outputGradient) => Backward(outputGradient, default);
+
+    /// <summary>The backward; with a valid <paramref name="addInputGradientTo"/> (1×1 convolutions only) the input
+    /// gradient is added into that buffer, which is returned (a residual unit's shortcut gradient, summed by the GEMM).</summary>
+    public ArrayView<float> Backward(ArrayView<float> outputGradient, ArrayView<float> addInputGradientTo)
     {
-        var dNormalized = outputGradient;
-        if (_act != Activation.None)
-        {
-            using (Time("activation")) K.Activations.Backward(_act, _normalized.View, outputGradient, _dNormalized.View);
-            dNormalized = _dNormalized.View;
-        }
-        // BatchNorm's input gradient goes into the same scratch buffer (the kernel allows dx = dy).
+        // BatchNorm's backward takes the activation's; its input gradient goes into the scratch buffer.
         var dConv = _dNormalized.View;
         using (Time("batchnorm"))
-            K.BatchNorm.Backward(_conv.View, dNormalized, _store.Param($"{_name}.bn.weight"), _mean.View, _invStd.View,
-                dConv, _store.Grad($"{_name}.bn.weight"), _store.Grad($"{_name}.bn.bias"), _shape.Batch, _shape.OutChannels, Spatial);
+            K.BatchNorm.Backward(_conv.View, outputGradient, _store.Param($"{_name}.bn.weight"), _mean.View, _invStd.View,
+                dConv, _store.Grad($"{_name}.bn.weight"), _store.Grad($"{_name}.bn.bias"), _shape.Batch, _shape.OutChannels, Spatial,
+                _act, _normalized.View);
         var (w, dw) = (_store.Param($"{_name}.weight"), _store.Grad($"{_name}.weight"));
         using var section = Time(ConvFamily);
         switch (_kind)
@@ -116,9 +120,15 @@ public sealed class ConvBnAct : Layer
                 break;
             case ConvKind.Pointwise:
                 K.PointwiseConv.BackwardWeight(dConv, _input, dw, Pointwise);
+                if (addInputGradientTo.IsValid)
+                {
+                    K.PointwiseConv.BackwardData(dConv, w, addInputGradientTo, Pointwise, accumulate: true);
+                    return addInputGradientTo;
+                }
                 if (_dInput != null) K.PointwiseConv.BackwardData(dConv, w, _dInput.View, Pointwise);
                 break;
         }
+        if (addInputGradientTo.IsValid) throw new NotSupportedException($"{_name}: only 1×1 convolutions add their input gradient into a buffer");
         return _dInput?.View ?? default;
     }
 }

@@ -36,7 +36,8 @@ public abstract class Layer : IDisposable
     public abstract void Forward(ArrayView<float> input, bool training);
 
     /// <summary>Back-propagates <paramref name="outputGradient"/>; returns the gradient with respect to the
-    /// input (an invalid view when the layer was built without one, as the first layer is).</summary>
+    /// input (an invalid view when the layer was built without one, as the first layer is). The layer may reuse
+    /// <paramref name="outputGradient"/>'s buffer for it (a residual unit adds its input gradient into it).</summary>
     public abstract ArrayView<float> Backward(ArrayView<float> outputGradient);
 
     protected Tensor<float> Allocate(params int[] shape) => Own(K.Device.Allocate(shape));

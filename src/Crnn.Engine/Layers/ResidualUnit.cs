@@ -11,13 +11,15 @@ public sealed class ResidualUnit : Layer
 {
     readonly ConvBnAct _expand, _depthwise, _linear;
     readonly SqueezeExcite? _se;
-    readonly Tensor<float>? _sum;
+    readonly bool _shortcut;
 
     public ResidualUnit(KernelSet kernels, ParameterStore store, InferenceWeights inference, string name, UnitSpec u, int batch, int height, int width,
         bool training) : base(kernels, training)
     {
+        _shortcut = u.HasShortcut;
+        // With the shortcut the expand's input gradient is added into the unit's output gradient: no buffer of its own.
         _expand = Own(new ConvBnAct(kernels, store, inference, $"{name}.expand", ConvKind.Pointwise,
-            ConvShape.Dense(batch, u.In, height, width, u.Expand, 1, 1, 1, 0), u.Act, inputGradient: true, training));
+            ConvShape.Dense(batch, u.In, height, width, u.Expand, 1, 1, 1, 0), u.Act, inputGradient: !_shortcut, training));
         _depthwise = Own(new ConvBnAct(kernels, store, inference, $"{name}.depthwise", ConvKind.Depthwise,
             ConvShape.Depthwise(batch, u.Expand, height, width, u.Kernel, u.StrideH, u.StrideW), u.Act, inputGradient: true, training));
         var d = _depthwise.Shape;
@@ -25,7 +27,6 @@ public sealed class ResidualUnit : Layer
             _se = Own(new SqueezeExcite(kernels, store, $"{name}.se", batch, u.Expand, u.SqueezeChannels, d.OutHeight * d.OutWidth, training));
         _linear = Own(new ConvBnAct(kernels, store, inference, $"{name}.linear", ConvKind.Pointwise,
             ConvShape.Dense(batch, u.Expand, d.OutHeight, d.OutWidth, u.Out, 1, 1, 1, 0), Activation.None, inputGradient: true, training));
-        if (u.HasShortcut) _sum = Allocate(batch, u.Out, d.OutHeight, d.OutWidth);
         OutHeight = d.OutHeight;
         OutWidth = d.OutWidth;
     }
@@ -35,7 +36,7 @@ public sealed class ResidualUnit : Layer
 
     public int OutHeight { get; }
     public int OutWidth { get; }
-    public override ArrayView<float> Output => _sum?.View ?? _linear.Output;
+    public override ArrayView<float> Output => _linear.Output;
 
     public override void Forward(ArrayView<float> input, bool training)
     {
@@ -47,20 +48,17 @@ public sealed class ResidualUnit : Layer
             _se.Forward(features, training);
             features = _se.Output;
         }
-        _linear.Forward(features, training);
-        if (_sum != null)
-            using (Time("residual add")) K.Activations.Add(input, _linear.Output, _sum.View);
+        // The shortcut x + y is added in the linear convolution's BatchNorm pass.
+        _linear.Forward(features, _shortcut ? input : default, training);
     }
 
+    /// <summary>With the shortcut, the input gradient is the output gradient plus the expand's: the expand's GEMM adds
+    /// it into <paramref name="outputGradient"/> (read by nothing after the linear's backward), which is returned.</summary>
     public override ArrayView<float> Backward(ArrayView<float> outputGradient)
     {
         var d = _linear.Backward(outputGradient);
         if (_se != null) d = _se.Backward(d);
         d = _depthwise.Backward(d);
-        d = _expand.Backward(d);
-        // The shortcut passes the output gradient straight to the input.
-        if (_sum != null)
-            using (Time("residual add")) K.Activations.Add(d, outputGradient, d);
-        return d;
+        return _expand.Backward(d, _shortcut ? outputGradient : default);
     }
 }

@@ -5,7 +5,8 @@ namespace Crnn.Engine.Layers;
 
 /// <summary>
 /// Squeeze-and-excite: global average pool → 1×1 conv with bias → ReLU → 1×1 conv with bias →
-/// hardsigmoid → channel-wise multiply of the input.
+/// hardsigmoid → channel-wise multiply of the input. Under the gpu policy the fused <see cref="Excitation"/>
+/// kernels (one launch forward, two backward); under host, host operations.
 /// </summary>
 public sealed class SqueezeExcite : Layer
 {
@@ -14,16 +15,19 @@ public sealed class SqueezeExcite : Layer
     readonly int _batch, _channels, _squeeze, _spatial;
     readonly Tensor<float> _pooled, _squeezed, _relu, _excited, _gate, _output;
     readonly Tensor<float> _dGate, _dRelu, _dPooled, _dInput;
+    readonly bool _fused;
     ArrayView<float> _input;
 
     public SqueezeExcite(KernelSet kernels, ParameterStore store, string name, int batch, int channels, int squeeze, int spatial, bool training)
         : base(kernels, training)
     {
         (_store, _name, _batch, _channels, _squeeze, _spatial) = (store, name, batch, channels, squeeze, spatial);
+        _fused = !kernels.Device.UsesHost;
         _pooled = Allocate(batch, channels);
-        _squeezed = ForTraining(batch, squeeze);
+        // The fused kernel writes every stage, in inference too (vectors of one value per image and channel).
+        _squeezed = _fused ? Allocate(batch, squeeze) : ForTraining(batch, squeeze);
         _relu = Allocate(batch, squeeze);
-        _excited = ForTraining(batch, channels);
+        _excited = _fused ? Allocate(batch, channels) : ForTraining(batch, channels);
         _gate = Allocate(batch, channels);
         _output = Allocate(batch, channels, spatial);
         _dGate = ForTraining(batch, channels);
@@ -37,6 +41,7 @@ public sealed class SqueezeExcite : Layer
     /// <summary>The two SE convolutions run on pooled [B, C, 1, 1] maps: one position each.</summary>
     PointwiseShape Squeeze => new(_batch, _channels, _squeeze, 1);
     PointwiseShape Excite => new(_batch, _squeeze, _channels, 1);
+    ExcitationShape Shape => new() { Batch = _batch, Channels = _channels, Squeeze = _squeeze, Spatial = _spatial };
 
     public override void Forward(ArrayView<float> input, bool training)
     {
@@ -47,16 +52,13 @@ public sealed class SqueezeExcite : Layer
             K.ChannelScale.SqueezeExcite(input, W("conv1"), B("conv1"), W("conv2"), B("conv2"), _output.View, _batch, _channels, _squeeze, _spatial);
             return;
         }
-        if (!training)
+        _input = input;
+        if (_fused)
         {
-            // Evaluation on a GPU: the activations fused into the bias passes.
-            K.Pooling.GlobalAveragePoolForward(input, _pooled.View, _batch, _channels, _spatial);
-            K.PointwiseConv.Forward(_pooled.View, W("conv1"), B("conv1"), _relu.View, Squeeze, Activation.Relu);
-            K.PointwiseConv.Forward(_relu.View, W("conv2"), B("conv2"), _gate.View, Excite, Activation.HardSigmoid);
-            K.ChannelScale.Forward(input, _gate.View, _output.View, _batch, _channels, _spatial);
+            K.Excitation.Forward(input, W("conv1"), B("conv1"), W("conv2"), B("conv2"), _pooled.View, _squeezed.View, _relu.View,
+                _excited.View, _gate.View, _output.View, Shape);
             return;
         }
-        _input = input;
         K.Pooling.GlobalAveragePoolForward(input, _pooled.View, _batch, _channels, _spatial);
         K.PointwiseConv.Forward(_pooled.View, W("conv1"), B("conv1"), _squeezed.View, Squeeze);
         K.Activations.Forward(Activation.Relu, _squeezed.View, _relu.View);
@@ -68,6 +70,12 @@ public sealed class SqueezeExcite : Layer
     public override ArrayView<float> Backward(ArrayView<float> outputGradient)
     {
         using var section = Time("squeeze-excite");
+        if (_fused)
+        {
+            K.Excitation.Backward(_input, outputGradient, W("conv1"), W("conv2"), _pooled.View, _squeezed.View, _relu.View, _excited.View,
+                _gate.View, _dGate.View, _dRelu.View, _dInput.View, DW("conv1"), DB("conv1"), DW("conv2"), DB("conv2"), Shape);
+            return _dInput.View;
+        }
         K.ChannelScale.Backward(_input, _gate.View, outputGradient, _dInput.View, _dGate.View, _batch, _channels, _spatial);
         K.Activations.Backward(Activation.HardSigmoid, _excited.View, _dGate.View, _dGate.View);
         K.PointwiseConv.BackwardWeight(_dGate.View, _relu.View, DW("conv2"), Excite);
