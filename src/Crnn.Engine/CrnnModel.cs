@@ -7,8 +7,8 @@ namespace Crnn.Engine;
 
 /// <summary>
 /// The model on one device: configuration, parameters (one buffer), the layers for the current batch size,
-/// and CTC loss. Host arrays cross to the device only here: a batch of images and labels in, per-sample
-/// losses and decoded text out.
+/// and CTC loss. Host arrays cross to the device only here: labels in (images come on the device), decoded
+/// text out; training's per-sample losses stay on the device for the trainer's one read-back.
 /// </summary>
 public sealed class CrnnModel : IDisposable
 {
@@ -96,10 +96,13 @@ public sealed class CrnnModel : IDisposable
     }
 
     /// <summary>
-    /// One forward and backward pass in training mode: per-sample CTC losses (of the mean-over-batch loss the
-    /// gradients belong to) are returned, and every parameter gradient is written into <see cref="Store"/>.
+    /// One forward and backward pass in training mode: every parameter gradient (of the mean-over-batch loss) is
+    /// written into <see cref="Store"/>; returns the per-sample CTC losses, left on the device (valid until the
+    /// next pass) so that nothing is read back here. The labels go up through a page-locked staging buffer that
+    /// the copy may still read until the device catches up: a caller reads something back (the trainer's
+    /// <see cref="GradientNorm.Read"/>) before the next pass.
     /// </summary>
-    public float[] ForwardBackward(ArrayView<float> images, int[][] labels)
+    public ArrayView<float> ForwardBackward(ArrayView<float> images, int[][] labels)
     {
         int batch = labels.Length;
         var network = NetworkFor(batch);
@@ -110,14 +113,13 @@ public sealed class CrnnModel : IDisposable
         using (_profiler?.Measure("ctc") ?? default)
         {
             ctc.Upload(labels);
-            Kernels.Ctc.LossAndGradient(logits, ctc.LabelView, ctc.Lengths.View, ctc.Losses.View, ctc.Gradient.View,
-                ctc.Workspace, blank: 0, zeroInfinity: true);
-            Kernels.Activations.Scale(ctc.Gradient.View, 1f / batch); // loss = mean over the batch
+            Kernels.Ctc.LossAndGradient(logits, ctc.LabelView, ctc.Lengths, ctc.Losses.View, ctc.Gradient.View,
+                ctc.Workspace, blank: 0, zeroInfinity: true, gradientScale: 1f / batch); // loss = mean over the batch
         }
         SetPhase("backward");
         network.Backward(ctc.Gradient.View);
         SetPhase("");
-        return ctc.Losses.ToHost();
+        return ctc.Losses.View;
     }
 
     void SetPhase(string phase)
@@ -150,14 +152,17 @@ public sealed class CrnnModel : IDisposable
     /// <summary>CTC's and the decoder's device buffers for one batch size.</summary>
     sealed class CtcBuffers : IDisposable
     {
-        readonly int _steps;
+        readonly int _batch, _steps;
+        // Lengths then the concatenated labels, staged on the host and on the device alike: one upload.
+        readonly PageLockedArray1D<int> _staging;
+        readonly Tensor<int> _labelData;
         int _labelCount;
 
         public CtcBuffers(KernelSet kernels, int batch, int steps, int classes)
         {
-            _steps = steps;
-            Labels = kernels.Device.Allocate<int>(batch * steps);
-            Lengths = kernels.Device.Allocate<int>(batch);
+            (_batch, _steps) = (batch, steps);
+            _staging = kernels.Device.Accelerator.AllocatePageLocked1D<int>(batch + batch * steps);
+            _labelData = kernels.Device.Allocate<int>(batch + batch * steps);
             Losses = kernels.Device.Allocate(batch);
             Gradient = kernels.Device.Allocate(batch, steps, classes);
             Workspace = kernels.Ctc.CreateWorkspace(batch, steps, classes);
@@ -167,30 +172,36 @@ public sealed class CrnnModel : IDisposable
             kernels.Decoder.Reserve(batch, steps);
         }
 
-        public Tensor<int> Labels { get; }
-        public Tensor<int> Lengths { get; }
+        public ArrayView<int> Lengths => _labelData.View.SubView(0, _batch);
         public Tensor<float> Losses { get; }
         public Tensor<float> Gradient { get; }
         public CtcWorkspace Workspace { get; }
         public Tensor<int> DecodedIds { get; }
         public Tensor<int> DecodedLengths { get; }
         public Tensor<float> Confidences { get; }
-        public ArrayView<int> LabelView => Labels.View.SubView(0, Math.Max(_labelCount, 1));
+        public ArrayView<int> LabelView => _labelData.View.SubView(_batch, Math.Max(_labelCount, 1));
 
         public void Upload(int[][] labels)
         {
-            var flat = labels.SelectMany(l => l).ToArray();
-            if (flat.Length > Labels.Length)
-                throw new ArgumentException($"labels total {flat.Length} symbols; at most {_steps} per sample fit {_steps} time steps");
-            _labelCount = flat.Length;
-            if (flat.Length > 0) Labels.View.SubView(0, flat.Length).CopyFromCPU(flat);
-            Lengths.CopyFrom(labels.Select(l => l.Length).ToArray());
+            long total = labels.Sum(l => (long)l.Length);
+            if (total > (long)_batch * _steps)
+                throw new ArgumentException($"labels total {total} symbols; at most {_steps} per sample fit {_steps} time steps");
+            var staged = _staging.Span;
+            int at = _batch;
+            for (int i = 0; i < labels.Length; i++)
+            {
+                staged[i] = labels[i].Length;
+                labels[i].AsSpan().CopyTo(staged[at..]);
+                at += labels[i].Length;
+            }
+            _labelCount = at - _batch;
+            _staging.ArrayView.SubView(0, at).CopyTo(_labelData.View.SubView(0, at));
         }
 
         public void Dispose()
         {
-            Labels.Dispose();
-            Lengths.Dispose();
+            _staging.Dispose();
+            _labelData.Dispose();
             Losses.Dispose();
             Gradient.Dispose();
             Workspace.Dispose();

@@ -13,6 +13,8 @@ public struct CtcShape
     /// <summary>Length of the concatenated label array (labels beyond it make a sample invalid).</summary>
     public int LabelCount;
     public int ZeroInfinity;
+    /// <summary>Factor on every gradient element (e.g. 1/batch for a mean loss), applied as the last operation.</summary>
+    public float GradientScale;
 }
 
 /// <summary>
@@ -122,10 +124,13 @@ public sealed class Ctc
     /// logits buffer itself). labels: all label sequences concatenated; labelLengths[b]: sample b's length.
     /// Infeasible samples (L + adjacent repeats > T) give +∞ loss and zero gradient, or 0 and 0 with
     /// <paramref name="zeroInfinity"/>. Invalid samples (negative length, labels past the end of the array,
-    /// a label out of [0, classes) or equal to blank) give NaN loss and zero gradient.
+    /// a label out of [0, classes) or equal to blank) give NaN loss and zero gradient. The gradient is multiplied
+    /// by <paramref name="gradientScale"/> as it is written (the 1/batch of a mean loss without a separate launch;
+    /// the same bits as scaling afterwards); the losses are not.
     /// </summary>
     public void LossAndGradient(ArrayView<float> logits, ArrayView<int> labels, ArrayView<int> labelLengths,
-        ArrayView<float> loss, ArrayView<float> gradient, CtcWorkspace workspace, int blank = 0, bool zeroInfinity = false)
+        ArrayView<float> loss, ArrayView<float> gradient, CtcWorkspace workspace, int blank = 0, bool zeroInfinity = false,
+        float gradientScale = 1f)
     {
         int b = workspace.Batch, t = workspace.Time, c = workspace.Classes;
         long n = (long)b * t * c;
@@ -137,7 +142,7 @@ public sealed class Ctc
         var shape = new CtcShape
         {
             Batch = b, Time = t, Classes = c, Blank = blank, MaxStates = 2 * t + 1,
-            LabelCount = (int)labels.Length, ZeroInfinity = zeroInfinity ? 1 : 0,
+            LabelCount = (int)labels.Length, ZeroInfinity = zeroInfinity ? 1 : 0, GradientScale = gradientScale,
         };
         var ws = workspace;
         bool grouped = Grouped;
@@ -394,18 +399,18 @@ public sealed class Ctc
     }
 
     /// <summary>gradient = softmax = exp(logp) for feasible samples (the occupancy kernel then corrects the
-    /// label's classes), 0 for samples whose −log-likelihood is +∞ (infeasible or invalid).</summary>
+    /// label's classes), 0 for samples whose −log-likelihood is +∞ (infeasible or invalid); times the scale.</summary>
     static void SoftmaxGradientKernel(ArrayView<float> logp, ArrayView<float> nll, ArrayView<float> gradient, CtcShape shape)
     {
         int n = shape.Batch * shape.Time * shape.Classes, perSample = shape.Time * shape.Classes;
         int stride = Grid.DimX * Group.DimX;
         for (int i = Grid.GlobalIndex.X; i < n; i += stride)
-            gradient[i] = nll[i / perSample] < float.PositiveInfinity ? XMath.Exp(logp[i]) : 0f;
+            gradient[i] = nll[i / perSample] < float.PositiveInfinity ? XMath.Exp(logp[i]) * shape.GradientScale : 0f;
     }
 
     /// <summary>One thread per (sample, step): for each distinct class k of the extended label,
-    /// gradient[k] = exp(logp[k]) − exp(logsumexp_{s: l'(s)=k}(alpha + beta) + nll). Each thread owns its row,
-    /// so the writes never collide.</summary>
+    /// gradient[k] = (exp(logp[k]) − exp(logsumexp_{s: l'(s)=k}(alpha + beta) + nll))·scale. Each thread owns its
+    /// row, so the writes never collide.</summary>
     static void OccupancyKernel(ArrayView<float> logp, ArrayView<int> labels, ArrayView<int> lengths,
         ArrayView<int> offsets, ArrayView<float> alpha, ArrayView<float> beta, ArrayView<float> nll,
         ArrayView<float> gradient, CtcShape shape)
@@ -421,7 +426,7 @@ public sealed class Ctc
             // The blank: every even state.
             float occ = NegInf;
             for (int s = 0; s <= 2 * length; s += 2) occ = LogAdd(occ, alpha[tab + s] + beta[tab + s]);
-            gradient[row + shape.Blank] = XMath.Exp(logp[row + shape.Blank]) - XMath.Exp(occ + sampleNll);
+            gradient[row + shape.Blank] = (XMath.Exp(logp[row + shape.Blank]) - XMath.Exp(occ + sampleNll)) * shape.GradientScale;
             // Each label class once, at its first position: sum over all its positions.
             for (int j = 0; j < length; j++)
             {
@@ -436,7 +441,7 @@ public sealed class Ctc
                     int s = 2 * i + 1;
                     occ = LogAdd(occ, alpha[tab + s] + beta[tab + s]);
                 }
-                gradient[row + k] = XMath.Exp(logp[row + k]) - XMath.Exp(occ + sampleNll);
+                gradient[row + k] = (XMath.Exp(logp[row + k]) - XMath.Exp(occ + sampleNll)) * shape.GradientScale;
             }
         }
     }

@@ -59,7 +59,8 @@ public class EngineVsReferenceTests(ITestOutputHelper output)
         var (images, labels) = BatchClearOfKinks(config, model.Layout, parameters, buffers, batch);
         using var deviceImages = model.Device.Upload(images, images.Length);
 
-        var losses = model.ForwardBackward(deviceImages.View, labels);
+        var losses = new float[batch];
+        model.ForwardBackward(deviceImages.View, labels).CopyToCPU(losses);
         var gradients = model.Store.Gradients.ToHost();
         var runningStats = model.Store.Buffers.ToHost();
 

@@ -86,7 +86,7 @@ public class CtcTests
     // ---------------------------------------------------------------- running the kernels
 
     static (float[] Loss, float[] Gradient) Run(string device, float[] logits, int batch, int time, int classes,
-        int[] labels, int[] lengths, int blank = 0, bool zeroInfinity = false)
+        int[] labels, int[] lengths, int blank = 0, bool zeroInfinity = false, float gradientScale = 1f)
     {
         var dev = TestDevices.Get(device);
         var ctc = new Ctc(dev);
@@ -96,7 +96,7 @@ public class CtcTests
         using var tLengths = dev.Upload(lengths, batch);
         using var tLoss = Reference.NaNs(dev, batch);
         using var tGrad = Reference.NaNs(dev, logits.Length);
-        ctc.LossAndGradient(tLogits.View, tLabels.View, tLengths.View, tLoss.View, tGrad.View, ws, blank, zeroInfinity);
+        ctc.LossAndGradient(tLogits.View, tLabels.View, tLengths.View, tLoss.View, tGrad.View, ws, blank, zeroInfinity, gradientScale);
         return (tLoss.ToHost(), tGrad.ToHost());
     }
 
@@ -217,6 +217,23 @@ public class CtcTests
         double expected = BruteForce64(Reference.ToDouble(logits), time, classes, label, blank);
         Assert.Equal(expected, Loss64(Reference.ToDouble(logits), 1, time, classes, label, [label.Length], blank)[0], 1e-12);
         Reference.AssertClose([expected], loss, 1e-6, "loss");
+    }
+
+    [Theory]
+    [MemberData(nameof(DeviceNames))]
+    public void GradientScaleGivesTheScaledGradientBitForBit(string device)
+    {
+        const int batch = 7, time = 12, classes = 9;
+        const float scale = 1f / batch;
+        var logits = Reference.Random(batch * time * classes, 41, -3f, 3f);
+        var (feasible, feasibleLengths) = RandomLabels(batch - 1, time, classes, 0, 42);
+        // The last sample infeasible (more labels than steps): its zero gradient stays zero.
+        int[] labels = [.. feasible, .. Enumerable.Range(1, time + 1).Select(j => 1 + j % (classes - 1))];
+        int[] lengths = [.. feasibleLengths, time + 1];
+        var plain = Run(device, logits, batch, time, classes, labels, lengths, zeroInfinity: true);
+        var scaled = Run(device, logits, batch, time, classes, labels, lengths, zeroInfinity: true, gradientScale: scale);
+        Assert.Equal(plain.Loss, scaled.Loss);
+        Assert.Equal(Array.ConvertAll(plain.Gradient, g => g * scale), scaled.Gradient);
     }
 
     static readonly float[] WarpCtcActivations = [0.1f, 0.6f, 0.1f, 0.1f, 0.1f, 0.1f, 0.1f, 0.6f, 0.1f, 0.1f];

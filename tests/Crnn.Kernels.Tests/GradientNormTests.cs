@@ -125,6 +125,64 @@ public class GradientNormTests
         Assert.Equal(BitConverter.SingleToInt32Bits(Run()), BitConverter.SingleToInt32Bits(Run()));
     }
 
+    public static TheoryData<string, int> LossCases()
+    {
+        var data = new TheoryData<string, int>();
+        foreach (var device in TestDevices.Names)
+            foreach (int batch in new[] { 1, 7, 256, 1031 })
+                data.Add(device, batch);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(LossCases))]
+    public void LossSumIsReadWithTheNorm(string device, int batch)
+    {
+        var dev = TestDevices.Get(device);
+        var g = Reference.Random(4099, 8);
+        var losses = Reference.Random(batch, 9, 0f, 60f);
+        using var tg = dev.Upload(g, g.Length);
+        using var tl = dev.Upload(losses, batch);
+        using var norm = new GradientNorm(dev);
+        norm.Compute(tg.View, 1f, tl.View);
+        var result = norm.Read();
+        Reference.AssertClose([losses.Sum(l => (double)l)], [result.LossSum], 1e-6, "loss sum");
+        Reference.AssertClose([ReferenceNorm(g)], [result.Norm], 1e-6, "norm");
+        Assert.True(result.IsFinite);
+        Assert.Equal(losses, tl.ToHost());
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDevices.Names), MemberType = typeof(TestDevices))]
+    public void WithoutLossesTheSumIsZero(string device)
+    {
+        var dev = TestDevices.Get(device);
+        using var tg = dev.Upload(Reference.Random(97, 10), 97);
+        using var norm = new GradientNorm(dev);
+        norm.Compute(tg.View);
+        Assert.Equal(0f, norm.Read().LossSum);
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDevices.Names), MemberType = typeof(TestDevices))]
+    public void NonFiniteLossIsDetected(string device)
+    {
+        var dev = TestDevices.Get(device);
+        using var tg = dev.Upload(Reference.Random(97, 11), 97);
+        foreach (float bad in new[] { float.NaN, float.PositiveInfinity })
+        {
+            var losses = Reference.Random(33, 12, 0f, 10f);
+            losses[20] = bad;
+            using var tl = dev.Upload(losses, losses.Length);
+            using var norm = new GradientNorm(dev);
+            norm.Compute(tg.View, 1f, tl.View);
+            var result = norm.Read();
+            Assert.True(float.IsFinite(result.Norm), $"norm {result.Norm}");
+            Assert.False(result.IsFinite, $"loss sum {result.LossSum} with a {bad} loss");
+            Assert.True(float.IsNaN(result.Scale), $"scale {result.Scale} with a {bad} loss: Adam must skip the step");
+        }
+    }
+
     [Fact]
     public void RejectsBadMaximum()
     {

@@ -3,6 +3,7 @@ using System.Text.Json;
 using Crnn.Engine.Data;
 using Crnn.Engine.Synthetic;
 using Crnn.Kernels;
+using ILGPU.Runtime;
 
 namespace Crnn.Engine.Training;
 
@@ -43,7 +44,10 @@ public sealed class Trainer : IDisposable
     readonly string _output;
     readonly ValidationSet? _validation;
     readonly Tensor<float> _m, _v, _images, _savedBuffers;
-    readonly float[] _hostImages;
+    // The batch source fills this page-locked array and the upload copies from it (a direct DMA on CUDA; on the
+    // CPU accelerator and OpenCL, ILGPU keeps it as a plain pinned array). The step's read-back waits for the
+    // device, so the next batch never overwrites images still being copied.
+    readonly PageLockedArray1D<float> _hostImages;
     readonly string[] _texts;
     readonly int[][] _labels;
     double? _best;
@@ -83,6 +87,7 @@ public sealed class Trainer : IDisposable
             owned.Add(_v = model.Device.Allocate(model.Layout.ParameterCount));
             owned.Add(_savedBuffers = model.Device.Allocate(model.Layout.BufferCount));
             owned.Add(_images = model.Device.Allocate(options.BatchSize, imageSize));
+            owned.Add(_hostImages = model.Device.Accelerator.AllocatePageLocked1D<float>(options.BatchSize * imageSize));
             model.NetworkFor(options.BatchSize); // the step's workspace: an allocation failure shows here, not mid-run
         }
         catch (DeviceMemoryException e)
@@ -92,7 +97,6 @@ public sealed class Trainer : IDisposable
         }
         _m.Clear();
         _v.Clear();
-        _hostImages = new float[options.BatchSize * imageSize];
         _texts = new string[options.BatchSize];
         _labels = new int[options.BatchSize][];
     }
@@ -195,25 +199,27 @@ public sealed class Trainer : IDisposable
 
     /// <summary>
     /// One step: a batch, forward, CTC, backward, gradient norm (and clipping), Adam. Returns the mean loss.
+    /// The loss sum, gradient norm and finite flag come back in the step's one device→host read.
     /// When the loss or the gradient norm is not finite the step is skipped: no Adam update, the BatchNorm
     /// running statistics (updated by the forward pass) restored, <see cref="Step"/> unchanged, and the
     /// skip counted; the batch is consumed all the same.
     /// </summary>
     public double TrainStep()
     {
-        _source.NextBatch(_hostImages, _texts, _labels);
-        _images.CopyFrom(_hostImages);
+        _source.NextBatch(_hostImages.GetArray(), _texts, _labels);
+        _hostImages.ArrayView.CopyTo(_images.View);
         var statistics = _model.Store.Buffers.View;
-        ILGPU.Runtime.ArrayViewExtensions.CopyTo(statistics, _savedBuffers.View);
+        statistics.CopyTo(_savedBuffers.View);
         var losses = _model.ForwardBackward(_images.View, _labels);
-        double loss = losses.Average(l => (double)l);
         var k = _model.Kernels;
         var grads = _model.Store.Gradients.View;
         using var section = _model.Profiler?.Measure("optimizer (clip + adam)") ?? default;
-        k.GradientNorm.Compute(grads, _options.ClipNorm ?? float.PositiveInfinity);
-        if (!double.IsFinite(loss) || !k.GradientNorm.Read().IsFinite)
+        k.GradientNorm.Compute(grads, _options.ClipNorm ?? float.PositiveInfinity, losses);
+        var result = k.GradientNorm.Read();
+        double loss = (double)result.LossSum / _options.BatchSize;
+        if (!result.IsFinite)
         {
-            ILGPU.Runtime.ArrayViewExtensions.CopyTo(_savedBuffers.View, statistics);
+            _savedBuffers.View.CopyTo(statistics);
             _model.Store.Changed();
             SkippedSteps++;
             ConsecutiveSkipped++;
@@ -270,6 +276,7 @@ public sealed class Trainer : IDisposable
         _m.Dispose();
         _v.Dispose();
         _images.Dispose();
+        _hostImages.Dispose();
         _savedBuffers.Dispose();
     }
 }
