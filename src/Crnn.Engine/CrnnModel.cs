@@ -195,7 +195,9 @@ public sealed class CrnnModel : IDisposable
                 at += labels[i].Length;
             }
             _labelCount = at - _batch;
-            _staging.ArrayView.SubView(0, at).CopyTo(_labelData.View.SubView(0, at));
+            // From the pinned array itself: a copy from the staging buffer's own view needs a CPU stream, which OpenCL
+            // lacks; CUDA still sees registered (page-locked) host memory.
+            _labelData.View.SubView(0, at).CopyFromCPU(new ReadOnlySpan<int>(_staging.GetArray(), 0, at));
         }
 
         public void Dispose()

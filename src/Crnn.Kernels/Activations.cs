@@ -6,7 +6,7 @@ namespace Crnn.Kernels;
 /// <summary>The activations of MODEL.md. Values are the kernel's integer switch, so keep them stable.</summary>
 public enum Activation { None = 0, Relu = 1, HardSwish = 2, HardSigmoid = 3 }
 
-/// <summary>Element-wise activations (forward and backward), the residual add and scaling. Each runs the ILGPU
+/// <summary>Element-wise activations (forward and backward) and the residual add. Each runs the ILGPU
 /// kernel (gpu policy) or SIMD host code (host policy, <see cref="HostElementwise"/>).</summary>
 public sealed class Activations
 {
@@ -14,7 +14,6 @@ public sealed class Activations
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _forward;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int> _backward;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int> _add;
-    readonly Action<KernelConfig, ArrayView<float>, float, int> _scale;
 
     public Activations(Device device)
     {
@@ -23,7 +22,6 @@ public sealed class Activations
         _forward = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(ForwardKernel);
         _backward = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(BackwardKernel);
         _add = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(AddKernel);
-        _scale = acc.LoadStreamKernel<ArrayView<float>, float, int>(ScaleKernel);
     }
 
     /// <summary>y = act(x); y may be x (in place).</summary>
@@ -50,14 +48,6 @@ public sealed class Activations
         SameLength(a, y);
         if (Host(n)) unsafe { HostElementwise.Add(HostMemory.Pointer(a), HostMemory.Pointer(b), HostMemory.Pointer(y), n); }
         else if (_device.Launch(nameof(AddKernel), n, n, 12.0 * n, out var grid)) _add(grid, a, b, y, n);
-    }
-
-    /// <summary>x *= factor, in place (e.g. the 1/batch of a mean loss).</summary>
-    public void Scale(ArrayView<float> x, float factor)
-    {
-        int n = (int)x.Length;
-        if (Host(n)) unsafe { HostElementwise.Scale(HostMemory.Pointer(x), factor, n); }
-        else if (_device.Launch(nameof(ScaleKernel), n, n, 8.0 * n, out var grid)) _scale(grid, x, factor, n);
     }
 
     /// <summary>Whether to run on the host (then after the kernels launched before have finished).</summary>
@@ -101,12 +91,6 @@ public sealed class Activations
     {
         int stride = Grid.DimX * Group.DimX;
         for (int i = Grid.GlobalIndex.X; i < n; i += stride) dx[i] = dy[i] * Derivative(act, x[i]);
-    }
-
-    static void ScaleKernel(ArrayView<float> x, float factor, int n)
-    {
-        int stride = Grid.DimX * Group.DimX;
-        for (int i = Grid.GlobalIndex.X; i < n; i += stride) x[i] *= factor;
     }
 
     static void AddKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> y, int n)

@@ -144,19 +144,6 @@ internal static unsafe class HostElementwise
         });
     }
 
-    public static void Scale(float* x, float factor, int n)
-    {
-        nint px = (nint)x;
-        Blocks(n, (first, end) =>
-        {
-            float* sx = (float*)px;
-            var f = Vector256.Create(factor);
-            int i = first;
-            for (; i + V <= end; i += V) (Vector256.Load(sx + i) * f).Store(sx + i);
-            for (; i < end; i++) sx[i] *= factor;
-        });
-    }
-
     /// <summary>y[o, c, i] = act(y[o, c, i]·scale[c] + offset[c]) in place, row by row (a row: one (o, c)); no
     /// <paramref name="scale"/>: a bias add.</summary>
     public static void ScaleShift(float* y, float* scale, float* offset, int outer, int channels, int inner, int act)

@@ -86,20 +86,9 @@ public class ActivationTests
         Reference.AssertClose(a.Zip(b, (p, q) => (double)p + q).ToArray(), ty.ToHost(), 1e-7, "sum");
     }
 
-    [Theory]
-    [MemberData(nameof(TestDevices.Names), MemberType = typeof(TestDevices))]
-    public void ScalesInPlace(string device)
-    {
-        var dev = TestDevices.Get(device);
-        var x = Reference.Random(97, 4);
-        using var tx = dev.Upload(x, 97);
-        new Activations(dev).Scale(tx.View, 0.125f);
-        Reference.AssertClose(x.Select(v => v * 0.125).ToArray(), tx.ToHost(), 1e-7, "scaled");
-    }
-
-    /// <summary>Host add and scale over sizes split into parallel blocks, with tails; two runs bit-identical.</summary>
+    /// <summary>Host add and activations over sizes split into parallel blocks, with tails; two runs bit-identical.</summary>
     [Fact]
-    public void HostAddScaleLargeAndDeterministic()
+    public void HostAddAndActivationsLargeAndDeterministic()
     {
         var dev = TestDevices.Host;
         const int n = 100_003;
@@ -112,7 +101,6 @@ public class ActivationTests
         {
             using var ty = Reference.NaNs(dev, n);
             acts.Add(ta.View, tb.View, ty.View);
-            acts.Scale(ty.View, 0.375f);
             acts.Forward(Activation.HardSwish, ty.View, ty.View);
             acts.Backward(Activation.HardSigmoid, ta.View, ty.View, ty.View);
             return ty.ToHost();
@@ -122,9 +110,9 @@ public class ActivationTests
         var expected = new double[n];
         for (int i = 0; i < n; i++)
         {
-            double v = Act(Activation.HardSwish, ((double)a[i] + b[i]) * 0.375);
+            double v = Act(Activation.HardSwish, (double)a[i] + b[i]);
             expected[i] = v * (a[i] > -2.5 && a[i] < 2.5 ? 0.2 : 0);
         }
-        Reference.AssertClose(expected, first, 1e-6, "add, scale, hardswish, hardsigmoid'");
+        Reference.AssertClose(expected, first, 1e-6, "add, hardswish, hardsigmoid'");
     }
 }

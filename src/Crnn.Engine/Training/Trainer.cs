@@ -44,9 +44,8 @@ public sealed class Trainer : IDisposable
     readonly string _output;
     readonly ValidationSet? _validation;
     readonly Tensor<float> _m, _v, _images, _savedBuffers;
-    // The batch source fills this page-locked array and the upload copies from it (a direct DMA on CUDA; on the
-    // CPU accelerator and OpenCL, ILGPU keeps it as a plain pinned array). The step's read-back waits for the
-    // device, so the next batch never overwrites images still being copied.
+    // The batch source fills this page-locked array (registered with the driver on CUDA, so the upload is a direct
+    // copy; a plain pinned array on the CPU accelerator and OpenCL).
     readonly PageLockedArray1D<float> _hostImages;
     readonly string[] _texts;
     readonly int[][] _labels;
@@ -207,7 +206,7 @@ public sealed class Trainer : IDisposable
     public double TrainStep()
     {
         _source.NextBatch(_hostImages.GetArray(), _texts, _labels);
-        _hostImages.ArrayView.CopyTo(_images.View);
+        _images.View.CopyFromCPU(_hostImages.GetArray()); // not the staging view's CopyTo: OpenCL has no CPU stream for it
         var statistics = _model.Store.Buffers.View;
         statistics.CopyTo(_savedBuffers.View);
         var losses = _model.ForwardBackward(_images.View, _labels);
