@@ -3,21 +3,21 @@ using Crnn.Kernels;
 
 namespace Crnn.Bench;
 
-/// <summary>The stem conv1 (dense 3→8, 3×3, stride (2,2), pad 1, 32×100 → 16×50) at batch 32.</summary>
+/// <summary><see cref="GroupedConv"/> at the stem conv1's shape (dense 3→8, 3×3, stride (2,2), pad 1, 32×100 → 16×50), batch 32.</summary>
 public class DenseConvBenchmarks : IWork
 {
     static readonly ConvShape Shape = ConvShape.Dense(32, 3, 32, 100, 8, 3, 2, 2, 1);
     Device _device = null!;
-    DenseConv _conv = null!;
+    GroupedConv _conv = null!;
     Tensor<float> _x = null!, _w = null!, _y = null!;
 
     [GlobalSetup]
     public void Setup()
     {
         _device = BenchDevice.Get();
-        _conv = new DenseConv(_device);
+        _conv = new GroupedConv(_device);
         _x = _device.Allocate(Shape.InputLength);
-        _w = _device.Allocate(DenseConv.WeightLength(Shape));
+        _w = _device.Allocate(Shape.WeightLength);
         _y = _device.Allocate(Shape.OutputLength);
         _x.Fill(0.5f); _w.Fill(0.25f); _y.Fill(0.125f);
     }

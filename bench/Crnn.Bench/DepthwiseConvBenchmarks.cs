@@ -3,7 +3,7 @@ using Crnn.Kernels;
 
 namespace Crnn.Bench;
 
-/// <summary>Depthwise layers at batch 32: unit 12's 5×5 stride (2,1) (336 channels, 4×50 → 2×50) and unit 6's
+/// <summary><see cref="GroupedConv"/> at depthwise layers' shapes, batch 32: unit 12's 5×5 stride (2,1) (336 channels, 4×50 → 2×50) and unit 6's
 /// 3×3 stride 1 (120 channels at 4×50). Memory-bound, so the throughput is GB/s of x, w and y.</summary>
 public class DepthwiseConvBenchmarks : IWork
 {
@@ -16,7 +16,7 @@ public class DepthwiseConvBenchmarks : IWork
         : ConvShape.Depthwise(32, 120, 4, 50, 3, 1, 1);
 
     Device _device = null!;
-    DepthwiseConv _conv = null!;
+    GroupedConv _conv = null!;
     Tensor<float> _x = null!, _w = null!, _y = null!;
     ConvShape _shape;
 
@@ -24,10 +24,10 @@ public class DepthwiseConvBenchmarks : IWork
     public void Setup()
     {
         _device = BenchDevice.Get();
-        _conv = new DepthwiseConv(_device);
+        _conv = new GroupedConv(_device);
         _shape = Shape;
         _x = _device.Allocate(_shape.InputLength);
-        _w = _device.Allocate(DepthwiseConv.WeightLength(_shape));
+        _w = _device.Allocate(_shape.WeightLength);
         _y = _device.Allocate(_shape.OutputLength);
         _x.Fill(0.5f); _w.Fill(0.25f); _y.Fill(0.125f);
     }
@@ -39,7 +39,7 @@ public class DepthwiseConvBenchmarks : IWork
     public (double Flops, double Bytes) Work(string method)
     {
         var s = Shape;
-        return (0, 4.0 * (s.InputLength + s.OutputLength + DepthwiseConv.WeightLength(s)));
+        return (0, 4.0 * (s.InputLength + s.OutputLength + s.WeightLength));
     }
 
     [GlobalCleanup]

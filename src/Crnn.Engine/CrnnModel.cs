@@ -14,6 +14,7 @@ public sealed class CrnnModel : IDisposable
 {
     Network? _network;
     CtcBuffers? _ctc;
+    DecodeBuffers? _decode;
     Profiler? _profiler;
 
     public ModelConfig Config { get; }
@@ -75,10 +76,13 @@ public sealed class CrnnModel : IDisposable
         {
             _network?.Dispose();
             _ctc?.Dispose();
-            _network = null; // a failed build (out of device memory) leaves no disposed network behind
+            _decode?.Dispose();
+            (_network, _ctc, _decode) = (null, null, null); // a failed build (out of device memory) leaves nothing disposed behind
             var network = new Network(Kernels, Store, Inference, Config with { Width = w }, batch, training);
             network.Profile(_profiler);
-            _ctc = new CtcBuffers(Kernels, batch, network.Steps, Config.Classes);
+            // CTC's label, loss and gradient buffers only for a network that trains.
+            if (training) _ctc = new CtcBuffers(Kernels, batch, network.Steps, Config.Classes);
+            _decode = new DecodeBuffers(Kernels, batch, network.Steps);
             _network = network;
         }
         return _network;
@@ -131,7 +135,7 @@ public sealed class CrnnModel : IDisposable
     public (int[][] Ids, float[] Confidences) DecodeLast()
     {
         var network = _network ?? throw new InvalidOperationException("no forward pass has run yet");
-        var b = _ctc!;
+        var b = _decode!;
         Kernels.Decoder.Decode(network.Logits, network.Batch, Steps, Config.Classes, b.DecodedIds.View, b.DecodedLengths.View, b.Confidences.View);
         var flat = b.DecodedIds.ToHost();
         var lengths = b.DecodedLengths.ToHost();
@@ -144,12 +148,36 @@ public sealed class CrnnModel : IDisposable
     {
         _network?.Dispose();
         _ctc?.Dispose();
+        _decode?.Dispose();
         Inference.Dispose();
         Store.Dispose();
         Kernels.Dispose();
     }
 
-    /// <summary>CTC's and the decoder's device buffers for one batch size.</summary>
+    /// <summary>The greedy decoder's device buffers for one batch size.</summary>
+    sealed class DecodeBuffers : IDisposable
+    {
+        public DecodeBuffers(KernelSet kernels, int batch, int steps)
+        {
+            DecodedIds = kernels.Device.Allocate<int>(batch * steps);
+            DecodedLengths = kernels.Device.Allocate<int>(batch);
+            Confidences = kernels.Device.Allocate(batch);
+            kernels.Decoder.Reserve(batch, steps);
+        }
+
+        public Tensor<int> DecodedIds { get; }
+        public Tensor<int> DecodedLengths { get; }
+        public Tensor<float> Confidences { get; }
+
+        public void Dispose()
+        {
+            DecodedIds.Dispose();
+            DecodedLengths.Dispose();
+            Confidences.Dispose();
+        }
+    }
+
+    /// <summary>CTC's device buffers for one training batch size: labels (staged), losses, gradient, workspace.</summary>
     sealed class CtcBuffers : IDisposable
     {
         readonly int _batch, _steps;
@@ -166,19 +194,12 @@ public sealed class CrnnModel : IDisposable
             Losses = kernels.Device.Allocate(batch);
             Gradient = kernels.Device.Allocate(batch, steps, classes);
             Workspace = kernels.Ctc.CreateWorkspace(batch, steps, classes);
-            DecodedIds = kernels.Device.Allocate<int>(batch * steps);
-            DecodedLengths = kernels.Device.Allocate<int>(batch);
-            Confidences = kernels.Device.Allocate(batch);
-            kernels.Decoder.Reserve(batch, steps);
         }
 
         public ArrayView<int> Lengths => _labelData.View.SubView(0, _batch);
         public Tensor<float> Losses { get; }
         public Tensor<float> Gradient { get; }
         public CtcWorkspace Workspace { get; }
-        public Tensor<int> DecodedIds { get; }
-        public Tensor<int> DecodedLengths { get; }
-        public Tensor<float> Confidences { get; }
         public ArrayView<int> LabelView => _labelData.View.SubView(_batch, Math.Max(_labelCount, 1));
 
         public void Upload(int[][] labels)
@@ -207,9 +228,6 @@ public sealed class CrnnModel : IDisposable
             Losses.Dispose();
             Gradient.Dispose();
             Workspace.Dispose();
-            DecodedIds.Dispose();
-            DecodedLengths.Dispose();
-            Confidences.Dispose();
         }
     }
 }

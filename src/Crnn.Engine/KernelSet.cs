@@ -7,8 +7,7 @@ public sealed class KernelSet : IDisposable
 {
     public Device Device { get; }
     public Gemm Gemm { get; }
-    public DenseConv DenseConv { get; }
-    public DepthwiseConv DepthwiseConv { get; }
+    public GroupedConv GroupedConv { get; }
     public PointwiseConv PointwiseConv { get; }
     public BatchNorm BatchNorm { get; }
     public Activations Activations { get; }
@@ -28,8 +27,7 @@ public sealed class KernelSet : IDisposable
     {
         Device = device;
         Gemm = new Gemm(device);
-        DenseConv = new DenseConv(device);
-        DepthwiseConv = new DepthwiseConv(device);
+        GroupedConv = new GroupedConv(device);
         PointwiseConv = new PointwiseConv(device);
         BatchNorm = new BatchNorm(device);
         Activations = new Activations(device);

@@ -4,7 +4,7 @@ using static Crnn.Kernels.HostMemory;
 namespace Crnn.Kernels;
 
 /// <summary>
-/// The CPU path of <see cref="DenseConv"/>'s forward (the stem: few channels, a 3×3 window): per image, the
+/// The CPU path of <see cref="GroupedConv"/>'s dense forward (the stem: few channels, a 3×3 window): per image, the
 /// windows are unrolled into columns (im2col, zeros for the padding), then one packed GEMM
 /// W [out, in·k·k] · columns [in·k·k, positions], with the inference epilogue when one is given.
 /// </summary>

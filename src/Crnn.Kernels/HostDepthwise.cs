@@ -5,7 +5,7 @@ using static Crnn.Kernels.HostMemory;
 namespace Crnn.Kernels;
 
 /// <summary>
-/// The CPU path of <see cref="DepthwiseConv"/>: host code on the CPU accelerator's memory (see
+/// The CPU path of <see cref="GroupedConv"/> for depthwise shapes: host code on the CPU accelerator's memory (see
 /// <see cref="HostMemory"/>). Forward and data gradient run in parallel over (image, channel) planes, the
 /// weight gradient over channels. With width stride 1 (the model's (1,1) and (2,1)) the rows are copied into a
 /// zero-padded per-thread plane, so every tap is an unaligned 8-wide load along the output width with no

@@ -41,37 +41,13 @@ internal static unsafe class HostElementwise
 
     static void ForwardRange(int act, float* x, float* y, int first, int end)
     {
-        int i = first;
-        var zero = Vector256<float>.Zero;
-        switch (act)
+        if (act == 0)
         {
-            case 1:
-                for (; i + V <= end; i += V) Vector256.Max(Vector256.Load(x + i), zero).Store(y + i);
-                break;
-            case 2:
-            {
-                var three = Vector256.Create(3f);
-                var six = Vector256.Create(6f);
-                for (; i + V <= end; i += V)
-                {
-                    var v = Vector256.Load(x + i);
-                    (v * Vector256.Min(Vector256.Max(v + three, zero), six) / six).Store(y + i);
-                }
-                break;
-            }
-            case 3:
-            {
-                var slope = Vector256.Create(0.2f);
-                var half = Vector256.Create(0.5f);
-                var one = Vector256.Create(1f);
-                for (; i + V <= end; i += V)
-                    Vector256.Min(Vector256.Max(slope * Vector256.Load(x + i) + half, zero), one).Store(y + i);
-                break;
-            }
-            default:
-                if (x != y) new ReadOnlySpan<float>(x + first, end - first).CopyTo(new Span<float>(y + first, end - first));
-                return;
+            if (x != y) new ReadOnlySpan<float>(x + first, end - first).CopyTo(new Span<float>(y + first, end - first));
+            return;
         }
+        int i = first;
+        for (; i + V <= end; i += V) Activate(act, Vector256.Load(x + i)).Store(y + i);
         for (; i < end; i++) y[i] = Activations.Apply(act, x[i]);
     }
 

@@ -18,16 +18,18 @@ internal static unsafe class HostRows
         nint px = (nint)x, ps = (nint)s, py = (nint)y;
         For(rows, spatial, (first, end) =>
         {
-            float* xs = (float*)px, ys = (float*)py;
             for (int r = first; r < end; r++)
-            {
-                float f = ((float*)ps)[r];
-                var fv = Vector256.Create(f);
-                long start = (long)r * spatial, i = start, stop = start + spatial;
-                for (; i + V <= stop; i += V) (Vector256.Load(xs + i) * fv).Store(ys + i);
-                for (; i < stop; i++) ys[i] = xs[i] * f;
-            }
+                ScaleRow((float*)px + (long)r * spatial, ((float*)ps)[r], (float*)py + (long)r * spatial, spatial);
         });
+    }
+
+    /// <summary>y[i] = x[i]·f over one row; y may be x.</summary>
+    static void ScaleRow(float* x, float f, float* y, int n)
+    {
+        var fv = Vector256.Create(f);
+        int i = 0;
+        for (; i + V <= n; i += V) (Vector256.Load(x + i) * fv).Store(y + i);
+        for (; i < n; i++) y[i] = x[i] * f;
     }
 
     /// <summary>ds[r] = Σ_i dy[r, i]·x[r, i], in order.</summary>
@@ -99,11 +101,7 @@ internal static unsafe class HostRows
                 for (int c = 0; c < channels; c++)
                 {
                     float gate = Activations.Apply(3, Dot((float*)pw2 + (long)c * squeeze, hidden, squeeze) + ((float*)pb2)[c]);
-                    float* xr = xi + (long)c * spatial, yr = yi + (long)c * spatial;
-                    var g = Vector256.Create(gate);
-                    int i = 0;
-                    for (; i + V <= spatial; i += V) (Vector256.Load(xr + i) * g).Store(yr + i);
-                    for (; i < spatial; i++) yr[i] = xr[i] * gate;
+                    ScaleRow(xi + (long)c * spatial, gate, yi + (long)c * spatial, spatial);
                 }
             }
         });

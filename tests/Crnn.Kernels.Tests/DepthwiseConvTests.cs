@@ -41,12 +41,12 @@ public class DepthwiseConvTests
         var dev = TestDevices.Get(device);
         var s = ShapeOf(shape);
         var x = Reference.Random(s.InputLength, 1);
-        var w = Reference.Random(DepthwiseConv.WeightLength(s), 2);
+        var w = Reference.Random(s.WeightLength, 2);
         using var tx = dev.Upload(x, x.Length);
         using var tw = dev.Upload(w, w.Length);
         var expected = Forward(Reference.ToDouble(x), Reference.ToDouble(w), s);
         using var ty = Reference.NaNs(dev, s.OutputLength);
-        new DepthwiseConv(dev).Forward(tx.View, tw.View, ty.View, s);
+        new GroupedConv(dev).Forward(tx.View, tw.View, ty.View, s);
         Reference.AssertClose(expected, ty.ToHost(), 1e-5, $"y {dev.Policy} {s}");
     }
 
@@ -57,13 +57,13 @@ public class DepthwiseConvTests
         var dev = TestDevices.Get(device);
         var s = ShapeOf(shape);
         var x = Reference.Random(s.InputLength, 3);
-        var w = Reference.Random(DepthwiseConv.WeightLength(s), 4);
+        var w = Reference.Random(s.WeightLength, 4);
         var r = Reference.Random(s.OutputLength, 5);
         using var tw = dev.Upload(w, w.Length);
         using var tdy = dev.Upload(r, r.Length);
         var (wd, rd) = (Reference.ToDouble(w), Reference.ToDouble(r));
         using var tdx = Reference.NaNs(dev, s.InputLength);
-        new DepthwiseConv(dev).BackwardData(tdy.View, tw.View, tdx.View, s);
+        new GroupedConv(dev).BackwardData(tdy.View, tw.View, tdx.View, s);
         var (numeric, kernel) = ConvReference.SampledGradient(xs => Reference.Dot(Forward(xs, wd, s), rd), Reference.ToDouble(x), tdx.ToHost());
         Reference.AssertNormClose(numeric, kernel, 1e-5, $"dx {dev.Policy} {s}");
     }
@@ -75,11 +75,11 @@ public class DepthwiseConvTests
         var dev = TestDevices.Get(device);
         var s = ShapeOf(shape);
         var x = Reference.Random(s.InputLength, 6);
-        var w = Reference.Random(DepthwiseConv.WeightLength(s), 7);
+        var w = Reference.Random(s.WeightLength, 7);
         var r = Reference.Random(s.OutputLength, 8);
         using var tx = dev.Upload(x, x.Length);
         using var tdy = dev.Upload(r, r.Length);
-        var conv = new DepthwiseConv(dev);
+        var conv = new GroupedConv(dev);
         var (xd, rd) = (Reference.ToDouble(x), Reference.ToDouble(r));
         using var tdw = Reference.NaNs(dev, w.Length);
         conv.BackwardWeight(tdy.View, tx.View, tdw.View, s);
@@ -118,7 +118,7 @@ public class DepthwiseConvTests
     public void HostSweepMatchesReference()
     {
         var dev = TestDevices.Host;
-        var conv = new DepthwiseConv(dev);
+        var conv = new GroupedConv(dev);
         int seed = 0;
         foreach (int k in new[] { 3, 5 })
             foreach (var (sh, sw) in new[] { (1, 1), (2, 1), (1, 2), (2, 2) })
@@ -127,7 +127,7 @@ public class DepthwiseConvTests
                     {
                         var s = ConvShape.Depthwise(2, 3, h, width, k, sh, sw);
                         var x = Reference.Random(s.InputLength, ++seed);
-                        var w = Reference.Random(DepthwiseConv.WeightLength(s), ++seed);
+                        var w = Reference.Random(s.WeightLength, ++seed);
                         var r = Reference.Random(s.OutputLength, ++seed);
                         using var tx = dev.Upload(x, x.Length);
                         using var tw = dev.Upload(w, w.Length);
@@ -151,10 +151,10 @@ public class DepthwiseConvTests
     public void HostIsDeterministic()
     {
         var dev = TestDevices.Host;
-        var conv = new DepthwiseConv(dev);
+        var conv = new GroupedConv(dev);
         var s = ConvShape.Depthwise(8, 40, 4, 50, 5, 2, 1);
         var x = Reference.Random(s.InputLength, 1);
-        var w = Reference.Random(DepthwiseConv.WeightLength(s), 2);
+        var w = Reference.Random(s.WeightLength, 2);
         var r = Reference.Random(s.OutputLength, 3);
         using var tx = dev.Upload(x, x.Length);
         using var tw = dev.Upload(w, w.Length);
@@ -175,16 +175,17 @@ public class DepthwiseConvTests
     }
 
     [Fact]
-    public void RejectsChannelChangesAndBadLengths()
+    public void RejectsBadLengths()
     {
         var dev = TestDevices.Get(TestDevices.Default);
-        var conv = new DepthwiseConv(dev);
+        var conv = new GroupedConv(dev);
         var s = ConvShape.Depthwise(2, 3, 4, 5, 3, 2, 1);
         using var x = dev.Allocate(s.InputLength);
-        using var w = dev.Allocate(DepthwiseConv.WeightLength(s));
+        using var w = dev.Allocate(s.WeightLength);
         using var y = dev.Allocate(s.OutputLength);
-        var e = Assert.Throws<ArgumentException>(() => conv.Forward(x.View, w.View, y.View, ConvShape.Dense(2, 3, 4, 5, 6, 3, 2, 1, 1)));
-        Assert.Contains("keeps its channels", e.Message);
+        // Twice the channels out: the same views no longer fit.
+        var e = Assert.Throws<ArgumentException>(() => conv.Forward(x.View, w.View, y.View, s with { OutChannels = 6 }));
+        Assert.Contains("w has", e.Message);
         e = Assert.Throws<ArgumentException>(() => conv.BackwardData(y.View, w.View, y.View, s));
         Assert.Contains("x has", e.Message);
         Assert.Throws<ArgumentException>(() => conv.BackwardWeight(y.View, x.View, y.View, s));

@@ -77,8 +77,8 @@ public class FusedInferenceTests
     {
         var dev = TestDevices.Get(device);
         var s = ConvShape.Dense(2, 3, 9, 21, 8, 3, 2, 2, 1); // the stem's geometry
-        AssertFused(dev, s, 1, DenseConv.WeightLength(s), act, 1,
-            (x, w, norm, y) => new DenseConv(dev).Forward(x, w, norm, y, s, act));
+        AssertFused(dev, s, 1, s.WeightLength, act, 1,
+            (x, w, norm, y) => new GroupedConv(dev).Forward(x, w, norm, y, s, act));
     }
 
     [Theory]
@@ -87,8 +87,8 @@ public class FusedInferenceTests
     {
         var dev = TestDevices.Get(device);
         foreach (var s in new[] { ConvShape.Depthwise(2, 5, 4, 50, 5, 2, 1), ConvShape.Depthwise(1, 3, 7, 9, 3, 2, 2) })
-            AssertFused(dev, s, s.InChannels, DepthwiseConv.WeightLength(s), act, 4,
-                (x, w, norm, y) => new DepthwiseConv(dev).Forward(x, w, norm, y, s, act));
+            AssertFused(dev, s, s.InChannels, s.WeightLength, act, 4,
+                (x, w, norm, y) => new GroupedConv(dev).Forward(x, w, norm, y, s, act));
     }
 
     [Theory]

@@ -3,6 +3,8 @@ using ILGPU;
 
 namespace Crnn.Engine.Layers;
 
+/// <summary>The convolution of a <see cref="ConvBnAct"/>: dense and depthwise run as <see cref="GroupedConv"/>, pointwise as a GEMM;
+/// the kind also names the profiler family.</summary>
 public enum ConvKind { Dense, Depthwise, Pointwise }
 
 /// <summary>
@@ -66,8 +68,7 @@ public sealed class ConvBnAct : Layer
         {
             switch (_kind)
             {
-                case ConvKind.Dense: K.DenseConv.Forward(input, w, _conv.View, _shape); break;
-                case ConvKind.Depthwise: K.DepthwiseConv.Forward(input, w, _conv.View, _shape); break;
+                case ConvKind.Dense or ConvKind.Depthwise: K.GroupedConv.Forward(input, w, _conv.View, _shape); break;
                 case ConvKind.Pointwise: K.PointwiseConv.Forward(input, w, _conv.View, Pointwise); break;
             }
         }
@@ -88,8 +89,7 @@ public sealed class ConvBnAct : Layer
         using var section = Time(ConvFamily);
         switch (_kind)
         {
-            case ConvKind.Dense: K.DenseConv.Forward(input, w, norm, _activated.View, _shape, _act); break;
-            case ConvKind.Depthwise: K.DepthwiseConv.Forward(input, w, norm, _activated.View, _shape, _act); break;
+            case ConvKind.Dense or ConvKind.Depthwise: K.GroupedConv.Forward(input, w, norm, _activated.View, _shape, _act); break;
             case ConvKind.Pointwise: K.PointwiseConv.Forward(input, w, norm, _activated.View, Pointwise, _act, _inference.Packed(_name)); break;
         }
     }
@@ -110,13 +110,9 @@ public sealed class ConvBnAct : Layer
         using var section = Time(ConvFamily);
         switch (_kind)
         {
-            case ConvKind.Dense:
-                K.DenseConv.BackwardWeight(dConv, _input, dw, _shape);
-                if (_dInput != null) K.DenseConv.BackwardData(dConv, w, _dInput.View, _shape);
-                break;
-            case ConvKind.Depthwise:
-                K.DepthwiseConv.BackwardWeight(dConv, _input, dw, _shape);
-                if (_dInput != null) K.DepthwiseConv.BackwardData(dConv, w, _dInput.View, _shape);
+            case ConvKind.Dense or ConvKind.Depthwise:
+                K.GroupedConv.BackwardWeight(dConv, _input, dw, _shape);
+                if (_dInput != null) K.GroupedConv.BackwardData(dConv, w, _dInput.View, _shape);
                 break;
             case ConvKind.Pointwise:
                 K.PointwiseConv.BackwardWeight(dConv, _input, dw, Pointwise);

@@ -4,36 +4,50 @@ using ILGPU.Runtime;
 namespace Crnn.Kernels;
 
 /// <summary>
-/// Shape of a 2-D convolution over NCHW float32 tensors: input [Batch, InChannels, Height, Width], square
+/// Shape of a grouped 2-D convolution over NCHW float32 tensors: input [Batch, InChannels, Height, Width], square
 /// kernel, zero padding Pad on every side, output [Batch, OutChannels, OutHeight, OutWidth] with
-/// OutHeight = (Height + 2·Pad − Kernel)/StrideH + 1 (likewise for the width).
+/// OutHeight = (Height + 2·Pad − Kernel)/StrideH + 1 (likewise for the width). The channels split into Groups:
+/// output channel o sees only the input channels of its group; weights [OutChannels, InChannels/Groups, k, k]
+/// (PyTorch's and Paddle's layout). Groups 1: a dense convolution; Groups = InChannels = OutChannels: depthwise.
 /// </summary>
 public struct ConvShape
 {
-    public int Batch, InChannels, Height, Width, OutChannels, Kernel, StrideH, StrideW, Pad;
+    public int Batch, InChannels, Height, Width, OutChannels, Kernel, StrideH, StrideW, Pad, Groups;
 
     public readonly int OutHeight => (Height + 2 * Pad - Kernel) / StrideH + 1;
     public readonly int OutWidth => (Width + 2 * Pad - Kernel) / StrideW + 1;
     public readonly int InputLength => Batch * InChannels * Height * Width;
     public readonly int OutputLength => Batch * OutChannels * OutHeight * OutWidth;
+    public readonly int GroupInChannels => InChannels / Groups;
+    public readonly int GroupOutChannels => OutChannels / Groups;
+    /// <summary>Elements of the weight tensor [OutChannels, InChannels/Groups, Kernel, Kernel].</summary>
+    public readonly int WeightLength => OutChannels * GroupInChannels * Kernel * Kernel;
+    /// <summary>One channel per group, as many out as in (the host has its own code for it).</summary>
+    public readonly bool IsDepthwise => Groups == InChannels && OutChannels == InChannels;
 
-    /// <summary>A dense convolution: weights [outChannels, inChannels, kernel, kernel].</summary>
-    public static ConvShape Dense(int batch, int inChannels, int height, int width, int outChannels,
-        int kernel, int strideH, int strideW, int pad) => new()
+    /// <summary>A convolution of <paramref name="groups"/> groups.</summary>
+    public static ConvShape Grouped(int batch, int inChannels, int height, int width, int outChannels,
+        int kernel, int strideH, int strideW, int pad, int groups) => new()
     {
         Batch = batch, InChannels = inChannels, Height = height, Width = width, OutChannels = outChannels,
-        Kernel = kernel, StrideH = strideH, StrideW = strideW, Pad = pad,
+        Kernel = kernel, StrideH = strideH, StrideW = strideW, Pad = pad, Groups = groups,
     };
+
+    /// <summary>A dense convolution (one group): weights [outChannels, inChannels, kernel, kernel].</summary>
+    public static ConvShape Dense(int batch, int inChannels, int height, int width, int outChannels,
+        int kernel, int strideH, int strideW, int pad) => Grouped(batch, inChannels, height, width, outChannels, kernel, strideH, strideW, pad, 1);
 
     /// <summary>A depthwise convolution (groups = channels) with "same" padding (kernel − 1)/2: weights [channels, 1, kernel, kernel].</summary>
     public static ConvShape Depthwise(int batch, int channels, int height, int width, int kernel, int strideH, int strideW) =>
-        Dense(batch, channels, height, width, channels, kernel, strideH, strideW, (kernel - 1) / 2);
+        Grouped(batch, channels, height, width, channels, kernel, strideH, strideW, (kernel - 1) / 2, channels);
 
     /// <summary>Throws ArgumentException naming the first impossible size.</summary>
     internal readonly void Validate()
     {
         if (Batch < 1 || InChannels < 1 || OutChannels < 1 || Height < 1 || Width < 1)
             throw new ArgumentException($"convolution sizes must be positive: batch {Batch}, channels {InChannels}→{OutChannels}, {Height}×{Width}");
+        if (Groups < 1 || InChannels % Groups != 0 || OutChannels % Groups != 0)
+            throw new ArgumentException($"{Groups} groups must divide both channel counts {InChannels} and {OutChannels}");
         if (Kernel < 1 || StrideH < 1 || StrideW < 1 || Pad < 0)
             throw new ArgumentException($"bad convolution geometry: kernel {Kernel}, stride ({StrideH},{StrideW}), pad {Pad}");
         if (Pad >= Kernel)
@@ -42,24 +56,32 @@ public struct ConvShape
             throw new ArgumentException($"kernel {Kernel} is larger than the padded input {Height + 2 * Pad}×{Width + 2 * Pad}");
         long input = (long)Batch * InChannels * Height * Width;
         long output = (long)Batch * OutChannels * OutHeight * OutWidth;
-        long weights = (long)OutChannels * InChannels * Kernel * Kernel;
+        long weights = (long)OutChannels * GroupInChannels * Kernel * Kernel;
         if (Math.Max(input, Math.Max(output, weights)) > int.MaxValue)
             throw new ArgumentException("convolution tensors exceed the 2^31 element limit");
     }
 
     public override readonly string ToString() =>
-        $"[{Batch},{InChannels},{Height},{Width}]→[{Batch},{OutChannels},{OutHeight},{OutWidth}] k{Kernel} s({StrideH},{StrideW}) p{Pad}";
+        $"[{Batch},{InChannels},{Height},{Width}]→[{Batch},{OutChannels},{OutHeight},{OutWidth}] k{Kernel} s({StrideH},{StrideW}) p{Pad}" +
+        (Groups == 1 ? "" : $" g{Groups}");
 }
 
-/// <summary>Dense 2-D convolution (the stem conv1), no bias: forward, data gradient and weight gradient.</summary>
-public sealed class DenseConv
+/// <summary>
+/// Grouped 2-D convolution, no bias (<see cref="ConvShape"/>: dense with one group, depthwise with one channel per
+/// group, anything between): forward, data gradient and weight gradient, every kernel size, stride and padding.
+/// gpu policy: one thread per output (forward) or input element (data gradient, a gather: no atomics), weight
+/// gradients as grouped fixed-order reductions. host policy: the depthwise case as host code
+/// (<see cref="HostDepthwise"/>), the dense forward as im2col + GEMM (<see cref="HostDenseConv"/>), the rest
+/// through the barrier-free kernels on the CPU accelerator.
+/// </summary>
+public sealed class GroupedConv
 {
     readonly Device _device;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape> _forward, _backwardData, _weightPerThread;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int> _weightGrouped;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int> _forwardFused;
 
-    public DenseConv(Device device)
+    public GroupedConv(Device device)
     {
         _device = device;
         var acc = device.Accelerator;
@@ -71,18 +93,22 @@ public sealed class DenseConv
     }
 
     /// <summary>2 per multiply-add of the convolution (each of its three products has as many).</summary>
-    static double Flops(ConvShape s) => 2.0 * s.OutputLength * s.InChannels * s.Kernel * s.Kernel;
+    static double Flops(ConvShape s) => 2.0 * s.OutputLength * s.GroupInChannels * s.Kernel * s.Kernel;
 
-    static double Bytes(ConvShape s) => 4.0 * ((double)s.InputLength + s.OutputLength + WeightLength(s));
-
-    /// <summary>Elements of the weight tensor [OutChannels, InChannels, Kernel, Kernel].</summary>
-    public static int WeightLength(ConvShape s) => s.OutChannels * s.InChannels * s.Kernel * s.Kernel;
+    static double Bytes(ConvShape s) => 4.0 * ((double)s.InputLength + s.OutputLength + s.WeightLength);
 
     /// <summary>y = conv(x, w); y is overwritten.</summary>
     public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s)
     {
         Check(x, w, y, s, "y");
-        if (_device.UsesHost) RunHost(x, w, y, s, default);
+        if (Host(s, dense: true))
+        {
+            unsafe
+            {
+                if (s.IsDepthwise) HostDepthwise.Forward(HostMemory.Pointer(x), HostMemory.Pointer(w), HostMemory.Pointer(y), s);
+                else HostDenseConv.Forward(HostMemory.Pointer(x), HostMemory.Pointer(w), HostMemory.Pointer(y), s, default);
+            }
+        }
         else if (_device.Launch(nameof(ForwardKernel), s.OutputLength, Flops(s), Bytes(s), out var grid))
             _forward(grid, x, w, y, s);
     }
@@ -92,35 +118,39 @@ public sealed class DenseConv
     {
         Check(x, w, y, s, "y");
         norm.Check(s.OutChannels, $"convolution {s}");
-        if (_device.UsesHost)
+        if (Host(s, dense: true))
         {
-            RunHost(x, w, y, s, new HostEpilogue(norm, act));
+            unsafe
+            {
+                if (s.IsDepthwise)
+                    HostDepthwise.Forward(HostMemory.Pointer(x), HostMemory.Pointer(w), HostMemory.Pointer(y), s,
+                        HostMemory.Pointer(norm.Scale), HostMemory.Pointer(norm.Offset), (int)act);
+                else HostDenseConv.Forward(HostMemory.Pointer(x), HostMemory.Pointer(w), HostMemory.Pointer(y), s, new HostEpilogue(norm, act));
+            }
         }
         else if (_device.Launch(nameof(ForwardFusedKernel), s.OutputLength, Flops(s), Bytes(s), out var grid))
             _forwardFused(grid, x, w, norm.Mean, norm.Scale, norm.Shift, y, s, (int)act);
-    }
-
-    void RunHost(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s, HostEpilogue epilogue)
-    {
-        HostMemory.Enter(_device, "the convolution");
-        unsafe { HostDenseConv.Forward(HostMemory.Pointer(x), HostMemory.Pointer(w), HostMemory.Pointer(y), s, epilogue); }
     }
 
     /// <summary>dx = the gradient of Σ y·dy with respect to x (overwrites dx).</summary>
     public void BackwardData(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, ConvShape s)
     {
         Check(dx, w, dy, s, "dy");
-        if (_device.Launch(nameof(BackwardDataKernel), s.InputLength, Flops(s), Bytes(s), out var grid))
+        if (Host(s, dense: false))
+            unsafe { HostDepthwise.BackwardData(HostMemory.Pointer(dy), HostMemory.Pointer(w), HostMemory.Pointer(dx), s); }
+        else if (_device.Launch(nameof(BackwardDataKernel), s.InputLength, Flops(s), Bytes(s), out var grid))
             _backwardData(grid, dy, w, dx, s);
     }
 
-    /// <summary>dw = the gradient of Σ y·dy with respect to w, summed over the batch in a fixed order (overwrites
-    /// dw): a group-shared reduction per weight (gpu), or one thread per weight (host: the stem conv has no host code).</summary>
+    /// <summary>dw = the gradient of Σ y·dy with respect to w, summed over batch and positions in a fixed order
+    /// (overwrites dw): a group-shared reduction per weight (gpu), host code (depthwise) or one thread per weight (host).</summary>
     public void BackwardWeight(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, ConvShape s)
     {
         Check(x, dw, dy, s, "dy");
-        int weights = WeightLength(s);
-        if (_device.UsesHost)
+        int weights = s.WeightLength;
+        if (Host(s, dense: false))
+            unsafe { HostDepthwise.BackwardWeight(HostMemory.Pointer(dy), HostMemory.Pointer(x), HostMemory.Pointer(dw), s); }
+        else if (_device.UsesHost)
         {
             if (_device.Launch(nameof(WeightPerThreadKernel), weights, Flops(s), Bytes(s), out var grid))
                 _weightPerThread(grid, dy, x, dw, s);
@@ -133,15 +163,24 @@ public sealed class DenseConv
         }
     }
 
+    /// <summary>Whether the host policy has host code for this operation: the depthwise case always, the dense
+    /// case for the forward (<paramref name="dense"/>). Other shapes run the kernels.</summary>
+    bool Host(ConvShape s, bool dense)
+    {
+        if (!_device.UsesHost || !(s.IsDepthwise || (dense && s.Groups == 1))) return false;
+        HostMemory.Enter(_device, "the convolution");
+        return true;
+    }
+
     static void Check(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s, string output)
     {
         s.Validate();
         Conv.CheckLength(x, s.InputLength, "x", s);
-        Conv.CheckLength(w, WeightLength(s), "w", s);
+        Conv.CheckLength(w, s.WeightLength, "w", s);
         Conv.CheckLength(y, s.OutputLength, output, s);
     }
 
-    /// <summary>One thread per output element: Σ over input channels and the part of the window inside the input.</summary>
+    /// <summary>One thread per output element: Σ over its group's input channels and the part of the window inside the input.</summary>
     static void ForwardKernel(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ConvShape s)
     {
         int n = s.OutputLength, stride = Grid.DimX * Group.DimX;
@@ -159,19 +198,19 @@ public sealed class DenseConv
         }
     }
 
-    /// <summary>Output element i: Σ over input channels and the part of its window inside the input.</summary>
+    /// <summary>Output element i: Σ over its group's input channels and the part of its window inside the input.</summary>
     static float Window(ArrayView<float> x, ArrayView<float> w, ConvShape s, int i)
     {
-        int oh = s.OutHeight, ow = s.OutWidth, k = s.Kernel, plane = s.Height * s.Width;
+        int oh = s.OutHeight, ow = s.OutWidth, k = s.Kernel, plane = s.Height * s.Width, groupIn = s.GroupInChannels;
         int ox = i % ow, t = i / ow, oy = t % oh;
         t /= oh;
-        int oc = t % s.OutChannels, b = t / s.OutChannels;
+        int oc = t % s.OutChannels, b = t / s.OutChannels, firstIn = oc / s.GroupOutChannels * groupIn;
         int y0 = oy * s.StrideH - s.Pad, x0 = ox * s.StrideW - s.Pad;
         int kyFirst = Math.Max(0, -y0), kyEnd = Math.Min(k, s.Height - y0), kxFirst = Math.Max(0, -x0), kxEnd = Math.Min(k, s.Width - x0);
         float sum = 0f;
-        for (int ic = 0; ic < s.InChannels; ic++)
+        for (int j = 0; j < groupIn; j++)
         {
-            int xBase = (b * s.InChannels + ic) * plane + x0, wBase = (oc * s.InChannels + ic) * k * k;
+            int xBase = (b * s.InChannels + firstIn + j) * plane + x0, wBase = (oc * groupIn + j) * k * k;
             for (int ky = kyFirst; ky < kyEnd; ky++)
             {
                 int xr = xBase + (y0 + ky) * s.Width, wr = wBase + ky * k;
@@ -181,23 +220,24 @@ public sealed class DenseConv
         return sum;
     }
 
-    /// <summary>One thread per input element: gathers every output whose window covers it (no atomics), visiting
-    /// only the taps that stride onto an output.</summary>
+    /// <summary>One thread per input element: gathers every output of its group whose window covers it (no atomics),
+    /// visiting only the taps that stride onto an output.</summary>
     static void BackwardDataKernel(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, ConvShape s)
     {
         int oh = s.OutHeight, ow = s.OutWidth, k = s.Kernel, sh = s.StrideH, sw = s.StrideW;
+        int groupIn = s.GroupInChannels, groupOut = s.GroupOutChannels;
         int n = s.Batch * s.InChannels * s.Height * s.Width, stride = Grid.DimX * Group.DimX;
         for (int i = Grid.GlobalIndex.X; i < n; i += stride)
         {
             int ix = i % s.Width, t = i / s.Width, iy = t % s.Height;
             t /= s.Height;
-            int ic = t % s.InChannels, b = t / s.InChannels;
+            int ic = t % s.InChannels, b = t / s.InChannels, group = ic / groupIn, j = ic - group * groupIn;
             int kyFirst = Conv.FirstTap(iy, s.Pad, sh, oh), kyLast = Math.Min(k - 1, iy + s.Pad);
             int kxFirst = Conv.FirstTap(ix, s.Pad, sw, ow), kxLast = Math.Min(k - 1, ix + s.Pad);
             float sum = 0f;
-            for (int oc = 0; oc < s.OutChannels; oc++)
+            for (int oc = group * groupOut; oc < (group + 1) * groupOut; oc++)
             {
-                int dyBase = (b * s.OutChannels + oc) * oh * ow, wBase = (oc * s.InChannels + ic) * k * k;
+                int dyBase = (b * s.OutChannels + oc) * oh * ow, wBase = (oc * groupIn + j) * k * k;
                 for (int ky = kyFirst; ky <= kyLast; ky += sh)
                 {
                     int dr = dyBase + (iy + s.Pad - ky) / sh * ow, wr = wBase + ky * k;
@@ -209,14 +249,22 @@ public sealed class DenseConv
         }
     }
 
+    /// <summary>Weight wi's output channel, input channel and taps.</summary>
+    static (int Oc, int Ic, int Ky, int Kx) WeightIndex(ConvShape s, int wi)
+    {
+        int k = s.Kernel, groupIn = s.GroupInChannels;
+        int kx = wi % k, t = wi / k, ky = t % k;
+        t /= k;
+        int j = t % groupIn, oc = t / groupIn;
+        return (oc, oc / s.GroupOutChannels * groupIn + j, ky, kx);
+    }
+
     /// <summary>Σ over (image, output position) of dy·x for weight <paramref name="wi"/>, positions
     /// first..end by step, in that order.</summary>
     static float WeightSum(ArrayView<float> dy, ArrayView<float> x, ConvShape s, int wi, int first, int step)
     {
-        int k = s.Kernel, oh = s.OutHeight, ow = s.OutWidth;
-        int kx = wi % k, t = wi / k, ky = t % k;
-        t /= k;
-        int ic = t % s.InChannels, oc = t / s.InChannels;
+        int oh = s.OutHeight, ow = s.OutWidth;
+        var (oc, ic, ky, kx) = WeightIndex(s, wi);
         int positions = s.Batch * oh * ow;
         float sum = 0f;
         for (int j = first; j < positions; j += step)
@@ -232,13 +280,11 @@ public sealed class DenseConv
     /// <summary>CPU shape: one thread per weight, a sequential sum over the batch and the output positions its tap reaches.</summary>
     static void WeightPerThreadKernel(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, ConvShape s)
     {
-        int n = s.OutChannels * s.InChannels * s.Kernel * s.Kernel, stride = Grid.DimX * Group.DimX;
-        int oh = s.OutHeight, ow = s.OutWidth, k = s.Kernel;
+        int n = s.WeightLength, stride = Grid.DimX * Group.DimX;
+        int oh = s.OutHeight, ow = s.OutWidth;
         for (int wi = Grid.GlobalIndex.X; wi < n; wi += stride)
         {
-            int kx = wi % k, t = wi / k, ky = t % k;
-            t /= k;
-            int ic = t % s.InChannels, oc = t / s.InChannels;
+            var (oc, ic, ky, kx) = WeightIndex(s, wi);
             // Only the output rows and columns whose tap (ky, kx) lands inside the input.
             int oyFirst = Conv.FirstOutput(s.Pad, ky, s.StrideH), oyEnd = Conv.EndOutput(s.Height, s.Pad, ky, s.StrideH, oh);
             int oxFirst = Conv.FirstOutput(s.Pad, kx, s.StrideW), oxEnd = Conv.EndOutput(s.Width, s.Pad, kx, s.StrideW, ow);
@@ -263,7 +309,7 @@ public sealed class DenseConv
         var scratch = SharedMemory.Allocate<float>(GroupReduction.MaxGroupSize);
         int tid = Group.IdxX, threads = Group.DimX, groups = Grid.DimX;
         int width = threads / perGroup, segment = tid / width, lane = tid % width;
-        int n = s.OutChannels * s.InChannels * s.Kernel * s.Kernel;
+        int n = s.WeightLength;
         for (int first = Grid.IdxX * perGroup; first < n; first += groups * perGroup)
         {
             int wi = first + segment;

@@ -2,19 +2,26 @@ using Xunit;
 
 namespace Crnn.Kernels.Tests;
 
-public class DenseConvTests
+/// <summary>The grouped convolution against the float64 grouped reference: dense shapes (the stem's last), grouped ones
+/// (channel multipliers, groups between 1 and the channels) and a depthwise one (which the host policy runs as host code;
+/// <see cref="DepthwiseConvTests"/> has the depthwise cases).</summary>
+public class GroupedConvTests
 {
-    /// <summary>(batch, in, height, width, out, kernel, strideH, strideW, pad): ones, odd sizes, both
-    /// strides, kernels 3 and 5, padding 0 and "same", and the seed model's conv1 (3→8, 32×100, stride 2) last.</summary>
+    /// <summary>(batch, in, height, width, out, kernel, strideH, strideW, pad, groups): ones, odd sizes, both
+    /// strides, kernels 3 and 5, padding 0 and "same", grouped shapes, and the seed model's conv1 (3→8, 32×100, stride 2) last.</summary>
     static readonly int[][] Shapes =
     [
-        [1, 1, 1, 1, 1, 3, 1, 1, 1],
-        [3, 7, 5, 97, 3, 3, 2, 2, 1],
-        [1, 33, 3, 7, 7, 5, 1, 1, 2],
-        [3, 3, 7, 1, 33, 5, 2, 1, 2],
-        [3, 7, 6, 9, 5, 3, 1, 2, 0],
-        [1, 2, 6, 6, 3, 3, 2, 2, 0], // the last row and column feed no output: their dx is 0
-        [1, 3, 32, 100, 8, 3, 2, 2, 1],
+        [1, 1, 1, 1, 1, 3, 1, 1, 1, 1],
+        [3, 7, 5, 97, 3, 3, 2, 2, 1, 1],
+        [1, 33, 3, 7, 7, 5, 1, 1, 2, 1],
+        [3, 3, 7, 1, 33, 5, 2, 1, 2, 1],
+        [3, 7, 6, 9, 5, 3, 1, 2, 0, 1],
+        [1, 2, 6, 6, 3, 3, 2, 2, 0, 1], // the last row and column feed no output: their dx is 0
+        [2, 6, 5, 7, 4, 3, 1, 2, 1, 2],  // two groups of 3 → 2
+        [1, 4, 6, 5, 8, 5, 2, 1, 2, 4],  // one input channel per group, two outputs each (a channel multiplier)
+        [2, 6, 4, 9, 9, 3, 2, 1, 1, 3],  // three groups of 2 → 3
+        [2, 5, 6, 7, 5, 3, 2, 1, 1, 5],  // depthwise
+        [1, 3, 32, 100, 8, 3, 2, 2, 1, 1],
     ];
 
     public static TheoryData<string, int> Cases()
@@ -28,11 +35,11 @@ public class DenseConvTests
     static ConvShape ShapeOf(int index)
     {
         var p = Shapes[index];
-        return ConvShape.Dense(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]);
+        return ConvShape.Grouped(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9]);
     }
 
     static double[] Forward(double[] x, double[] w, ConvShape s) =>
-        ConvReference.Forward(x, w, null, s.Batch, s.InChannels, s.Height, s.Width, s.OutChannels, 1, s.Kernel, s.StrideH, s.StrideW, s.Pad);
+        ConvReference.Forward(x, w, null, s.Batch, s.InChannels, s.Height, s.Width, s.OutChannels, s.Groups, s.Kernel, s.StrideH, s.StrideW, s.Pad);
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -41,11 +48,11 @@ public class DenseConvTests
         var dev = TestDevices.Get(device);
         var s = ShapeOf(shape);
         var x = Reference.Random(s.InputLength, 1);
-        var w = Reference.Random(DenseConv.WeightLength(s), 2);
+        var w = Reference.Random(s.WeightLength, 2);
         using var tx = dev.Upload(x, x.Length);
         using var tw = dev.Upload(w, w.Length);
         using var ty = Reference.NaNs(dev, s.OutputLength);
-        new DenseConv(dev).Forward(tx.View, tw.View, ty.View, s);
+        new GroupedConv(dev).Forward(tx.View, tw.View, ty.View, s);
         Reference.AssertClose(Forward(Reference.ToDouble(x), Reference.ToDouble(w), s), ty.ToHost(), 1e-5, $"y {s}");
     }
 
@@ -56,12 +63,12 @@ public class DenseConvTests
         var dev = TestDevices.Get(device);
         var s = ShapeOf(shape);
         var x = Reference.Random(s.InputLength, 3);
-        var w = Reference.Random(DenseConv.WeightLength(s), 4);
+        var w = Reference.Random(s.WeightLength, 4);
         var r = Reference.Random(s.OutputLength, 5);
         using var tw = dev.Upload(w, w.Length);
         using var tdy = dev.Upload(r, r.Length);
         using var tdx = Reference.NaNs(dev, s.InputLength);
-        new DenseConv(dev).BackwardData(tdy.View, tw.View, tdx.View, s);
+        new GroupedConv(dev).BackwardData(tdy.View, tw.View, tdx.View, s);
         var (wd, rd) = (Reference.ToDouble(w), Reference.ToDouble(r));
         var (numeric, kernel) = ConvReference.SampledGradient(xs => Reference.Dot(Forward(xs, wd, s), rd), Reference.ToDouble(x), tdx.ToHost());
         Reference.AssertNormClose(numeric, kernel, 1e-5, $"dx {s}");
@@ -74,11 +81,11 @@ public class DenseConvTests
         var dev = TestDevices.Get(device);
         var s = ShapeOf(shape);
         var x = Reference.Random(s.InputLength, 6);
-        var w = Reference.Random(DenseConv.WeightLength(s), 7);
+        var w = Reference.Random(s.WeightLength, 7);
         var r = Reference.Random(s.OutputLength, 8);
         using var tx = dev.Upload(x, x.Length);
         using var tdy = dev.Upload(r, r.Length);
-        var conv = new DenseConv(dev);
+        var conv = new GroupedConv(dev);
         var (xd, rd) = (Reference.ToDouble(x), Reference.ToDouble(r));
         using var tdw = Reference.NaNs(dev, w.Length);
         conv.BackwardWeight(tdy.View, tx.View, tdw.View, s);
@@ -90,10 +97,10 @@ public class DenseConvTests
     public void RejectsBadShapesAndLengths()
     {
         var dev = TestDevices.Get(TestDevices.Default);
-        var conv = new DenseConv(dev);
+        var conv = new GroupedConv(dev);
         var s = ConvShape.Dense(1, 2, 4, 4, 3, 3, 1, 1, 1);
         using var x = dev.Allocate(s.InputLength);
-        using var w = dev.Allocate(DenseConv.WeightLength(s));
+        using var w = dev.Allocate(s.WeightLength);
         using var y = dev.Allocate(s.OutputLength);
         var e = Assert.Throws<ArgumentException>(() => conv.Forward(x.View, y.View, y.View, s));
         Assert.Contains("w has", e.Message);
@@ -101,5 +108,8 @@ public class DenseConvTests
         Assert.Throws<ArgumentException>(() => conv.Forward(x.View, w.View, y.View, ConvShape.Dense(1, 2, 1, 1, 3, 5, 1, 1, 1)));
         Assert.Throws<ArgumentException>(() => conv.Forward(x.View, w.View, y.View, ConvShape.Dense(1, 2, 4, 4, 3, 3, 0, 1, 1)));
         Assert.Throws<ArgumentException>(() => conv.BackwardWeight(y.View, x.View, x.View, s));
+        e = Assert.Throws<ArgumentException>(() => conv.Forward(x.View, w.View, y.View, ConvShape.Grouped(1, 2, 4, 4, 3, 3, 1, 1, 1, 2)));
+        Assert.Contains("2 groups must divide", e.Message);
+        Assert.Throws<ArgumentException>(() => conv.Forward(x.View, w.View, y.View, s with { Groups = 0 }));
     }
 }
