@@ -6,7 +6,8 @@
 #
 # publish: one self-contained single-file binary, crnn-kit (the test runner; `crnn-kit crnn ARGS` is the crnn
 #          CLI), plus this script, the PyTorch peer, DejaVuSans.ttf for the synthetic words and lib/liblmdb.so.0.
-# run:     1. all tests on the device (CRNN_TEST_DEVICE), 2. `crnn bench` at batch 32 and 256,
+# run:     1. all tests on the device (CRNN_TEST_DEVICE), 2. `crnn bench` at batch 32 and 256 and the launch report
+#          of one batch-256 step (`crnn bench --launches`),
 #          3. bench/peers/pytorch_crnn.py at the same batch sizes (skipped when torch is missing),
 #          4. both throughputs side by side; reports under bench/results/ (and copied to $OUT when set).
 # Settings (environment): CRNN_KIT_DEVICE (cuda; cpu for a dry run), CRNN_KIT_BATCHES ("32 256"),
@@ -101,6 +102,7 @@ run() {
   export DOTNET_BUNDLE_EXTRACT_BASE_DIR="${DOTNET_BUNDLE_EXTRACT_BASE_DIR:-${TMPDIR:-/tmp}/crnn-kit-extract}"
   local tests_log="$results/$date-$slug-tests.txt" bench_md="$results/$date-$slug-training.md"
   local peer_md="$results/$date-$slug-pytorch.md" peer_log="$results/$date-$slug-pytorch.txt" report="$results/$date-$slug-kit.md"
+  local launches_md="$results/$date-$slug-launches.md"
   install_font "$kit"
   if [ -z "$(system_lmdb)" ] && [ -f "$kit/lib/liblmdb.so.0" ]; then
     export LD_LIBRARY_PATH="$kit/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" && echo "lmdb: using the kit's liblmdb.so.0"
@@ -122,6 +124,9 @@ run() {
     # shellcheck disable=SC2086 # the batch sizes are separate arguments
     "$kit/crnn-kit" crnn bench --device "$device" --batch-size $batches --steps "$steps" --warmup "$warmup" \
       --output "$bench_md" | grep -E '^batch [0-9]+:' || { echo "crnn bench failed" >&2; status=1; }
+    # The launch report of one real batch-256 step on this GPU (on the CPU it is only planned).
+    "$kit/crnn-kit" crnn bench --launches --device "$device" --kernels gpu --batch-size 256 --output "$launches_md" \
+      | grep -E '^launches per step' || { echo "crnn bench --launches failed" >&2; status=1; }
   fi
 
   if [[ " $selected " == *" peer "* ]]; then
@@ -148,7 +153,7 @@ run() {
   sed -n '/^- tests/p; /^| batch/,$p' "$report"
   echo "report: $report"
   if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then
-    for f in "$tests_log" "$bench_md" "$peer_md" "$peer_log" "$report"; do [ -f "$f" ] && cp "$f" "$OUT/"; done
+    for f in "$tests_log" "$bench_md" "$launches_md" "$peer_md" "$peer_log" "$report"; do [ -f "$f" ] && cp "$f" "$OUT/"; done
   fi
   return $status
 }
