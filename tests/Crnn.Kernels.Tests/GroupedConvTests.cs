@@ -3,8 +3,8 @@ using Xunit;
 namespace Crnn.Kernels.Tests;
 
 /// <summary>The grouped convolution against the float64 grouped reference: dense shapes (the stem's last), grouped ones
-/// (channel multipliers, groups between 1 and the channels) and a depthwise one (which the host policy runs as host code;
-/// <see cref="DepthwiseConvTests"/> has the depthwise cases).</summary>
+/// (channel multipliers, groups between 1 and the channels) and depthwise ones (which the host policy runs as host code;
+/// <see cref="HostDepthwiseTests"/> sweeps that code).</summary>
 public class GroupedConvTests
 {
     /// <summary>(batch, in, height, width, out, kernel, strideH, strideW, pad, groups): ones, odd sizes, both
@@ -20,7 +20,14 @@ public class GroupedConvTests
         [2, 6, 5, 7, 4, 3, 1, 2, 1, 2],  // two groups of 3 → 2
         [1, 4, 6, 5, 8, 5, 2, 1, 2, 4],  // one input channel per group, two outputs each (a channel multiplier)
         [2, 6, 4, 9, 9, 3, 2, 1, 1, 3],  // three groups of 2 → 3
-        [2, 5, 6, 7, 5, 3, 2, 1, 1, 5],  // depthwise
+        // Depthwise with "same" padding: ones, odd sizes, heights and widths of 1, kernels 3 and 5, strides (1,1), (2,1), (2,2).
+        [3, 7, 5, 97, 7, 3, 2, 1, 1, 7],
+        [1, 33, 7, 9, 33, 5, 1, 1, 2, 33],
+        [3, 7, 1, 97, 7, 5, 1, 1, 2, 7],
+        [3, 33, 3, 1, 33, 5, 2, 1, 2, 33],
+        [1, 7, 9, 11, 7, 3, 2, 2, 1, 7],
+        [3, 1, 4, 50, 1, 5, 2, 1, 2, 1],
+        [2, 5, 6, 7, 5, 3, 2, 1, 1, 5],
         [1, 3, 32, 100, 8, 3, 2, 2, 1, 1],
     ];
 

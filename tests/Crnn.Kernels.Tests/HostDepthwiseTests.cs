@@ -2,90 +2,12 @@ using Xunit;
 
 namespace Crnn.Kernels.Tests;
 
-public class DepthwiseConvTests
+/// <summary>The host code for depthwise shapes (<see cref="HostDepthwise"/>, behind <see cref="GroupedConv"/> under the
+/// host policy) over the model's geometry and around it; <see cref="GroupedConvTests"/> has the cases both policies run.</summary>
+public class HostDepthwiseTests
 {
-    /// <summary>(batch, channels, height, width, kernel, strideH, strideW) with "same" padding (k − 1)/2:
-    /// ones, odd sizes, heights and widths of 1, kernels 3 and 5, strides (1,1), (2,1) and (2,2).</summary>
-    static readonly int[][] Shapes =
-    [
-        [1, 1, 1, 1, 3, 1, 1],
-        [3, 7, 5, 97, 3, 2, 1],
-        [1, 33, 7, 9, 5, 1, 1],
-        [3, 7, 1, 97, 5, 1, 1],
-        [3, 33, 3, 1, 5, 2, 1],
-        [1, 7, 9, 11, 3, 2, 2],
-        [3, 1, 4, 50, 5, 2, 1],
-    ];
-
-    public static TheoryData<string, int> Cases()
-    {
-        var data = new TheoryData<string, int>();
-        foreach (var device in TestDevices.Names)
-            for (int i = 0; i < Shapes.Length; i++) data.Add(device, i);
-        return data;
-    }
-
-    static ConvShape ShapeOf(int index)
-    {
-        var p = Shapes[index];
-        return ConvShape.Depthwise(p[0], p[1], p[2], p[3], p[4], p[5], p[6]);
-    }
-
     static double[] Forward(double[] x, double[] w, ConvShape s) =>
         ConvReference.Forward(x, w, null, s.Batch, s.InChannels, s.Height, s.Width, s.InChannels, s.InChannels, s.Kernel, s.StrideH, s.StrideW, s.Pad);
-
-    [Theory]
-    [MemberData(nameof(Cases))]
-    public void ForwardMatchesReference(string device, int shape)
-    {
-        var dev = TestDevices.Get(device);
-        var s = ShapeOf(shape);
-        var x = Reference.Random(s.InputLength, 1);
-        var w = Reference.Random(s.WeightLength, 2);
-        using var tx = dev.Upload(x, x.Length);
-        using var tw = dev.Upload(w, w.Length);
-        var expected = Forward(Reference.ToDouble(x), Reference.ToDouble(w), s);
-        using var ty = Reference.NaNs(dev, s.OutputLength);
-        new GroupedConv(dev).Forward(tx.View, tw.View, ty.View, s);
-        Reference.AssertClose(expected, ty.ToHost(), 1e-5, $"y {dev.Policy} {s}");
-    }
-
-    [Theory]
-    [MemberData(nameof(Cases))]
-    public void BackwardDataMatchesFiniteDifferences(string device, int shape)
-    {
-        var dev = TestDevices.Get(device);
-        var s = ShapeOf(shape);
-        var x = Reference.Random(s.InputLength, 3);
-        var w = Reference.Random(s.WeightLength, 4);
-        var r = Reference.Random(s.OutputLength, 5);
-        using var tw = dev.Upload(w, w.Length);
-        using var tdy = dev.Upload(r, r.Length);
-        var (wd, rd) = (Reference.ToDouble(w), Reference.ToDouble(r));
-        using var tdx = Reference.NaNs(dev, s.InputLength);
-        new GroupedConv(dev).BackwardData(tdy.View, tw.View, tdx.View, s);
-        var (numeric, kernel) = ConvReference.SampledGradient(xs => Reference.Dot(Forward(xs, wd, s), rd), Reference.ToDouble(x), tdx.ToHost());
-        Reference.AssertNormClose(numeric, kernel, 1e-5, $"dx {dev.Policy} {s}");
-    }
-
-    [Theory]
-    [MemberData(nameof(Cases))]
-    public void BackwardWeightMatchesFiniteDifferences(string device, int shape)
-    {
-        var dev = TestDevices.Get(device);
-        var s = ShapeOf(shape);
-        var x = Reference.Random(s.InputLength, 6);
-        var w = Reference.Random(s.WeightLength, 7);
-        var r = Reference.Random(s.OutputLength, 8);
-        using var tx = dev.Upload(x, x.Length);
-        using var tdy = dev.Upload(r, r.Length);
-        var conv = new GroupedConv(dev);
-        var (xd, rd) = (Reference.ToDouble(x), Reference.ToDouble(r));
-        using var tdw = Reference.NaNs(dev, w.Length);
-        conv.BackwardWeight(tdy.View, tx.View, tdw.View, s);
-        var (numeric, kernel) = ConvReference.SampledGradient(ws => Reference.Dot(Forward(xd, ws, s), rd), Reference.ToDouble(w), tdw.ToHost());
-        Reference.AssertNormClose(numeric, kernel, 1e-5, $"dw {dev.Policy} {s}");
-    }
 
     /// <summary>float64 gradients of Σ y·dy by the chain rule (every output's window scattered back): dx and dw.</summary>
     static (double[] Dx, double[] Dw) Gradients(double[] x, double[] w, double[] dy, ConvShape s)
@@ -172,22 +94,5 @@ public class DepthwiseConvTests
         var first = Run();
         var second = Run();
         for (int i = 0; i < first.Length; i++) Assert.Equal(first[i], second[i]);
-    }
-
-    [Fact]
-    public void RejectsBadLengths()
-    {
-        var dev = TestDevices.Get(TestDevices.Default);
-        var conv = new GroupedConv(dev);
-        var s = ConvShape.Depthwise(2, 3, 4, 5, 3, 2, 1);
-        using var x = dev.Allocate(s.InputLength);
-        using var w = dev.Allocate(s.WeightLength);
-        using var y = dev.Allocate(s.OutputLength);
-        // Twice the channels out: the same views no longer fit.
-        var e = Assert.Throws<ArgumentException>(() => conv.Forward(x.View, w.View, y.View, s with { OutChannels = 6 }));
-        Assert.Contains("w has", e.Message);
-        e = Assert.Throws<ArgumentException>(() => conv.BackwardData(y.View, w.View, y.View, s));
-        Assert.Contains("x has", e.Message);
-        Assert.Throws<ArgumentException>(() => conv.BackwardWeight(y.View, x.View, y.View, s));
     }
 }
