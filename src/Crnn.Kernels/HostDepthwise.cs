@@ -18,6 +18,8 @@ namespace Crnn.Kernels;
 internal static unsafe class HostDepthwise
 {
     const int V = 8; // Vector256<float> lanes
+    /// <summary>Outputs per step of the row loops (forward, data gradient): four vectors.</summary>
+    const int Block = 4 * V;
 
     [ThreadStatic] static float[]? t_plane, t_row;
 
@@ -60,22 +62,35 @@ internal static unsafe class HostDepthwise
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void ForwardPlane(float* x, float* w, float* y, ConvShape s, float scale, float offset, int act)
     {
-        int k = s.Kernel, oh = s.OutHeight, ow = s.OutWidth, pitch = PaddedWidth(s), rowLength = (ow + V - 1) / V * V;
-        float* plane = Scratch(ref t_plane, s.Height * pitch), row = Scratch(ref t_row, rowLength);
+        int k = s.Kernel, oh = s.OutHeight, ow = s.OutWidth, pitch = PaddedWidth(s), rowLength = (ow + Block - 1) / Block * Block;
+        // The last block of a row may read up to a block past it: the plane has that much slack after its end.
+        float* plane = Scratch(ref t_plane, s.Height * pitch + Block), row = Scratch(ref t_row, rowLength);
         PadPlane(x, s.Height, s.Width, s.Pad, pitch, plane);
         for (int oy = 0; oy < oh; oy++)
         {
             int y0 = oy * s.StrideH - s.Pad;
             int kyFirst = Math.Max(0, -y0), kyEnd = Math.Min(k, s.Height - y0);
-            for (int ox = 0; ox < ow; ox += V)
+            // Four vectors of outputs at a time: four independent multiply-add chains instead of one waiting on
+            // itself (each output's own chain, over ky then kx, is unchanged).
+            for (int ox = 0; ox < ow; ox += Block)
             {
-                var acc = Vector256<float>.Zero;
+                Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
                 for (int ky = kyFirst; ky < kyEnd; ky++)
                 {
                     float* src = plane + (long)(y0 + ky) * pitch + ox, wr = w + ky * k;
-                    for (int kx = 0; kx < k; kx++) acc = MultiplyAdd(Vector256.Load(src + kx), Vector256.Create(wr[kx]), acc);
+                    for (int kx = 0; kx < k; kx++)
+                    {
+                        var wv = Vector256.Create(wr[kx]);
+                        a0 = MultiplyAdd(Vector256.Load(src + kx), wv, a0);
+                        a1 = MultiplyAdd(Vector256.Load(src + kx + V), wv, a1);
+                        a2 = MultiplyAdd(Vector256.Load(src + kx + 2 * V), wv, a2);
+                        a3 = MultiplyAdd(Vector256.Load(src + kx + 3 * V), wv, a3);
+                    }
                 }
-                acc.Store(row + ox);
+                a0.Store(row + ox);
+                a1.Store(row + ox + V);
+                a2.Store(row + ox + 2 * V);
+                a3.Store(row + ox + 3 * V);
             }
             HostElementwise.ScaleShift(row, y + (long)oy * ow, ow, scale, offset, act);
         }
@@ -125,23 +140,33 @@ internal static unsafe class HostDepthwise
     static void BackwardDataPlane(float* dy, float* w, float* dx, ConvShape s)
     {
         int k = s.Kernel, oh = s.OutHeight, ow = s.OutWidth, sh = s.StrideH, left = k - 1 - s.Pad;
-        int pitch = s.Width + 2 * k + V, rowLength = (s.Width + V - 1) / V * V;
-        float* plane = Scratch(ref t_plane, oh * pitch), row = Scratch(ref t_row, rowLength);
+        int pitch = s.Width + 2 * k + V, rowLength = (s.Width + Block - 1) / Block * Block;
+        float* plane = Scratch(ref t_plane, oh * pitch + Block), row = Scratch(ref t_row, rowLength); // slack: as in ForwardPlane
         PadPlane(dy, oh, ow, left, pitch, plane);
         for (int iy = 0; iy < s.Height; iy++)
         {
             int kyFirst = Conv.FirstTap(iy, s.Pad, sh, oh), kyLast = Math.Min(k - 1, iy + s.Pad);
             float* dst = dx + (long)iy * s.Width;
             if (kyFirst > kyLast) { new Span<float>(dst, s.Width).Clear(); continue; }
-            for (int ix = 0; ix < s.Width; ix += V)
+            for (int ix = 0; ix < s.Width; ix += Block) // four independent chains, as in ForwardPlane
             {
-                var acc = Vector256<float>.Zero;
+                Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
                 for (int ky = kyFirst; ky <= kyLast; ky += sh)
                 {
                     float* src = plane + (long)((iy + s.Pad - ky) / sh) * pitch + ix, wr = w + ky * k + k - 1;
-                    for (int j = 0; j < k; j++) acc = MultiplyAdd(Vector256.Load(src + j), Vector256.Create(wr[-j]), acc);
+                    for (int j = 0; j < k; j++)
+                    {
+                        var wv = Vector256.Create(wr[-j]);
+                        a0 = MultiplyAdd(Vector256.Load(src + j), wv, a0);
+                        a1 = MultiplyAdd(Vector256.Load(src + j + V), wv, a1);
+                        a2 = MultiplyAdd(Vector256.Load(src + j + 2 * V), wv, a2);
+                        a3 = MultiplyAdd(Vector256.Load(src + j + 3 * V), wv, a3);
+                    }
                 }
-                acc.Store(row + ix);
+                a0.Store(row + ix);
+                a1.Store(row + ix + V);
+                a2.Store(row + ix + 2 * V);
+                a3.Store(row + ix + 3 * V);
             }
             new ReadOnlySpan<float>(row, s.Width).CopyTo(new Span<float>(dst, s.Width));
         }
