@@ -21,6 +21,35 @@ internal static unsafe class HostDepthwise
     /// <summary>Outputs per step of the row loops (forward, data gradient): four vectors.</summary>
     const int Block = 4 * V;
 
+    /// <summary>
+    /// Accumulators of <see cref="Block"/> consecutive outputs: four independent multiply-add chains instead of one
+    /// waiting on its own latency (each output's own sum, tap after tap, is unchanged).
+    /// </summary>
+    struct Chains
+    {
+        Vector256<float> _a0, _a1, _a2, _a3;
+
+        /// <summary>Adds weight·src[i] to output i, for the block's outputs.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Tap(float* src, float weight)
+        {
+            var w = Vector256.Create(weight);
+            _a0 = MultiplyAdd(Vector256.Load(src), w, _a0);
+            _a1 = MultiplyAdd(Vector256.Load(src + V), w, _a1);
+            _a2 = MultiplyAdd(Vector256.Load(src + 2 * V), w, _a2);
+            _a3 = MultiplyAdd(Vector256.Load(src + 3 * V), w, _a3);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly void Store(float* dst)
+        {
+            _a0.Store(dst);
+            _a1.Store(dst + V);
+            _a2.Store(dst + 2 * V);
+            _a3.Store(dst + 3 * V);
+        }
+    }
+
     [ThreadStatic] static float[]? t_plane, t_row;
 
     /// <summary>Row pitch of a padded input plane: pad zeros, the row, then zeros to cover the last vector's taps.</summary>
@@ -70,27 +99,15 @@ internal static unsafe class HostDepthwise
         {
             int y0 = oy * s.StrideH - s.Pad;
             int kyFirst = Math.Max(0, -y0), kyEnd = Math.Min(k, s.Height - y0);
-            // Four vectors of outputs at a time: four independent multiply-add chains instead of one waiting on
-            // itself (each output's own chain, over ky then kx, is unchanged).
             for (int ox = 0; ox < ow; ox += Block)
             {
-                Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
+                var chains = new Chains();
                 for (int ky = kyFirst; ky < kyEnd; ky++)
                 {
                     float* src = plane + (long)(y0 + ky) * pitch + ox, wr = w + ky * k;
-                    for (int kx = 0; kx < k; kx++)
-                    {
-                        var wv = Vector256.Create(wr[kx]);
-                        a0 = MultiplyAdd(Vector256.Load(src + kx), wv, a0);
-                        a1 = MultiplyAdd(Vector256.Load(src + kx + V), wv, a1);
-                        a2 = MultiplyAdd(Vector256.Load(src + kx + 2 * V), wv, a2);
-                        a3 = MultiplyAdd(Vector256.Load(src + kx + 3 * V), wv, a3);
-                    }
+                    for (int kx = 0; kx < k; kx++) chains.Tap(src + kx, wr[kx]);
                 }
-                a0.Store(row + ox);
-                a1.Store(row + ox + V);
-                a2.Store(row + ox + 2 * V);
-                a3.Store(row + ox + 3 * V);
+                chains.Store(row + ox);
             }
             HostElementwise.ScaleShift(row, y + (long)oy * ow, ow, scale, offset, act);
         }
@@ -148,25 +165,15 @@ internal static unsafe class HostDepthwise
             int kyFirst = Conv.FirstTap(iy, s.Pad, sh, oh), kyLast = Math.Min(k - 1, iy + s.Pad);
             float* dst = dx + (long)iy * s.Width;
             if (kyFirst > kyLast) { new Span<float>(dst, s.Width).Clear(); continue; }
-            for (int ix = 0; ix < s.Width; ix += Block) // four independent chains, as in ForwardPlane
+            for (int ix = 0; ix < s.Width; ix += Block)
             {
-                Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
+                var chains = new Chains();
                 for (int ky = kyFirst; ky <= kyLast; ky += sh)
                 {
                     float* src = plane + (long)((iy + s.Pad - ky) / sh) * pitch + ix, wr = w + ky * k + k - 1;
-                    for (int j = 0; j < k; j++)
-                    {
-                        var wv = Vector256.Create(wr[-j]);
-                        a0 = MultiplyAdd(Vector256.Load(src + j), wv, a0);
-                        a1 = MultiplyAdd(Vector256.Load(src + j + V), wv, a1);
-                        a2 = MultiplyAdd(Vector256.Load(src + j + 2 * V), wv, a2);
-                        a3 = MultiplyAdd(Vector256.Load(src + j + 3 * V), wv, a3);
-                    }
+                    for (int j = 0; j < k; j++) chains.Tap(src + j, wr[-j]);
                 }
-                a0.Store(row + ix);
-                a1.Store(row + ix + V);
-                a2.Store(row + ix + 2 * V);
-                a3.Store(row + ix + 3 * V);
+                chains.Store(row + ix);
             }
             new ReadOnlySpan<float>(row, s.Width).CopyTo(new Span<float>(dst, s.Width));
         }
