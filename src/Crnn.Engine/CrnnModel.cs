@@ -102,9 +102,7 @@ public sealed class CrnnModel : IDisposable
     /// <summary>
     /// One forward and backward pass in training mode: every parameter gradient (of the mean-over-batch loss) is
     /// written into <see cref="Store"/>; returns the per-sample CTC losses, left on the device (valid until the
-    /// next pass) so that nothing is read back here. The labels go up through a page-locked staging buffer that
-    /// the copy may still read until the device catches up: a caller reads something back (the trainer's
-    /// <see cref="GradientNorm.Read"/>) before the next pass.
+    /// next pass) so that nothing is read back here (the trainer reads their sum with <see cref="GradientNorm.Read"/>).
     /// </summary>
     public ArrayView<float> ForwardBackward(ArrayView<float> images, int[][] labels)
     {

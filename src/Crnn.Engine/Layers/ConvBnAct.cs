@@ -100,6 +100,8 @@ public sealed class ConvBnAct : Layer
     /// gradient is added into that buffer, which is returned (a residual unit's shortcut gradient, summed by the GEMM).</summary>
     public ArrayView<float> Backward(ArrayView<float> outputGradient, ArrayView<float> addInputGradientTo)
     {
+        if (addInputGradientTo.IsValid && _kind != ConvKind.Pointwise)
+            throw new NotSupportedException($"{_name}: only 1×1 convolutions add their input gradient into a buffer");
         // BatchNorm's backward takes the activation's; its input gradient goes into the scratch buffer.
         var dConv = _dNormalized.View;
         using (Time("batchnorm"))
@@ -124,7 +126,6 @@ public sealed class ConvBnAct : Layer
                 if (_dInput != null) K.PointwiseConv.BackwardData(dConv, w, _dInput.View, Pointwise);
                 break;
         }
-        if (addInputGradientTo.IsValid) throw new NotSupportedException($"{_name}: only 1×1 convolutions add their input gradient into a buffer");
         return _dInput?.View ?? default;
     }
 }
