@@ -323,9 +323,32 @@ public sealed class Device : IDisposable
         return buffer.View.SubView(0, length);
     }
 
+    readonly Dictionary<string, Tensor<int>> _counters = [];
+
+    /// <summary>
+    /// Zeroed integer counters named <paramref name="name"/> for kernels whose groups count their arrivals (the last
+    /// group to arrive finishes a reduction). Kernels leave every counter at zero when they end, so one set serves
+    /// every launch in stream order.
+    /// </summary>
+    public ArrayView<int> Counters(string name, int length)
+    {
+        if (!_counters.TryGetValue(name, out var buffer) || buffer.Length < length)
+        {
+            if (buffer != null)
+            {
+                Synchronize();
+                buffer.Dispose();
+            }
+            _counters[name] = buffer = Allocate<int>(length);
+            buffer.Fill(0); // through the host: no kernel launch in a step's plan
+        }
+        return buffer.View.SubView(0, length);
+    }
+
     public void Dispose()
     {
         foreach (var buffer in _workspaces.Values) buffer.Dispose();
+        foreach (var buffer in _counters.Values) buffer.Dispose();
         Accelerator.Dispose();
         Context.Dispose();
     }

@@ -42,8 +42,8 @@ public sealed class Linear
         Expect(dx, (long)rows * inFeatures, "dx");
         Expect(dWeight, (long)outFeatures * inFeatures, "dWeight");
         Expect(dBias, outFeatures, "dBias");
-        _gemm.Run(dy, weight, dx, GemmShape.RowMajor(rows, inFeatures, outFeatures));
-        _gemm.Run(dy, x, dWeight, GemmShape.RowMajor(outFeatures, inFeatures, rows, transA: true));
+        _gemm.Run(new GemmProduct(dy, x, dWeight, GemmShape.RowMajor(outFeatures, inFeatures, rows, transA: true)),
+            new GemmProduct(dy, weight, dx, GemmShape.RowMajor(rows, inFeatures, outFeatures)));
         _bias.Gradient(dy, dBias, rows, outFeatures, 1);
     }
 

@@ -350,10 +350,9 @@ public sealed class Lstm
         }
 
         var wIh = parameters.SubView(s.WeightIhOffset, g2 * s.Input);
-        // dx [rows, In] = dG [rows, 8H] · W_ih [8H, In]
-        _gemm.Run(dGates, wIh, dx, GemmShape.RowMajor(rows, s.Input, g2));
-        // dW_ih [8H, In] = dGᵀ · x
-        _gemm.Run(dGates, x, dParameters.SubView(s.WeightIhOffset, g2 * s.Input), GemmShape.RowMajor(g2, s.Input, rows, transA: true));
+        // dW_ih [8H, In] = dGᵀ · x and dx [rows, In] = dG [rows, 8H] · W_ih [8H, In], one launch
+        _gemm.Run(new GemmProduct(dGates, x, dParameters.SubView(s.WeightIhOffset, g2 * s.Input), GemmShape.RowMajor(g2, s.Input, rows, transA: true)),
+            new GemmProduct(dGates, wIh, dx, GemmShape.RowMajor(rows, s.Input, g2)));
         RecurrentWeightGradient(s, y, dGates, dParameters);
         // Both biases enter every gate pre-activation unchanged: each gradient is the column sum of dG, summed once.
         var dBiasIh = dParameters.SubView(s.BiasIhOffset, g2);
@@ -403,15 +402,16 @@ public sealed class Lstm
     void RecurrentWeightGradient(LstmShape s, ArrayView<float> y, ArrayView<float> dGates, ArrayView<float> dParameters)
     {
         int g = s.Gates, h = s.Hidden, rowG = 2 * g, rowY = 2 * h;
+        if (s.Steps == 1)
+        {
+            // A single step only ever sees the zero initial state.
+            for (int d = 0; d < 2; d++) Fill.Zero(_device, dParameters.SubView(s.WeightHh(d), g * h));
+            return;
+        }
+        var products = new GemmProduct[2];
         for (int d = 0; d < 2; d++)
         {
             var dW = dParameters.SubView(s.WeightHh(d), g * h);
-            if (s.Steps == 1)
-            {
-                // A single step only ever sees the zero initial state.
-                Fill.Zero(_device, dW);
-                continue;
-            }
             var shape = new GemmShape
             {
                 M = g, N = h, K = s.Steps - 1, Batch = 1,
@@ -419,8 +419,9 @@ public sealed class Lstm
             }.Batched(s.Batch, s.Steps * rowG, s.Steps * rowY, 0, sumBatches: true);
             // Forward: dG rows t = 1…T−1 pair with y rows t−1. Reverse: dG rows t = 0…T−2 with y rows t+1.
             int offG = d == 0 ? rowG : g, offY = d == 0 ? 0 : rowY + h;
-            _gemm.Run(dGates.SubView(offG, dGates.Length - offG), y.SubView(offY, y.Length - offY), dW, shape);
+            products[d] = new GemmProduct(dGates.SubView(offG, dGates.Length - offG), y.SubView(offY, y.Length - offY), dW, shape);
         }
+        _gemm.Run(products[0], products[1]); // both directions in one launch
     }
 
     /// <summary>The cell update of one step, both directions (~30 operations per hidden unit), and its traffic.</summary>

@@ -90,24 +90,40 @@ public sealed class PointwiseConv
     public void BackwardData(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, PointwiseShape s, bool accumulate = false)
     {
         Check(s, (dy, s.OutputLength, "dy"), (w, s.WeightLength, "w"), (dx, s.InputLength, "dx"));
-        int p = s.Positions;
-        float beta = accumulate ? 1f : 0f;
-        if (p == 1) // dx[B,in] = dy[B,out]·W
-            _gemm.Run(dy, w, dx, GemmShape.RowMajor(s.Batch, s.InChannels, s.OutChannels, beta: beta));
-        else
-            _gemm.Run(w, dy, dx, GemmShape.RowMajor(s.InChannels, p, s.OutChannels, transA: true, beta: beta)
-                .Batched(s.Batch, 0, s.OutChannels * p, s.InChannels * p));
+        _gemm.Run(DataGradient(dy, w, dx, s, accumulate), default);
     }
 
     /// <summary>dw = Σ_b dy_b·x_bᵀ (overwrites dw), summed over the batch in a fixed order.</summary>
     public void BackwardWeight(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, PointwiseShape s)
     {
         Check(s, (dy, s.OutputLength, "dy"), (x, s.InputLength, "x"), (dw, s.WeightLength, "dw"));
+        _gemm.Run(WeightGradient(dy, x, dw, s), default);
+    }
+
+    /// <summary><see cref="BackwardWeight"/> and <see cref="BackwardData"/> as one launch under the gpu policy (both read dy).</summary>
+    public void Backward(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> w, ArrayView<float> dw, ArrayView<float> dx,
+        PointwiseShape s, bool accumulate = false)
+    {
+        Check(s, (dy, s.OutputLength, "dy"), (x, s.InputLength, "x"), (w, s.WeightLength, "w"), (dw, s.WeightLength, "dw"), (dx, s.InputLength, "dx"));
+        _gemm.Run(WeightGradient(dy, x, dw, s), DataGradient(dy, w, dx, s, accumulate));
+    }
+
+    static GemmProduct DataGradient(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, PointwiseShape s, bool accumulate)
+    {
         int p = s.Positions;
-        if (p == 1) // dw[out,in] = dy[B,out]ᵀ·x[B,in]
-            _gemm.Run(dy, x, dw, GemmShape.RowMajor(s.OutChannels, s.InChannels, s.Batch, transA: true));
-        else
-            _gemm.Run(dy, x, dw, GemmShape.RowMajor(s.OutChannels, s.InChannels, p, transB: true)
+        float beta = accumulate ? 1f : 0f;
+        return p == 1 // dx[B,in] = dy[B,out]·W
+            ? new(dy, w, dx, GemmShape.RowMajor(s.Batch, s.InChannels, s.OutChannels, beta: beta))
+            : new(w, dy, dx, GemmShape.RowMajor(s.InChannels, p, s.OutChannels, transA: true, beta: beta)
+                .Batched(s.Batch, 0, s.OutChannels * p, s.InChannels * p));
+    }
+
+    static GemmProduct WeightGradient(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, PointwiseShape s)
+    {
+        int p = s.Positions;
+        return p == 1 // dw[out,in] = dy[B,out]ᵀ·x[B,in]
+            ? new(dy, x, dw, GemmShape.RowMajor(s.OutChannels, s.InChannels, s.Batch, transA: true))
+            : new(dy, x, dw, GemmShape.RowMajor(s.OutChannels, s.InChannels, p, transB: true)
                 .Batched(s.Batch, s.OutChannels * p, s.InChannels * p, 0, sumBatches: true));
     }
 

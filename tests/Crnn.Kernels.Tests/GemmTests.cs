@@ -188,6 +188,47 @@ public class GemmTests
         Assert.Equal(four, Run(TestDevices.Get(TestDevices.GpuLike), s, 2 * 8 * 800, 2 * 8 * 800, 64, nanOutput: true));
     }
 
+    /// <summary>Two products in one launch (a layer's weight and data gradients): each matches its float64 reference
+    /// and its bits alone; both split along K (two partial ranges and two sets of arrival counters in one launch), one
+    /// split, and the gradients' shapes of a 1×1 convolution that share dy. Run twice on one device: the second launch
+    /// finds the arrival counters back at zero.</summary>
+    [Theory]
+    [MemberData(nameof(TestDevices.Names), MemberType = typeof(TestDevices))]
+    public void TwoProductsInOneLaunch(string device)
+    {
+        var dev = TestDevices.Get(device);
+        var bothSplit = (GemmShape.RowMajor(33, 70, 301, transA: true).Batched(3, 33 * 301, 301 * 70, 0, sumBatches: true),
+            GemmShape.RowMajor(37, 19, 1000, transB: true, alpha: 0.5f, beta: -1.25f));
+        var oneSplit = (GemmShape.RowMajor(8, 8, 800, transB: true).Batched(2, 8 * 800, 8 * 800, 0, sumBatches: true),
+            GemmShape.RowMajor(65, 70, 17, transA: true, beta: 1f).Batched(2, 65 * 17, 17 * 70, 65 * 70));
+        foreach (var (first, second) in new[] { bothSplit, oneSplit, bothSplit })
+        {
+            var (f, g) = RunPair(dev, first, second);
+            Kernels.Tests.Reference.AssertClose(Expected(first, ALength(first), BLength(first), CLength(first), nanOutput: true), f, 1e-5, "first");
+            Kernels.Tests.Reference.AssertClose(Expected(second, ALength(second), BLength(second), CLength(second), nanOutput: false), g, 1e-5, "second");
+            Assert.Equal(Run(dev, first, ALength(first), BLength(first), CLength(first), nanOutput: true), f);
+        }
+    }
+
+    static int ALength(GemmShape s) => (s.Batch - 1) * s.StrideA + (s.M - 1) * s.AM + (s.K - 1) * s.AK + 1;
+    static int BLength(GemmShape s) => (s.Batch - 1) * s.StrideB + (s.K - 1) * s.BK + (s.N - 1) * s.BN + 1;
+    static int CLength(GemmShape s) => (s.SumBatches != 0 ? 0 : (s.Batch - 1) * s.StrideC) + (s.M - 1) * s.Ldc + s.N;
+
+    /// <summary>Both products' C after one <see cref="Gemm.Run(GemmProduct, GemmProduct)"/>: the first NaN-filled, the second accumulating.</summary>
+    static (float[], float[]) RunPair(Device dev, GemmShape first, GemmShape second)
+    {
+        var (a, b, c) = Inputs(ALength(first), BLength(first), CLength(first), nanOutput: true);
+        var (a2, b2, c2) = Inputs(ALength(second), BLength(second), CLength(second), nanOutput: false);
+        using var ta = dev.Upload(a, a.Length);
+        using var tb = dev.Upload(b, b.Length);
+        using var tc = dev.Upload(c, c.Length);
+        using var ta2 = dev.Upload(a2, a2.Length);
+        using var tb2 = dev.Upload(b2, b2.Length);
+        using var tc2 = dev.Upload(c2, c2.Length);
+        new Gemm(dev).Run(new GemmProduct(ta.View, tb.View, tc.View, first), new GemmProduct(ta2.View, tb2.View, tc2.View, second));
+        return (tc.ToHost(), tc2.ToHost());
+    }
+
     [Fact]
     public void RejectsOutOfRangeShapes()
     {

@@ -117,13 +117,13 @@ public sealed class ConvBnAct : Layer
                 if (_dInput != null) K.GroupedConv.BackwardData(dConv, w, _dInput.View, _shape);
                 break;
             case ConvKind.Pointwise:
-                K.PointwiseConv.BackwardWeight(dConv, _input, dw, Pointwise);
                 if (addInputGradientTo.IsValid)
                 {
-                    K.PointwiseConv.BackwardData(dConv, w, addInputGradientTo, Pointwise, accumulate: true);
+                    K.PointwiseConv.Backward(dConv, _input, w, dw, addInputGradientTo, Pointwise, accumulate: true);
                     return addInputGradientTo;
                 }
-                if (_dInput != null) K.PointwiseConv.BackwardData(dConv, w, _dInput.View, Pointwise);
+                if (_dInput != null) K.PointwiseConv.Backward(dConv, _input, w, dw, _dInput.View, Pointwise);
+                else K.PointwiseConv.BackwardWeight(dConv, _input, dw, Pointwise);
                 break;
         }
         return _dInput?.View ?? default;
