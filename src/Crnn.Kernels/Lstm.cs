@@ -408,20 +408,15 @@ public sealed class Lstm
             for (int d = 0; d < 2; d++) Fill.Zero(_device, dParameters.SubView(s.WeightHh(d), g * h));
             return;
         }
-        var products = new GemmProduct[2];
-        for (int d = 0; d < 2; d++)
+        var shape = new GemmShape
         {
-            var dW = dParameters.SubView(s.WeightHh(d), g * h);
-            var shape = new GemmShape
-            {
-                M = g, N = h, K = s.Steps - 1, Batch = 1,
-                AM = 1, AK = rowG, BK = rowY, BN = 1, Ldc = h, Alpha = 1f,
-            }.Batched(s.Batch, s.Steps * rowG, s.Steps * rowY, 0, sumBatches: true);
-            // Forward: dG rows t = 1…T−1 pair with y rows t−1. Reverse: dG rows t = 0…T−2 with y rows t+1.
-            int offG = d == 0 ? rowG : g, offY = d == 0 ? 0 : rowY + h;
-            products[d] = new GemmProduct(dGates.SubView(offG, dGates.Length - offG), y.SubView(offY, y.Length - offY), dW, shape);
-        }
-        _gemm.Run(products[0], products[1]); // both directions in one launch
+            M = g, N = h, K = s.Steps - 1, Batch = 1,
+            AM = 1, AK = rowG, BK = rowY, BN = 1, Ldc = h, Alpha = 1f,
+        }.Batched(s.Batch, s.Steps * rowG, s.Steps * rowY, 0, sumBatches: true);
+        // Forward: dG rows t = 1…T−1 pair with y rows t−1. Reverse: dG rows t = 0…T−2 with y rows t+1.
+        GemmProduct Direction(int d, int offG, int offY) => new(dGates.SubView(offG, dGates.Length - offG),
+            y.SubView(offY, y.Length - offY), dParameters.SubView(s.WeightHh(d), g * h), shape);
+        _gemm.Run(Direction(0, rowG, 0), Direction(1, g, rowY + h)); // both directions in one launch
     }
 
     /// <summary>The cell update of one step, both directions (~30 operations per hidden unit), and its traffic.</summary>
