@@ -11,23 +11,41 @@ namespace Crnn.Kernels;
 /// <see cref="ChannelNorm"/>.)
 /// </summary>
 /// <remarks>
-/// Per-channel sums are deterministic. gpu policy: one group per channel, each thread sums a strided share
-/// of the channel in a fixed order, then a shared-memory tree sized by the group combines the partial sums.
-/// host policy: one task sums the channel in fixed 8-lane SIMD blocks (<see cref="HostBatchNorm"/>). Either
-/// way the order depends only on the group size (or the shape), so one device gives bit-identical results.
-/// No float atomics.
+/// Per-channel sums are deterministic. gpu policy, layers with at least <see cref="SplitBelowChannels"/> channels: one
+/// group per channel, each thread sums a strided share of the channel in a fixed order, then a shared-memory tree sized
+/// by the group combines the partial sums (one launch forward, one backward). Layers with fewer channels (and more than
+/// one piece) would keep only a few groups busy, so their values are cut into pieces of <see cref="PieceLength"/> and
+/// each (channel, piece) unit is a group's work, in two launches: forward, the pieces' mean and M2 to a workspace, then
+/// every unit combines its channel's pieces in order and normalizes its piece; backward, the pieces' two gradient sums,
+/// then every unit sums its channel's pieces in order and writes its piece of dx. Which path runs depends on the shape
+/// alone, and a unit's arithmetic on the group size alone, so any grid gives the same bits.
+/// host policy: one task sums the channel in fixed 8-lane SIMD blocks (<see cref="HostBatchNorm"/>). Either way the
+/// order depends only on the group size (or the shape), so one device gives bit-identical results. No float atomics.
 /// </remarks>
 public sealed class BatchNorm
 {
     public const float Epsilon = 1e-5f;
     /// <summary>The largest group the shared-memory reduction holds (CUDA's limit).</summary>
     const int MaxGroupSize = 1024;
+    /// <summary>Layers with fewer channels than this run the split kernels (when they have more than one piece): 132 is
+    /// an H100's SM count, under which one group per channel leaves SMs idle. A constant, not the device's SM count, so
+    /// every device and grid runs the same arithmetic on a given shape.</summary>
+    public const int SplitBelowChannels = 132;
+    /// <summary>Values of one channel per unit of the split kernels (the last piece of a channel may be shorter):
+    /// 16 per thread of a 256-thread group, and few pieces for every unit to combine.</summary>
+    public const int PieceLength = 4096;
 
     readonly Device _device;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
         ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape, float> _forwardGrouped;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
         ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape> _backwardGrouped;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, BatchNormShape> _pieceStatistics;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape, float> _normalizePieces;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape> _pieceGradientSums;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape> _pieceInputGradient;
 
     public BatchNorm(Device device)
     {
@@ -37,6 +55,13 @@ public sealed class BatchNorm
             ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape, float>(ForwardTrainingGroupedKernel);
         _backwardGrouped = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape>(BackwardGroupedKernel);
+        _pieceStatistics = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, BatchNormShape>(PieceStatisticsKernel);
+        _normalizePieces = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape, float>(NormalizePiecesKernel);
+        _pieceGradientSums = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            BatchNormShape>(PieceGradientSumsKernel);
+        _pieceInputGradient = acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, BatchNormShape>(PieceInputGradientKernel);
     }
 
     /// <summary>
@@ -78,11 +103,27 @@ public sealed class BatchNorm
         }
         else
         {
-            var grid = PerGroup(channels);
             double extra = (residual.IsValid ? 8.0 : 0) + (act != Activation.None ? 8.0 : 0);
-            if (_device.Launch(nameof(ForwardTrainingGroupedKernel), grid, (long)channels * _device.GroupSize, 8.0 * x.Length, (16.0 + extra) * x.Length))
-                _forwardGrouped(grid, x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar,
-                    act != Activation.None ? activated : y, residual.IsValid ? residual : y, s, momentum);
+            var output = act != Activation.None ? activated : y;
+            var shortcut = residual.IsValid ? residual : y;
+            if (Splits(ref s))
+            {
+                // Split: every (channel, piece) unit writes its piece's mean and M2, then normalizes with all of its channel's.
+                long units = (long)channels * s.Pieces;
+                var partials = _device.Workspace(PartialsName, 2 * units);
+                var grid = PerGroup(units);
+                if (_device.Launch(nameof(PieceStatisticsKernel), grid, units * grid.GroupDim.X, 4.0 * x.Length, 8.0 * x.Length + 8.0 * units))
+                    _pieceStatistics(grid, x, partials, s);
+                if (_device.Launch(nameof(NormalizePiecesKernel), grid, units * grid.GroupDim.X, 4.0 * x.Length + 4.0 * units * s.Pieces,
+                    (8.0 + extra) * x.Length + 8.0 * units * s.Pieces))
+                    _normalizePieces(grid, x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, output, shortcut, partials, s, momentum);
+            }
+            else
+            {
+                var grid = PerGroup(channels);
+                if (_device.Launch(nameof(ForwardTrainingGroupedKernel), grid, (long)channels * _device.GroupSize, 8.0 * x.Length, (16.0 + extra) * x.Length))
+                    _forwardGrouped(grid, x, gamma, beta, y, saveMean, saveInvStd, runningMean, runningVar, output, shortcut, s, momentum);
+            }
         }
     }
 
@@ -119,16 +160,44 @@ public sealed class BatchNorm
         }
         else
         {
-            var grid = PerGroup(channels);
             double extra = act != Activation.None ? 8.0 : 0;
-            if (_device.Launch(nameof(BackwardGroupedKernel), grid, (long)channels * _device.GroupSize, 10.0 * x.Length, (20.0 + extra) * x.Length))
-                _backwardGrouped(grid, x, dy, act != Activation.None ? normalized : dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, s);
+            var preActivation = act != Activation.None ? normalized : dy;
+            if (Splits(ref s))
+            {
+                // Split: every (channel, piece) unit writes its piece's two sums, then its piece of dx from all of its channel's.
+                long units = (long)channels * s.Pieces;
+                var partials = _device.Workspace(PartialsName, 2 * units);
+                var grid = PerGroup(units);
+                if (_device.Launch(nameof(PieceGradientSumsKernel), grid, units * grid.GroupDim.X, 4.0 * x.Length, (8.0 + extra / 2) * x.Length + 8.0 * units))
+                    _pieceGradientSums(grid, x, dy, preActivation, saveMean, partials, s);
+                if (_device.Launch(nameof(PieceInputGradientKernel), grid, units * grid.GroupDim.X, 6.0 * x.Length + 2.0 * units * s.Pieces,
+                    (12.0 + extra / 2) * x.Length + 8.0 * units * s.Pieces))
+                    _pieceInputGradient(grid, x, dy, preActivation, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, partials, s);
+            }
+            else
+            {
+                var grid = PerGroup(channels);
+                if (_device.Launch(nameof(BackwardGroupedKernel), grid, (long)channels * _device.GroupSize, 10.0 * x.Length, (20.0 + extra) * x.Length))
+                    _backwardGrouped(grid, x, dy, preActivation, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, s);
+            }
         }
     }
 
-    /// <summary>One group per channel (groups loop over channels when there are more channels than groups).</summary>
-    KernelConfig PerGroup(int channels) =>
-        _device.Groups(Math.Min(channels, _device.MaxGroups), Math.Min(_device.GroupSize, MaxGroupSize));
+    /// <summary>One group per work unit, a channel or a (channel, piece) (groups loop over units when there are more
+    /// units than groups).</summary>
+    KernelConfig PerGroup(long units) =>
+        _device.Groups((int)Math.Min(units, _device.MaxGroups), Math.Min(_device.GroupSize, MaxGroupSize));
+
+    /// <summary>The split kernels' partial sums, two per (channel, piece); forward and backward take turns in stream order.</summary>
+    const string PartialsName = "batchnorm.partials";
+
+    /// <summary>Whether the layer runs the split kernels, setting <see cref="BatchNormShape.Pieces"/>: few channels and more
+    /// than one piece (with one piece the split would only add a launch). The shape alone decides.</summary>
+    static bool Splits(ref BatchNormShape s)
+    {
+        s.Pieces = (int)(((long)s.Batch * s.Spatial + PieceLength - 1) / PieceLength);
+        return s.Channels < SplitBelowChannels && s.Pieces > 1;
+    }
 
     static BatchNormShape Check(int batch, int channels, int spatial, params (string Name, ArrayView<float> View)[] tensors)
     {
@@ -183,8 +252,17 @@ public sealed class BatchNorm
         }
         float variance = SharedTreeSum.Sum(partial, MaxGroupSize, squares, tid, threads) * inverseCount;
         float invStd = 1f / XMath.Sqrt(variance + Epsilon);
+        Normalize(x, gamma, beta, y, activated, residual, s, c, tid, threads, n, mean, invStd);
+        if (tid == 0) SaveStatistics(saveMean, saveInvStd, runningMean, runningVar, c, mean, invStd, variance, momentum);
+    }
+
+    /// <summary>y = (x − mean)·gamma·invStd + beta (+ residual), activated = act(y), over channel c's values j = first,
+    /// first + step, … below end.</summary>
+    static void Normalize(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y,
+        ArrayView<float> activated, ArrayView<float> residual, BatchNormShape s, int c, int first, int step, int end, float mean, float invStd)
+    {
         float scale = gamma[c] * invStd, shift = beta[c];
-        for (var e = new ChannelWalk(s, c, tid, threads); e.J < n; e.Next())
+        for (var e = new ChannelWalk(s, c, first, step); e.J < end; e.Next())
         {
             int i = e.Index;
             float v = (x[i] - mean) * scale + shift;
@@ -192,13 +270,16 @@ public sealed class BatchNorm
             y[i] = v;
             if (s.Act != 0) activated[i] = Activations.Apply(s.Act, v);
         }
-        if (tid == 0)
-        {
-            saveMean[c] = mean;
-            saveInvStd[c] = invStd;
-            runningMean[c] = momentum * runningMean[c] + (1f - momentum) * mean;
-            runningVar[c] = momentum * runningVar[c] + (1f - momentum) * variance;
-        }
+    }
+
+    /// <summary>Channel c's saved statistics for the backward, and the running ones (Paddle's momentum convention).</summary>
+    static void SaveStatistics(ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> runningMean, ArrayView<float> runningVar,
+        int c, float mean, float invStd, float variance, float momentum)
+    {
+        saveMean[c] = mean;
+        saveInvStd[c] = invStd;
+        runningMean[c] = momentum * runningMean[c] + (1f - momentum) * mean;
+        runningVar[c] = momentum * runningVar[c] + (1f - momentum) * variance;
     }
 
     /// <summary>GPU shape: each group differentiates whole channels, its threads sharing the two sums.</summary>
@@ -221,7 +302,6 @@ public sealed class BatchNorm
         BatchNormShape s, int c, int tid, int threads, ArrayView<float> partial)
     {
         int n = s.Batch * s.Spatial;
-        float inverseCount = 1f / n;
         float mean = saveMean[c], invStd = saveInvStd[c];
         float sumDy = 0f, sumDyCentred = 0f;
         for (var e = new ChannelWalk(s, c, tid, threads); e.J < n; e.Next())
@@ -232,19 +312,148 @@ public sealed class BatchNorm
             sumDyCentred += g * (x[i] - mean);
         }
         var (dyTotal, dyCentredTotal) = SharedTreeSum.Sum2(partial, MaxGroupSize, sumDy, sumDyCentred, tid, threads);
-        float dGamma = dyCentredTotal * invStd;
-        float scale = gamma[c] * invStd, meanDy = dyTotal * inverseCount, meanDyXhat = dGamma * inverseCount;
         // Every thread has read the sums, so dx may overwrite dy in place below.
-        for (var e = new ChannelWalk(s, c, tid, threads); e.J < n; e.Next())
+        InputGradient(x, dy, normalized, gamma, dx, s, c, tid, threads, n, mean, invStd, dyTotal, dyCentredTotal);
+        if (tid == 0)
+        {
+            dgamma[c] = dyCentredTotal * invStd;
+            dbeta[c] = dyTotal;
+        }
+    }
+
+    /// <summary>dx = gamma·invStd·(g − Σg/n − x̂·Σg·x̂/n) over channel c's values j = first, first + step, … below end,
+    /// given the channel's Σg and Σg·(x − mean). Reads dy at an index before writing dx there, so dx may be dy.</summary>
+    static void InputGradient(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> normalized, ArrayView<float> gamma, ArrayView<float> dx,
+        BatchNormShape s, int c, int first, int step, int end, float mean, float invStd, float dyTotal, float dyCentredTotal)
+    {
+        float inverseCount = 1f / (s.Batch * s.Spatial);
+        float scale = gamma[c] * invStd, meanDy = dyTotal * inverseCount, meanDyXhat = dyCentredTotal * invStd * inverseCount;
+        for (var e = new ChannelWalk(s, c, first, step); e.J < end; e.Next())
         {
             int i = e.Index;
             float xhat = (x[i] - mean) * invStd;
             dx[i] = scale * (OutputGradient(dy, normalized, s, i) - meanDy - xhat * meanDyXhat);
         }
-        if (tid == 0)
+    }
+
+    // ---- Split kernels: (channel, piece) units, for layers with few channels (see SplitBelowChannels) ----
+
+    /// <summary>Work unit u's channel and its piece's values [start, end) among the channel's batch·spatial ones.</summary>
+    static (int Channel, int Start, int End) Piece(BatchNormShape s, int u)
+    {
+        int c = u / s.Pieces, start = (u - c * s.Pieces) * PieceLength, n = s.Batch * s.Spatial;
+        return (c, start, n - start > PieceLength ? start + PieceLength : n);
+    }
+
+    /// <summary>Split forward, launch 1: unit u's piece mean and M2 = Σ(x − piece mean)² (two passes, so a large mean
+    /// costs no digits) to partials[2u], partials[2u + 1].</summary>
+    static void PieceStatisticsKernel(ArrayView<float> x, ArrayView<float> partials, BatchNormShape s)
+    {
+        var shared = SharedMemory.Allocate<float>(2 * MaxGroupSize);
+        int tid = Group.IdxX, threads = Group.DimX, units = s.Channels * s.Pieces;
+        for (int u = Grid.IdxX; u < units; u += Grid.DimX)
         {
-            dgamma[c] = dGamma;
-            dbeta[c] = dyTotal;
+            var (c, start, end) = Piece(s, u);
+            float sum = 0f;
+            for (var e = new ChannelWalk(s, c, start + tid, threads); e.J < end; e.Next()) sum += x[e.Index];
+            float mean = SharedTreeSum.Sum(shared, 0, sum, tid, threads) / (end - start);
+            float squares = 0f;
+            for (var e = new ChannelWalk(s, c, start + tid, threads); e.J < end; e.Next())
+            {
+                float d = x[e.Index] - mean;
+                squares += d * d;
+            }
+            float m2 = SharedTreeSum.Sum(shared, MaxGroupSize, squares, tid, threads);
+            if (tid == 0)
+            {
+                partials[2 * u] = mean;
+                partials[2 * u + 1] = m2;
+            }
+        }
+    }
+
+    /// <summary>Split forward, launch 2: every thread combines unit u's channel's pieces, p in order (Chan's parallel
+    /// formula in its k-way form: mean = Σ n_p·mean_p / n, M2 = Σ M2_p + n_p·(mean_p − mean)²; a few pieces, so no
+    /// shared memory), then the group normalizes its piece. Unit p = 0 saves the statistics.</summary>
+    static void NormalizePiecesKernel(ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, ArrayView<float> y,
+        ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> runningMean, ArrayView<float> runningVar,
+        ArrayView<float> activated, ArrayView<float> residual, ArrayView<float> partials, BatchNormShape s, float momentum)
+    {
+        int tid = Group.IdxX, threads = Group.DimX, units = s.Channels * s.Pieces, n = s.Batch * s.Spatial;
+        float inverseCount = 1f / n;
+        for (int u = Grid.IdxX; u < units; u += Grid.DimX)
+        {
+            var (c, start, end) = Piece(s, u);
+            int first = 2 * c * s.Pieces;
+            float total = 0f;
+            for (int p = 0; p < s.Pieces; p++) total += PieceCount(p, n) * partials[first + 2 * p];
+            float mean = total * inverseCount, m2 = 0f;
+            for (int p = 0; p < s.Pieces; p++)
+            {
+                float d = partials[first + 2 * p] - mean;
+                m2 += partials[first + 2 * p + 1] + PieceCount(p, n) * d * d;
+            }
+            float variance = m2 * inverseCount;
+            float invStd = 1f / XMath.Sqrt(variance + Epsilon);
+            Normalize(x, gamma, beta, y, activated, residual, s, c, start + tid, threads, end, mean, invStd);
+            if (tid == 0 && start == 0) SaveStatistics(saveMean, saveInvStd, runningMean, runningVar, c, mean, invStd, variance, momentum);
+        }
+    }
+
+    /// <summary>The number of values in piece p of a channel of n.</summary>
+    static float PieceCount(int p, int n) => n - p * PieceLength > PieceLength ? PieceLength : n - p * PieceLength;
+
+    /// <summary>Split backward, launch 1: unit u's piece sums Σg and Σg·(x − mean) (g: dy through the fused activation)
+    /// to partials[2u], partials[2u + 1].</summary>
+    static void PieceGradientSumsKernel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> normalized, ArrayView<float> saveMean,
+        ArrayView<float> partials, BatchNormShape s)
+    {
+        var shared = SharedMemory.Allocate<float>(2 * MaxGroupSize);
+        int tid = Group.IdxX, threads = Group.DimX, units = s.Channels * s.Pieces;
+        for (int u = Grid.IdxX; u < units; u += Grid.DimX)
+        {
+            var (c, start, end) = Piece(s, u);
+            float mean = saveMean[c], sumDy = 0f, sumDyCentred = 0f;
+            for (var e = new ChannelWalk(s, c, start + tid, threads); e.J < end; e.Next())
+            {
+                int i = e.Index;
+                float g = OutputGradient(dy, normalized, s, i);
+                sumDy += g;
+                sumDyCentred += g * (x[i] - mean);
+            }
+            var (dyTotal, dyCentredTotal) = SharedTreeSum.Sum2(shared, MaxGroupSize, sumDy, sumDyCentred, tid, threads);
+            if (tid == 0)
+            {
+                partials[2 * u] = dyTotal;
+                partials[2 * u + 1] = dyCentredTotal;
+            }
+        }
+    }
+
+    /// <summary>Split backward, launch 2: every thread sums unit u's channel's piece sums, p in order, then the group
+    /// writes its piece of dx. Unit p = 0 writes dgamma and dbeta.</summary>
+    static void PieceInputGradientKernel(ArrayView<float> x, ArrayView<float> dy, ArrayView<float> normalized, ArrayView<float> gamma,
+        ArrayView<float> saveMean, ArrayView<float> saveInvStd, ArrayView<float> dx, ArrayView<float> dgamma, ArrayView<float> dbeta,
+        ArrayView<float> partials, BatchNormShape s)
+    {
+        int tid = Group.IdxX, threads = Group.DimX, units = s.Channels * s.Pieces;
+        for (int u = Grid.IdxX; u < units; u += Grid.DimX)
+        {
+            var (c, start, end) = Piece(s, u);
+            int first = 2 * c * s.Pieces;
+            float dyTotal = 0f, dyCentredTotal = 0f;
+            for (int p = 0; p < s.Pieces; p++)
+            {
+                dyTotal += partials[first + 2 * p];
+                dyCentredTotal += partials[first + 2 * p + 1];
+            }
+            float mean = saveMean[c], invStd = saveInvStd[c];
+            InputGradient(x, dy, normalized, gamma, dx, s, c, start + tid, threads, end, mean, invStd, dyTotal, dyCentredTotal);
+            if (tid == 0 && start == 0)
+            {
+                dgamma[c] = dyCentredTotal * invStd;
+                dbeta[c] = dyTotal;
+            }
         }
     }
 }
@@ -290,6 +499,8 @@ internal struct ChannelWalk
 public struct BatchNormShape
 {
     public int Batch, Channels, Spatial;
+    /// <summary>Pieces of <see cref="BatchNorm.PieceLength"/> values per channel (the split kernels' units per channel).</summary>
+    public int Pieces;
     /// <summary>The fused epilogue: the activation (<see cref="Activation"/> as int, 0 none) and whether a residual is added.</summary>
     public int Act, Residual;
 }

@@ -293,6 +293,189 @@ public class BatchNormTests
         Reference.AssertClose(dbeta, tdbeta.ToHost(), 1e-5, "dbeta");
     }
 
+    // ---- The split kernels (fewer than BatchNorm.SplitBelowChannels channels, more than one piece per channel) ----
+
+    /// <summary>Shapes whose channels span several pieces of <see cref="BatchNorm.PieceLength"/>: a ragged last piece
+    /// (9 000 = 4 096 + 4 096 + 808 values), pieces starting inside an image (spatial 8 192, batch 1), many short images
+    /// (8 500 values), each with and without the fused epilogue. The default device (host policy on the CPU, the gpu
+    /// policy under CRNN_TEST_DEVICE) gets the first shape too.</summary>
+    public static TheoryData<string, int, int, int, Activation, bool> SplitCases() => new()
+    {
+        { TestDevices.GpuLike, 3, 3, 3000, Activation.None, false },
+        { TestDevices.GpuLike, 3, 3, 3000, Activation.HardSwish, true },
+        { TestDevices.GpuLike, 1, 2, 8192, Activation.Relu, false },
+        { TestDevices.GpuLike, 5, 1, 1700, Activation.None, true },
+        { TestDevices.Default, 3, 3, 3000, Activation.None, false },
+        { TestDevices.Default, 3, 3, 3000, Activation.HardSwish, true },
+    };
+
+    static float[] ResidualValues(int n) => Reference.Random(n, 7, -3f, 3f);
+    static float[] OutputGradientValues(int n) => Reference.Random(n, 6);
+
+    /// <summary>One training step's BatchNorm on <paramref name="dev"/>: the forward (with the fused epilogue when asked;
+    /// in place, y = x, with <paramref name="inPlace"/>) then the backward (dx = dy in place). Returns y, act(y), saveMean,
+    /// saveInvStd, runningMean, runningVar, dx, dgamma, dbeta.</summary>
+    static float[][] TrainingStep(Device dev, int batch, int channels, int spatial, Activation act, bool residual, bool inPlace = false)
+    {
+        var bn = new BatchNorm(dev);
+        using var inputs = new Inputs(dev, batch, channels, spatial).Upload();
+        int n = inputs.N;
+        using var x = dev.Upload(inputs.X, n); // the backward's x: an in-place forward overwrites inputs.TX
+        using var tr = dev.Upload(ResidualValues(n), n);
+        using var ty = Reference.NaNs(dev, n);
+        using var ta = Reference.NaNs(dev, n);
+        var y = inPlace ? inputs.TX : ty;
+        bn.ForwardTraining(inputs.TX.View, inputs.TGamma.View, inputs.TBeta.View, y.View, inputs.TMean.View, inputs.TInvStd.View,
+            inputs.TRunMean.View, inputs.TRunVar.View, batch, channels, spatial, 0.9f,
+            act, act != Activation.None ? ta.View : default, residual ? tr.View : default);
+        using var tdy = dev.Upload(OutputGradientValues(n), n);
+        using var tdx = Reference.NaNs(dev, n);
+        using var dg = Reference.NaNs(dev, channels);
+        using var db = Reference.NaNs(dev, channels);
+        var dx = inPlace ? tdy : tdx;
+        bn.Backward(x.View, tdy.View, inputs.TGamma.View, inputs.TMean.View, inputs.TInvStd.View, dx.View, dg.View, db.View,
+            batch, channels, spatial, act, act != Activation.None ? y.View : default);
+        return [y.ToHost(), act != Activation.None ? ta.ToHost() : [], inputs.TMean.ToHost(), inputs.TInvStd.ToHost(),
+            inputs.TRunMean.ToHost(), inputs.TRunVar.ToHost(), dx.ToHost(), dg.ToHost(), db.ToHost()];
+    }
+
+    static double ActivationOf(Activation act, double v) => act switch
+    {
+        Activation.Relu => Math.Max(v, 0),
+        Activation.HardSwish => v * Math.Clamp(v + 3, 0, 6) / 6,
+        _ => v,
+    };
+
+    static double DerivativeOf(Activation act, double v) => act switch
+    {
+        Activation.Relu => v > 0 ? 1 : 0,
+        Activation.HardSwish => v < -3 ? 0 : v > 3 ? 1 : (2 * v + 3) / 6,
+        _ => 1,
+    };
+
+    /// <summary>What <see cref="TrainingStep"/> should return, in float64 from the same inputs: the forward of
+    /// <see cref="Forward"/> plus the residual and activation, the backward in closed form.</summary>
+    static double[][] ExpectedTrainingStep(int batch, int channels, int spatial, Activation act, bool residual)
+    {
+        var probe = new Inputs(null!, batch, channels, spatial);
+        int total = probe.N, n = batch * spatial;
+        var x = Reference.ToDouble(probe.X);
+        var gamma = Reference.ToDouble(probe.Gamma);
+        var (y, mean, variance) = Forward(x, gamma, Reference.ToDouble(probe.Beta), batch, channels, spatial);
+        var shortcut = ResidualValues(total);
+        if (residual) for (int i = 0; i < total; i++) y[i] += shortcut[i];
+        var r = OutputGradientValues(total);
+        var g = new double[total];
+        for (int i = 0; i < total; i++) g[i] = r[i] * DerivativeOf(act, y[i]);
+        var (dx, dgamma, dbeta) = (new double[total], new double[channels], new double[channels]);
+        var (invStd, runMean, runVar) = (new double[channels], new double[channels], new double[channels]);
+        for (int c = 0; c < channels; c++)
+        {
+            invStd[c] = 1 / Math.Sqrt(variance[c] + Eps);
+            runMean[c] = 0.9 * probe.RunningMean[c] + 0.1 * mean[c];
+            runVar[c] = 0.9 * probe.RunningVar[c] + 0.1 * variance[c];
+            foreach (int i in ChannelIndices(batch, channels, spatial, c))
+            {
+                dbeta[c] += g[i];
+                dgamma[c] += g[i] * (x[i] - mean[c]) * invStd[c];
+            }
+            foreach (int i in ChannelIndices(batch, channels, spatial, c))
+                dx[i] = gamma[c] * invStd[c] * (g[i] - dbeta[c] / n - (x[i] - mean[c]) * invStd[c] * dgamma[c] / n);
+        }
+        return [y, act != Activation.None ? Array.ConvertAll(y, v => ActivationOf(act, v)) : [], mean, invStd, runMean, runVar, dx, dgamma, dbeta];
+    }
+
+    static readonly string[] StepNames = ["y", "act(y)", "saveMean", "saveInvStd", "runningMean", "runningVar", "dx", "dgamma", "dbeta"];
+
+    [Theory]
+    [MemberData(nameof(SplitCases))]
+    public void SplitChannelsMatchFloat64(string device, int batch, int channels, int spatial, Activation act, bool residual)
+    {
+        var actual = TrainingStep(TestDevices.Get(device), batch, channels, spatial, act, residual);
+        var expected = ExpectedTrainingStep(batch, channels, spatial, act, residual);
+        double[] tolerance = [1e-5, 1e-5, 1e-6, 1e-5, 1e-6, 1e-5, 1e-5, 1e-5, 1e-5];
+        for (int k = 0; k < StepNames.Length; k++)
+            if (StepNames[k] == "dx") Reference.AssertNormClose(expected[k], actual[k], tolerance[k], $"{StepNames[k]} on {device}");
+            else Reference.AssertClose(expected[k], actual[k], tolerance[k], $"{StepNames[k]} on {device}");
+    }
+
+    /// <summary>The split backward against finite differences of the float64 forward (two pieces, the second of 104 values).</summary>
+    [Fact]
+    public void SplitBackwardMatchesFiniteDifferences()
+    {
+        var dev = TestDevices.Get(TestDevices.GpuLike);
+        const int batch = 2, channels = 1, spatial = 2100;
+        var actual = TrainingStep(dev, batch, channels, spatial, Activation.None, residual: false);
+        var probe = new Inputs(null!, batch, channels, spatial);
+        var x = Reference.ToDouble(probe.X);
+        var gamma = Reference.ToDouble(probe.Gamma);
+        var beta = Reference.ToDouble(probe.Beta);
+        var r = Reference.ToDouble(OutputGradientValues(probe.N));
+        double Loss(double[] xs, double[] g, double[] b) => Reference.Dot(Forward(xs, g, b, batch, channels, spatial).Y, r);
+        Reference.AssertNormClose(Reference.NumericGradient(xs => Loss(xs, gamma, beta), x), actual[6], 1e-4, "dx");
+        Reference.AssertNormClose(Reference.NumericGradient(g => Loss(x, g, beta), gamma), actual[7], 1e-5, "dgamma");
+        Reference.AssertNormClose(Reference.NumericGradient(b => Loss(x, gamma, b), beta), actual[8], 1e-5, "dbeta");
+    }
+
+    /// <summary>y = x and dx = dy give the same bits as separate buffers on the split path (pieces of 4 096 and 904 values).</summary>
+    [Theory]
+    [InlineData(Activation.None, false)]
+    [InlineData(Activation.HardSwish, true)]
+    public void SplitInPlaceIsBitForBit(Activation act, bool residual)
+    {
+        var dev = TestDevices.Get(TestDevices.GpuLike);
+        var separate = TrainingStep(dev, 2, 3, 2500, act, residual);
+        var inPlace = TrainingStep(dev, 2, 3, 2500, act, residual, inPlace: true);
+        for (int k = 0; k < StepNames.Length; k++) Assert.True(separate[k].SequenceEqual(inPlace[k]), StepNames[k]);
+    }
+
+    /// <summary>Grids of 1, 2, 4 (the GPU-like device) and 10 groups for 6 units give the same bits: every sum has a
+    /// fixed order. The one-group device's launch record shows the split kernels ran.</summary>
+    [Fact]
+    public void SplitIsTheSameForAnyGridSize()
+    {
+        using var dev = Device.OpenCpu(Device.GpuLikeWarp, Device.GpuLikeWarps, 1, KernelPolicy.Gpu);
+        dev.Plan = new LaunchPlan();
+        var one = TrainingStep(dev, 2, 3, 2500, Activation.HardSwish, residual: true);
+        Assert.Equal(["BatchNorm.PieceStatisticsKernel", "BatchNorm.NormalizePiecesKernel", "BatchNorm.PieceGradientSumsKernel",
+            "BatchNorm.PieceInputGradientKernel"], dev.Plan.Launches.Select(l => l.Kernel));
+        Assert.All(dev.Plan.Launches, l => Assert.Equal(1, l.Groups));
+        dev.Plan = null;
+        var grids = new List<float[][]> { TrainingStep(TestDevices.Get(TestDevices.GpuLike), 2, 3, 2500, Activation.HardSwish, residual: true) };
+        foreach (int multiprocessors in new[] { 1, 5 }) // 2 and 10 groups of 256 threads
+        {
+            dev.PlanAsGpu(multiprocessors, dev.GroupSize);
+            grids.Add(TrainingStep(dev, 2, 3, 2500, Activation.HardSwish, residual: true));
+        }
+        foreach (var other in grids)
+            for (int k = 0; k < StepNames.Length; k++) Assert.True(one[k].SequenceEqual(other[k]), StepNames[k]);
+    }
+
+    /// <summary>The split is decided by the shape alone: fewer than 132 channels and more than one piece, whatever the grid.</summary>
+    [Theory]
+    [InlineData(2, 131, 2100, true)]
+    [InlineData(2, 132, 2100, false)]
+    [InlineData(2, 3, 2048, false)] // one piece: the split would only add a launch
+    [InlineData(2, 3, 2049, true)]
+    public void SplitsFewChannelsByShapeAlone(int batch, int channels, int spatial, bool split)
+    {
+        using var dev = Device.OpenCpu(2, 1, 1, KernelPolicy.Gpu);
+        string[] kernels = split
+            ? ["BatchNorm.PieceStatisticsKernel", "BatchNorm.NormalizePiecesKernel", "BatchNorm.PieceGradientSumsKernel", "BatchNorm.PieceInputGradientKernel"]
+            : ["BatchNorm.ForwardTrainingGroupedKernel", "BatchNorm.BackwardGroupedKernel"];
+        var bn = new BatchNorm(dev);
+        using var x = dev.Allocate(batch * channels * spatial);
+        using var v = dev.Allocate(channels);
+        foreach (int multiprocessors in new[] { 1, 132 })
+        {
+            dev.PlanAsGpu(multiprocessors, 2048);
+            dev.Plan = new LaunchPlan { DryRun = true };
+            bn.ForwardTraining(x.View, v.View, v.View, x.View, v.View, v.View, v.View, v.View, batch, channels, spatial);
+            bn.Backward(x.View, x.View, v.View, v.View, v.View, x.View, v.View, v.View, batch, channels, spatial);
+            Assert.Equal(kernels, dev.Plan.Launches.Select(l => l.Kernel));
+        }
+    }
+
     static IEnumerable<int> ChannelIndices(int batch, int channels, int spatial, int c) =>
         Enumerable.Range(0, batch).SelectMany(b => Enumerable.Range((b * channels + c) * spatial, spatial));
 
