@@ -297,7 +297,7 @@ public class BatchNormTests
 
     /// <summary>Shapes whose channels span several pieces of <see cref="BatchNorm.PieceLength"/>: a ragged last piece
     /// (9 000 = 4 096 + 4 096 + 808 values), pieces starting inside an image (spatial 8 192, batch 1), many short images
-    /// (8 500 values), each with and without the fused epilogue. The default device (host policy on the CPU, the gpu
+    /// (8 500 values), each with and without the fused epilogue, and the seed model's first layer at batch 8 (6 400 values). The default device (host policy on the CPU, the gpu
     /// policy under CRNN_TEST_DEVICE) gets the first shape too.</summary>
     public static TheoryData<string, int, int, int, Activation, bool> SplitCases() => new()
     {
@@ -305,6 +305,7 @@ public class BatchNormTests
         { TestDevices.GpuLike, 3, 3, 3000, Activation.HardSwish, true },
         { TestDevices.GpuLike, 1, 2, 8192, Activation.Relu, false },
         { TestDevices.GpuLike, 5, 1, 1700, Activation.None, true },
+        { TestDevices.GpuLike, 8, 8, 800, Activation.Relu, false }, // the seed model's first BatchNorm (8 × 16×50) at batch 8
         { TestDevices.Default, 3, 3, 3000, Activation.None, false },
         { TestDevices.Default, 3, 3, 3000, Activation.HardSwish, true },
     };
