@@ -309,19 +309,8 @@ public sealed class Device : IDisposable
     /// launches run in stream order, so one product's partial sums are consumed before the next one writes) and
     /// grown to the largest request, so models built one after another do not each hold their own.
     /// </summary>
-    public ArrayView<float> Workspace(string name, long length)
-    {
-        if (!_workspaces.TryGetValue(name, out var buffer) || buffer.Length < length)
-        {
-            if (buffer != null)
-            {
-                Synchronize(); // launches already queued may still read the smaller buffer
-                buffer.Dispose();
-            }
-            _workspaces[name] = buffer = Allocate((int)Math.Min(length, int.MaxValue));
-        }
-        return buffer.View.SubView(0, length);
-    }
+    public ArrayView<float> Workspace(string name, long length) =>
+        Grown(_workspaces, name, (int)Math.Min(length, int.MaxValue), zeroed: false).SubView(0, length);
 
     readonly Dictionary<string, Tensor<int>> _counters = [];
 
@@ -330,19 +319,23 @@ public sealed class Device : IDisposable
     /// group to arrive finishes a reduction). Kernels leave every counter at zero when they end, so one set serves
     /// every launch in stream order.
     /// </summary>
-    public ArrayView<int> Counters(string name, int length)
+    public ArrayView<int> Counters(string name, int length) => Grown(_counters, name, length, zeroed: true).SubView(0, length);
+
+    /// <summary>The buffer named <paramref name="name"/>, replaced by a larger one when shorter than <paramref name="length"/>
+    /// (zeroed through the host when asked: no kernel launch in a step's plan).</summary>
+    ArrayView<T> Grown<T>(Dictionary<string, Tensor<T>> buffers, string name, int length, bool zeroed) where T : unmanaged
     {
-        if (!_counters.TryGetValue(name, out var buffer) || buffer.Length < length)
+        if (!buffers.TryGetValue(name, out var buffer) || buffer.Length < length)
         {
             if (buffer != null)
             {
-                Synchronize();
+                Synchronize(); // launches already queued may still read the smaller buffer
                 buffer.Dispose();
             }
-            _counters[name] = buffer = Allocate<int>(length);
-            buffer.Fill(0); // through the host: no kernel launch in a step's plan
+            buffers[name] = buffer = Allocate<T>(length);
+            if (zeroed) buffer.Fill(default);
         }
-        return buffer.View.SubView(0, length);
+        return buffer.View;
     }
 
     public void Dispose()

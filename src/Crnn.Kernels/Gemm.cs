@@ -45,12 +45,15 @@ public struct GemmShape
     }
 
     public readonly long Flops => 2L * M * N * K * Batch;
+
+    /// <summary>No output: nothing to compute.</summary>
+    public readonly bool IsEmpty => M == 0 || N == 0;
 }
 
 /// <summary>One product C = alpha·op(A)·op(B) + beta·C for <see cref="Gemm.Run(GemmProduct, GemmProduct)"/>.</summary>
 public readonly record struct GemmProduct(ArrayView<float> A, ArrayView<float> B, ArrayView<float> C, GemmShape Shape)
 {
-    public bool IsEmpty => Shape.M == 0 || Shape.N == 0;
+    public bool IsEmpty => Shape.IsEmpty;
 }
 
 /// <summary>Matrix products for 1×1 convolutions, the LSTM and the linear head: the shared-memory tiled
@@ -125,7 +128,7 @@ public sealed class Gemm
     /// </summary>
     static void Plan(ref GemmShape s, ref int partials, ref int arrivals)
     {
-        if (s.M == 0 || s.N == 0) return;
+        if (s.IsEmpty) return;
         int summed = s.SumBatches != 0 ? s.Batch : 1;
         long tiles = (long)Outputs(s) * TilesOf(s);
         bool split = Outputs(s) == 1 && tiles < SplitBelowTiles && (long)summed * s.K >= 2 * PieceLength;
@@ -145,10 +148,10 @@ public sealed class Gemm
 
     /// <summary>Work units: output tiles, or (tile, batch entry, piece) triples when split.</summary>
     static int Units(GemmShape s) =>
-        s.M == 0 || s.N == 0 ? 0 : s.Pieces > 0 ? TilesOf(s) * (s.SumBatches != 0 ? s.Batch : 1) * s.Pieces : Outputs(s) * TilesOf(s);
+        s.IsEmpty ? 0 : s.Pieces > 0 ? TilesOf(s) * (s.SumBatches != 0 ? s.Batch : 1) * s.Pieces : Outputs(s) * TilesOf(s);
 
     static double Bytes(GemmShape s) =>
-        s.M == 0 || s.N == 0 ? 0 : 4.0 * ((double)s.M * s.K + (double)s.K * s.N) * s.Batch + 4.0 * Outputs(s) * s.M * s.N;
+        s.IsEmpty ? 0 : 4.0 * ((double)s.M * s.K + (double)s.K * s.N) * s.Batch + 4.0 * Outputs(s) * s.M * s.N;
 
     static void Validate(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape s)
     {
