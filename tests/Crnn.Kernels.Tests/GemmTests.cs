@@ -93,8 +93,8 @@ public class GemmTests
         Check(TestDevices.Get(device), sum, batch * m * k, batch * k * n, m * n, nanOutput: true);
     }
 
-    /// <summary>The AVX2 micro-kernel where the CPU has it, and always the portable Vector128 one.</summary>
-    public static TheoryData<bool> HostKernels() => HostGemm.UseAvx2 ? new() { true, false } : new() { false };
+    /// <summary>Every micro-kernel the CPU has: AVX-512, AVX2 where present, always the portable Vector128 one.</summary>
+    public static TheoryData<string> HostKernels() => [.. HostGemm.Supported.Select(k => k.ToString())];
 
     /// <summary>
     /// The host product on every combination of odd sizes (edges of its 6×16 micro-tiles and 96/192/256 blocks),
@@ -102,11 +102,13 @@ public class GemmTests
     /// </summary>
     [Theory]
     [MemberData(nameof(HostKernels))]
-    public void HostOddShapeSweep(bool avx2)
+    public void HostOddShapeSweep(string kernelName)
     {
+        var kernel = Enum.Parse<HostKernel>(kernelName);
         int[] sizes = [1, 3, 7, 17, 33, 65, 97, 130];
-        bool saved = HostGemm.UseAvx2;
-        HostGemm.UseAvx2 = avx2;
+        bool portable = kernel == HostKernel.Portable;
+        var saved = HostGemm.Kernel;
+        HostGemm.Kernel = kernel;
         try
         {
             int i = 0;
@@ -114,8 +116,8 @@ public class GemmTests
                 foreach (int n in sizes)
                     foreach (int k in sizes)
                     {
-                        if (!avx2 && i++ % 7 != 0) continue; // a sample is enough for the fallback
-                        int c = avx2 ? i++ : i;
+                        if (portable && i++ % 7 != 0) continue; // a sample is enough for the fallback
+                        int c = portable ? i : i++;
                         bool transA = c % 2 == 1, transB = c / 2 % 2 == 1;
                         var s = GemmShape.RowMajor(m, n, k, transA, transB, alpha: c % 5 == 0 ? 0.5f : 1f, beta: c % 3 == 0 ? -1.25f : 0f);
                         switch (c % 4)
@@ -127,7 +129,7 @@ public class GemmTests
                         }
                     }
         }
-        finally { HostGemm.UseAvx2 = saved; }
+        finally { HostGemm.Kernel = saved; }
     }
 
     /// <summary>Two runs of the (multi-threaded) host product give bit-identical results.</summary>
@@ -143,6 +145,31 @@ public class GemmTests
             Assert.Equal(first, second);
             Kernels.Tests.Reference.AssertClose(Expected(s, aLen, bLen, cLen, s.Beta == 0), first, 1e-5, "host C");
         }
+    }
+
+    /// <summary>The AVX-512 and AVX2 micro-kernels (where the CPU has both) give the same bits: each element is one
+    /// chain of fused multiply-adds in the same order, whichever width computes it. Odd N leaves a lone 16-wide panel
+    /// beside the AVX-512 pairs.</summary>
+    [Fact]
+    public void FmaKernelsGiveTheSameBits()
+    {
+        var fma = HostGemm.Supported.Where(k => k != HostKernel.Portable).ToArray();
+        var saved = HostGemm.Kernel;
+        try
+        {
+            foreach (var (m, n, k) in new[] { (301, 517, 611), (97, 100, 80), (13, 17, 300) })
+            {
+                var s = GemmShape.RowMajor(m, n, k, transB: n % 2 == 1);
+                var results = fma.Select(kernel =>
+                {
+                    HostGemm.Kernel = kernel;
+                    return Run(TestDevices.Host, s, m * k, k * n, m * n, nanOutput: true);
+                }).ToArray();
+                foreach (var r in results) Assert.Equal(results[0], r);
+                if (results.Length > 0) Kernels.Tests.Reference.AssertClose(Expected(s, m * k, k * n, m * n, true), results[0], 1e-5, "host C");
+            }
+        }
+        finally { HostGemm.Kernel = saved; }
     }
 
     /// <summary>
