@@ -19,10 +19,15 @@ public static class SynthCommand
         var dict = new Option<string?>("--dict") { Description = "dictionary file, one symbol per line (default: 0-9a-z)" };
         var space = new Option<bool>("--use-space-char") { Description = "append ' ' to the dictionary (allows two-word texts)" };
         var wordRatio = new Option<double>("--word-ratio") { Description = "share of dictionary words; the rest are random strings", DefaultValueFactory = _ => SyntheticOptions.Default.WordRatio };
-        var plain = new Option<bool>("--no-augment") { Description = "plain dark text on a light background, no geometry or noise" };
+        var plain = new Option<bool>("--no-augment") { Description = "plain dark text on a light background, no geometry or noise (= --effects none)" };
+        var effects = new Option<string>("--effects")
+        {
+            Description = "effects preset: default (the training data), mild (noise, blur, small rotations only), none",
+            DefaultValueFactory = _ => "default",
+        };
 
         var command = new Command("synth", "Write synthetic text images (images/NNNNNN.png) and their labels.txt.");
-        foreach (var o in new Option[] { count, output, seed, fonts, exclude, dict, space, wordRatio, plain })
+        foreach (var o in new Option[] { count, output, seed, fonts, exclude, dict, space, wordRatio, plain, effects })
             command.Options.Add(o);
         command.SetAction(p => UserError.Guard(() => Run(new Settings(
             p.GetValue(count), p.GetValue(output)!, p.GetValue(seed), p.GetValue(dict), p.GetValue(space),
@@ -30,6 +35,7 @@ public static class SynthCommand
             {
                 Fonts = p.GetValue(fonts) ?? [], ExcludeFonts = p.GetValue(exclude) ?? [],
                 WordRatio = p.GetValue(wordRatio), Augment = !p.GetValue(plain),
+                Effects = SyntheticEffects.Named(p.GetValue(effects)!),
             }), Console.Out)));
         return command;
     }

@@ -62,11 +62,40 @@ public class SynthCommandTests : IDisposable
         Assert.Contains(labels.Samples, s => s.Text.Contains(' '));
     }
 
+    /// <summary>--effects mild writes the generator's mild preset (noise, blur, small rotations; the held-out
+    /// evaluation style): the same words as the default and plain presets, drawn differently from both.</summary>
+    [Fact]
+    public void EffectsPresetReachesTheGenerator()
+    {
+        const int count = 8;
+        Assert.Equal(0, Cli.Run("synth", "--count", $"{count}", "--seed", "3", "--effects", "mild", "--output", _folder).Code);
+        var labels = LabelFile.Read(Path.Combine(_folder, "labels.txt"), CharDictionary.Default, maxSteps: 25);
+        using var mild = new SyntheticWords(CharDictionary.Default, seed: 3, new SyntheticOptions { Effects = SyntheticEffects.Mild });
+        using var plain = new SyntheticWords(CharDictionary.Default, seed: 3, new SyntheticOptions { Effects = SyntheticEffects.None });
+        using var full = new SyntheticWords(CharDictionary.Default, seed: 3);
+        int differsFromPlain = 0, differsFromDefault = 0;
+        for (int i = 0; i < count; i++)
+        {
+            var word = mild.Render(i);
+            using var image = Image.Load<Rgb24>(labels.Samples[i].Path);
+            var rgb = new byte[image.Width * image.Height * 3];
+            image.CopyPixelDataTo(rgb);
+            Assert.Equal(word.Rgb, rgb);
+            Assert.Equal(word.Text, labels.Samples[i].Text);
+            Assert.Equal(plain.Render(i).Text, word.Text);
+            if (!plain.Render(i).Rgb.AsSpan().SequenceEqual(word.Rgb)) differsFromPlain++;
+            if (!full.Render(i).Rgb.AsSpan().SequenceEqual(word.Rgb)) differsFromDefault++;
+        }
+        Assert.InRange(differsFromPlain, count / 2, count);
+        Assert.Equal(count, differsFromDefault);
+    }
+
     [Theory]
     [InlineData("synth --count 0 --output {0}", "--count must be at least 1")]
     [InlineData("synth --count 2 --output {0} --fonts /nonexistent/font.ttf", "/nonexistent/font.ttf")]
     [InlineData("synth --count 2 --output {0} --word-ratio 2", "word ratio")]
     [InlineData("synth --count 2 --output {0} --dict /nonexistent/dict.txt", "/nonexistent/dict.txt")]
+    [InlineData("synth --count 2 --output {0} --effects wild", "no synthetic effects preset 'wild'")]
     public void UserErrorsAreOneLineExitCode2AndWriteNoLabels(string args, string message)
     {
         Cli.AssertUserError(Cli.Run(string.Format(args, _folder)), message);
