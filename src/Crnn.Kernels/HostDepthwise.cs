@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using static Crnn.Kernels.HostMemory;
 
 namespace Crnn.Kernels;
@@ -21,15 +22,23 @@ internal static unsafe class HostDepthwise
     /// <summary>Outputs per step of the row loops (forward, data gradient): four vectors.</summary>
     const int Block = 4 * V;
 
-    /// <summary>
-    /// Accumulators of <see cref="Block"/> consecutive outputs: four independent multiply-add chains instead of one
-    /// waiting on its own latency (each output's own sum, tap after tap, is unchanged).
-    /// </summary>
-    struct Chains
+    /// <summary>Accumulators of <see cref="Block"/> consecutive outputs, four independent multiply-add chains instead
+    /// of one waiting on its own latency (each output's own sum, tap after tap, is unchanged).</summary>
+    interface IChains
+    {
+        static abstract int Block { get; }
+        /// <summary>Adds weight·src[i] to output i, for the block's outputs.</summary>
+        void Tap(float* src, float weight);
+        void Store(float* dst);
+    }
+
+    /// <summary>Four 8-wide chains: <see cref="Block"/> = 32 outputs.</summary>
+    struct Chains : IChains
     {
         Vector256<float> _a0, _a1, _a2, _a3;
 
-        /// <summary>Adds weight·src[i] to output i, for the block's outputs.</summary>
+        public static int Block => HostDepthwise.Block;
+
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Tap(float* src, float weight)
         {
@@ -49,6 +58,37 @@ internal static unsafe class HostDepthwise
             _a3.Store(dst + 3 * V);
         }
     }
+
+    /// <summary>Four 16-wide AVX-512 chains: 64 outputs, a row of the model's 50 in one block (the same fused
+    /// multiply-adds per output as <see cref="Chains"/>, so the same bits).</summary>
+    struct WideChains : IChains
+    {
+        Vector512<float> _a0, _a1, _a2, _a3;
+
+        public static int Block => 64;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Tap(float* src, float weight)
+        {
+            var w = Vector512.Create(weight);
+            _a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(src), w, _a0);
+            _a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(src + 16), w, _a1);
+            _a2 = Avx512F.FusedMultiplyAdd(Vector512.Load(src + 32), w, _a2);
+            _a3 = Avx512F.FusedMultiplyAdd(Vector512.Load(src + 48), w, _a3);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly void Store(float* dst)
+        {
+            _a0.Store(dst);
+            _a1.Store(dst + 16);
+            _a2.Store(dst + 32);
+            _a3.Store(dst + 48);
+        }
+    }
+
+    /// <summary>Whether the forward runs <see cref="WideChains"/> (AVX-512 with FMA, as <see cref="MultiplyAdd"/> is fused there); tests turn it off.</summary>
+    internal static bool UseAvx512 = Avx512F.IsSupported && Fma.IsSupported;
 
     [ThreadStatic] static float[]? t_plane, t_row;
 
@@ -72,36 +112,45 @@ internal static unsafe class HostDepthwise
     {
         int planes = s.Batch * s.InChannels, k = s.Kernel;
         nint px = (nint)x, pw = (nint)w, py = (nint)y, ps = (nint)scale, pt = (nint)offset;
+        bool wide = UseAvx512;
         For(planes, (long)s.OutHeight * s.OutWidth * k * k, (first, end) =>
         {
+            int block = wide ? WideChains.Block : Chains.Block, pitch = PaddedWidth(s);
+            // One zeroed plane per range: each plane copies its rows into the interior, the padding stays zero.
+            // The last block of a row may read up to a block past it: the plane has that much slack after its end.
+            int planeLength = s.Height * pitch + block;
+            float* plane = Scratch(ref t_plane, planeLength), row = Scratch(ref t_row, (s.OutWidth + block - 1) / block * block);
+            new Span<float>(plane, planeLength).Clear();
             for (int p = first; p < end; p++)
             {
                 float* xp = (float*)px + (long)p * s.Height * s.Width, yp = (float*)py + (long)p * s.OutHeight * s.OutWidth;
                 float* wp = (float*)pw + p % s.InChannels * k * k;
                 int c = p % s.InChannels;
                 float sc = ps == 0 ? 1f : ((float*)ps)[c], off = pt == 0 ? 0f : ((float*)pt)[c];
-                if (s.StrideW == 1) ForwardPlane(xp, wp, yp, s, sc, off, act);
-                else ForwardPlaneScalar(xp, wp, yp, s, sc, off, act);
+                if (s.StrideW != 1) ForwardPlaneScalar(xp, wp, yp, s, sc, off, act);
+                else if (wide) ForwardPlane<WideChains>(xp, wp, yp, s, sc, off, act, plane, pitch, row);
+                else ForwardPlane<Chains>(xp, wp, yp, s, sc, off, act, plane, pitch, row);
             }
         });
     }
 
     /// <summary>y row oy = Σ over in-range ky, all kx of w[ky,kx]·padded row (oy·sh − pad + ky) shifted by kx; then
-    /// BatchNorm as ·scale + offset and the activation (inference; no-ops in training).</summary>
+    /// BatchNorm as ·scale + offset and the activation (inference; no-ops in training). <paramref name="plane"/>:
+    /// zero-padded rows of <paramref name="pitch"/>, whose padding is already zero.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void ForwardPlane(float* x, float* w, float* y, ConvShape s, float scale, float offset, int act)
+    static void ForwardPlane<TChains>(float* x, float* w, float* y, ConvShape s, float scale, float offset, int act,
+        float* plane, int pitch, float* row) where TChains : struct, IChains
     {
-        int k = s.Kernel, oh = s.OutHeight, ow = s.OutWidth, pitch = PaddedWidth(s), rowLength = (ow + Block - 1) / Block * Block;
-        // The last block of a row may read up to a block past it: the plane has that much slack after its end.
-        float* plane = Scratch(ref t_plane, s.Height * pitch + Block), row = Scratch(ref t_row, rowLength);
-        PadPlane(x, s.Height, s.Width, s.Pad, pitch, plane);
+        int k = s.Kernel, oh = s.OutHeight, ow = s.OutWidth, block = TChains.Block;
+        for (int r = 0; r < s.Height; r++)
+            new ReadOnlySpan<float>(x + (long)r * s.Width, s.Width).CopyTo(new Span<float>(plane + (long)r * pitch + s.Pad, s.Width));
         for (int oy = 0; oy < oh; oy++)
         {
             int y0 = oy * s.StrideH - s.Pad;
             int kyFirst = Math.Max(0, -y0), kyEnd = Math.Min(k, s.Height - y0);
-            for (int ox = 0; ox < ow; ox += Block)
+            for (int ox = 0; ox < ow; ox += block)
             {
-                var chains = new Chains();
+                var chains = new TChains();
                 for (int ky = kyFirst; ky < kyEnd; ky++)
                 {
                     float* src = plane + (long)(y0 + ky) * pitch + ox, wr = w + ky * k;
