@@ -147,29 +147,34 @@ public sealed class Pooling
     static unsafe void HostMaxForward(float* x, float* y, int* indices, PoolShape s)
     {
         nint px = (nint)x, py = (nint)y, pi = (nint)indices;
-        int inPlane = s.Height * s.Width, outPlane = s.OutHeight * s.OutWidth;
-        HostMemory.For(s.Planes, inPlane, (first, end) =>
+        HostMemory.For(s.Planes, s.Height * s.Width, (first, end) =>
+            MaxPlanes((float*)px, (float*)py, (int*)pi, first, end, s.Height * s.Width, s.Width, s.OutHeight * s.OutWidth, s.OutWidth, s.Kernel));
+    }
+
+    /// <summary>Planes [first, end), output rows then columns (no division per output).</summary>
+    static unsafe void MaxPlanes(float* x, float* y, int* indices, int first, int end, int inPlane, int width, int outPlane, int outWidth, int kernel)
+    {
+        int outHeight = outWidth == 0 ? 0 : outPlane / outWidth;
+        for (int plane = first; plane < end; plane++)
         {
-            for (int plane = first; plane < end; plane++)
-            {
-                float* xp = (float*)px + (long)plane * inPlane;
-                for (int r = 0, o = plane * outPlane; r < outPlane; r++, o++)
+            float* xp = x + (long)plane * inPlane;
+            int o = plane * outPlane;
+            for (int oy = 0; oy < outHeight; oy++)
+                for (int ox = 0; ox < outWidth; ox++, o++)
                 {
-                    int h0 = r / s.OutWidth * s.Kernel, w0 = r % s.OutWidth * s.Kernel;
-                    int best = h0 * s.Width + w0;
+                    int corner = oy * kernel * width + ox * kernel, best = corner;
                     float max = xp[best];
-                    for (int dh = 0; dh < s.Kernel; dh++)
-                        for (int dw = 0, q = (h0 + dh) * s.Width + w0; dw < s.Kernel; dw++, q++)
+                    for (int dh = 0; dh < kernel; dh++)
+                        for (int dw = 0, q = corner + dh * width; dw < kernel; dw++, q++)
                             if (xp[q] > max) // strictly greater: ties keep the first maximum
                             {
                                 max = xp[q];
                                 best = q;
                             }
-                    ((float*)py)[o] = max;
-                    ((int*)pi)[o] = best;
+                    y[o] = max;
+                    indices[o] = best;
                 }
-            }
-        });
+        }
     }
 
     static unsafe void HostMaxBackward(float* dy, int* indices, float* dx, PoolShape s)
