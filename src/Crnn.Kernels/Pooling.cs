@@ -148,13 +148,13 @@ public sealed class Pooling
     {
         nint px = (nint)x, py = (nint)y, pi = (nint)indices;
         HostMemory.For(s.Planes, s.Height * s.Width, (first, end) =>
-            MaxPlanes((float*)px, (float*)py, (int*)pi, first, end, s.Height * s.Width, s.Width, s.OutHeight * s.OutWidth, s.OutWidth, s.Kernel));
+            MaxPlanes((float*)px, (float*)py, (int*)pi, first, end, s.Height * s.Width, s.Width, s.OutHeight, s.OutWidth, s.Kernel));
     }
 
     /// <summary>Planes [first, end), output rows then columns (no division per output).</summary>
-    static unsafe void MaxPlanes(float* x, float* y, int* indices, int first, int end, int inPlane, int width, int outPlane, int outWidth, int kernel)
+    static unsafe void MaxPlanes(float* x, float* y, int* indices, int first, int end, int inPlane, int width, int outHeight, int outWidth, int kernel)
     {
-        int outHeight = outWidth == 0 ? 0 : outPlane / outWidth;
+        int outPlane = outHeight * outWidth;
         for (int plane = first; plane < end; plane++)
         {
             float* xp = x + (long)plane * inPlane;
