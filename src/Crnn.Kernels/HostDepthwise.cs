@@ -118,9 +118,15 @@ internal static unsafe class HostDepthwise
             int block = wide ? WideChains.Block : Chains.Block, pitch = PaddedWidth(s);
             // One zeroed plane per range: each plane copies its rows into the interior, the padding stays zero.
             // The last block of a row may read up to a block past it: the plane has that much slack after its end.
+            // (The scalar path of other width strides reads the input in place.)
             int planeLength = s.Height * pitch + block;
-            float* plane = Scratch(ref t_plane, planeLength), row = Scratch(ref t_row, (s.OutWidth + block - 1) / block * block);
-            new Span<float>(plane, planeLength).Clear();
+            float* plane = null, row = null;
+            if (s.StrideW == 1)
+            {
+                plane = Scratch(ref t_plane, planeLength);
+                row = Scratch(ref t_row, (s.OutWidth + block - 1) / block * block);
+                new Span<float>(plane, planeLength).Clear();
+            }
             for (int p = first; p < end; p++)
             {
                 float* xp = (float*)px + (long)p * s.Height * s.Width, yp = (float*)py + (long)p * s.OutHeight * s.OutWidth;
