@@ -457,6 +457,25 @@ public sealed class Lstm
     static float Sigmoid(float x) => 1f / (1f + XMath.Exp(-x));
 
     /// <summary>
+    /// tanh within a few ulp on every backend, for the gpu-policy kernels. XMath.Tanh becomes PTX's tanh.approx.f32
+    /// (relative error up to 2⁻¹¹), which left the CUDA recurrence 7e-5 off the float64 reference on an H200.
+    /// Cephes' tanhf: an odd polynomial below 0.625, where 1 − 2/(e²ˣ + 1) would lose digits to cancellation, and
+    /// that formula above (exp through PTX's ex2.approx is within 2 ulp).
+    /// </summary>
+    internal static float Tanh(float x)
+    {
+        float a = XMath.Abs(x);
+        if (a < 0.625f)
+        {
+            float z = x * x;
+            return ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z
+                - 3.33332819422e-1f) * z * x + x;
+        }
+        float t = 1f - 2f / (XMath.Exp(a + a) + 1f);
+        return x < 0f ? -t : t;
+    }
+
+    /// <summary>
     /// The whole forward recurrence (gpu policy), one launch for every step and both directions. Group g owns the
     /// sequences q = g, g + groups, … of the 2·Batch (q = d·Batch + b) and runs each through all its steps; thread u
     /// owns hidden units u, u + group size, …: their four gate rows k·H + u, starting from the input projection
@@ -502,9 +521,9 @@ public sealed class Lstm
                         }
                         cPrev = cs[u];
                     }
-                    float i = Sigmoid(ai), f = Sigmoid(af), gg = XMath.Tanh(ag), o = Sigmoid(ao);
+                    float i = Sigmoid(ai), f = Sigmoid(af), gg = Tanh(ag), o = Sigmoid(ao);
                     float c = f * cPrev + i * gg;
-                    float hv = o * XMath.Tanh(c);
+                    float hv = o * Tanh(c);
                     gates[gRow + u] = i;
                     gates[gRow + h + u] = f;
                     gates[gRow + 2 * h + u] = gg;
@@ -555,7 +574,7 @@ public sealed class Lstm
                         dc = dcs[u];
                     }
                     float i = gates[gRow + u], f = gates[gRow + h + u], gg = gates[gRow + 2 * h + u], o = gates[gRow + 3 * h + u];
-                    float tc = XMath.Tanh(cells[yRow + u]);
+                    float tc = Tanh(cells[yRow + u]);
                     float cPrev = 0f;
                     if (step > 0) cPrev = cells[cPrevRow + u];
                     dc += dh * o * (1f - tc * tc);

@@ -12,11 +12,13 @@ public sealed class CrnnProcess : IDisposable
 
     public CrnnProcess(string arguments)
     {
+        // Under the GPU kit's runner (no dotnet there) the runner itself is the crnn command: `crnn-kit crnn ARGS`.
         string dll = Path.Combine(AppContext.BaseDirectory, "crnn.dll");
-        var info = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet", $"\"{dll}\" {arguments}")
-        {
-            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-        };
+        var info = Path.GetFileName(Environment.ProcessPath) == "crnn-kit"
+            ? new ProcessStartInfo(Environment.ProcessPath!, $"crnn {arguments}")
+            : new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet", $"\"{dll}\" {arguments}");
+        info.RedirectStandardOutput = info.RedirectStandardError = true;
+        info.UseShellExecute = false;
         _process = Process.Start(info) ?? throw new InvalidOperationException("cannot start crnn");
     }
 

@@ -1,4 +1,5 @@
 using Crnn.Engine.Export;
+using Crnn.Engine.Synthetic;
 using ILGPU.Runtime;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
@@ -36,10 +37,16 @@ public class PaddleImportTests(ITestOutputHelper output)
         "Crnn.Gpu reads PaddleOCR models: import, run, fine-tune and export them.",
     ];
 
+    /// <summary>DejaVu Sans where the synthetic generator looks for fonts (Debian's /usr/share/fonts, or ~/.fonts
+    /// where the GPU kit puts its copy).</summary>
+    static readonly Lazy<string> DejaVuSans = new(() => FontCatalog.SystemFontRoots()
+        .SelectMany(root => Directory.EnumerateFiles(root, "DejaVuSans.ttf", SearchOption.AllDirectories)).FirstOrDefault()
+        ?? throw new InvalidOperationException("DejaVu Sans is missing (tools/setup.sh)"));
+
     /// <summary>A text line rendered black on a light background with DejaVu Sans, 40 px high, as RGB bytes.</summary>
     internal static (byte[] Rgb, int Width, int Height) Render(string text)
     {
-        using var typeface = SKTypeface.FromFile("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf") ?? throw new InvalidOperationException("DejaVu Sans is missing (tools/setup.sh)");
+        using var typeface = SKTypeface.FromFile(DejaVuSans.Value) ?? throw new InvalidOperationException($"cannot read {DejaVuSans.Value}");
         using var font = new SKFont(typeface, 28);
         int width = (int)Math.Ceiling(font.MeasureText(text)) + 8, height = 40;
         using var bitmap = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Premul));

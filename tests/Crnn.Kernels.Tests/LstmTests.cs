@@ -277,6 +277,27 @@ public class LstmTests
         Reference.AssertNormClose(Reference.NumericGradient(ps => Reference.Dot(ReferenceForward(x, ps, s), r), p), Array.ConvertAll(dp, v => (float)v), 1e-6, "dp");
     }
 
+    /// <summary>The gpu-policy kernels' own tanh against float64 tanh: within 3 ulp from 1e-30 to past
+    /// saturation, both signs, across the 0.625 switch between the polynomial and the exponential form; odd, and
+    /// NaN stays NaN. (PTX's tanh.approx.f32, which XMath.Tanh becomes, is off by up to 2⁻¹¹.)</summary>
+    [Fact]
+    public void KernelTanhIsWithinThreeUlpOfFloat64()
+    {
+        double worst = 0, worstAt = 0;
+        for (double m = 1e-30; m < 20; m *= 1.0007)
+            foreach (float x in new[] { (float)m, -(float)m, BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(0.625f) + ((int)(m * 1e6) % 64 - 32)) })
+            {
+                double exact = Math.Tanh(x);
+                float f = Math.Abs((float)exact);
+                double err = Math.Abs(Lstm.Tanh(x) - exact) / (MathF.BitIncrement(f) - f);
+                if (err > worst) (worst, worstAt) = (err, x);
+                Assert.Equal(-Lstm.Tanh(x), Lstm.Tanh(-x));
+            }
+        Assert.True(worst <= 3, $"tanh off by {worst:F2} ulp at {worstAt:R}");
+        Assert.Equal(1f, Lstm.Tanh(30f));
+        Assert.True(float.IsNaN(Lstm.Tanh(float.NaN)));
+    }
+
     /// <summary>
     /// The seed model's recurrence: hidden 96, 25 steps, batch 8, under each test device's policy, against the
     /// float64 forward and backpropagation. The input width is the model's 480 on the default device and 32 on
