@@ -5,7 +5,7 @@ namespace Crnn.TestRunner;
 
 /// <summary>
 /// <c>crnn-kit [--filter TEXT]... [--list] [--verbose]</c> runs the xunit tests of the test projects
-/// in-process; <c>crnn-kit crnn ARGS</c> is the crnn CLI itself. One self-contained file for a machine
+/// in-process; <c>crnn-kit crnn ARGS</c> is the crnn CLI itself. One self-contained build for a machine
 /// without .NET. Last line of a test run: "N passed, N failed[, N skipped]" (as tools/test.sh prints).
 /// </summary>
 public static class Program
