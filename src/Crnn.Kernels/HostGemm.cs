@@ -9,7 +9,7 @@ namespace Crnn.Kernels;
 /// <summary>
 /// The CPU path of <see cref="Gemm"/>: the CPU accelerator runs kernels as scalar .NET code, so on it the
 /// product runs here instead, on the host, straight on the accelerator's memory (zero copy). Classic
-/// packed GEMM: C is cut into MC×NC blocks spread over the cores with Parallel.For; each block packs
+/// packed GEMM: C is cut into MC×NC blocks spread over the cores (HostTeam); each block packs
 /// KC-deep slices of A (MR-row panels) and B (NR-column panels) contiguously and runs an MR×NR register
 /// micro-kernel (AVX-512 when present: two NR panels side by side, 6×32; AVX2 + FMA: 6×16; Vector128 otherwise)
 /// into a block-local accumulator.
@@ -22,7 +22,7 @@ namespace Crnn.Kernels;
 internal static unsafe class HostGemm
 {
     const int MR = 6, NR = 16, KC = 256, MC = 96, NC = 192;
-    /// <summary>Below this many flops Parallel.For costs more than it saves.</summary>
+    /// <summary>Below this many flops a parallel loop costs more than it saves.</summary>
     const long SerialFlops = 1 << 20;
 
     [ThreadStatic] static float[]? t_packA, t_packB, t_acc;
@@ -62,8 +62,7 @@ internal static unsafe class HostGemm
             return;
         }
         nint pa = (nint)a, pb = (nint)b, pc = (nint)c; // lambdas cannot capture pointers
-        Parallel.For(0, tasks, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
-            t => Block((float*)pa, (float*)pb, (float*)pc, s, epilogue, packed, mc, blocksM, blocksN, t));
+        HostTeam.For(tasks, t => Block((float*)pa, (float*)pb, (float*)pc, s, epilogue, packed, mc, blocksM, blocksN, t));
     }
 
     /// <summary>One mc×NC block of one output matrix: every batch entry it sums and every KC slice of K.</summary>

@@ -42,11 +42,10 @@ internal static unsafe class HostMemory
         long work = count * Math.Max(workPerItem, 1);
         int ranges = work < SerialWork || cores == 1 ? 1 : (int)Math.Min(count, 4L * cores);
         if (ranges == 1) { body(0, count); return; }
-        Parallel.For(0, ranges, new ParallelOptions { MaxDegreeOfParallelism = cores },
-            r => body((int)((long)count * r / ranges), (int)((long)count * (r + 1) / ranges)));
+        HostTeam.For(ranges, r => body((int)(count * r / ranges), (int)(count * (r + 1) / ranges)));
     }
 
-    /// <summary>Below this many element operations Parallel.For costs more than it saves.</summary>
+    /// <summary>Below this many element operations a parallel loop costs more than it saves.</summary>
     const long SerialWork = 1 << 15;
 
     /// <summary>A per-thread pinned buffer of at least <paramref name="length"/> floats, grown only when a larger shape
