@@ -102,7 +102,7 @@ internal static unsafe class HostGemm
         {
             float* row = c + (long)ob * s.StrideC + (long)(m0 + i) * s.Ldc + n0, src = acc + i * ldAcc;
             if (epilogue.Active) epilogue.Write(src, row, nLen, m0 + i);
-            else if (beta == 0f) for (int j = 0; j < nLen; j++) row[j] = alpha * src[j];
+            else if (beta == 0f) HostElementwise.ScaleShift(src, row, nLen, alpha, 0f, 0);
             else for (int j = 0; j < nLen; j++) row[j] = alpha * src[j] + beta * row[j];
         }
     }
@@ -130,7 +130,19 @@ internal static unsafe class HostGemm
     static float* PackB(float* b, int bk, int bn, int nLen, int kc, float* dst)
     {
         float* start = dst;
-        for (int q = 0; q < nLen; q += NR, dst += NR * kc)
+        int full = bn == 1 ? nLen / NR : 0;
+        // Whole 16-column panels of a row-major B: two vectors per k row, rows in order (the source streams).
+        for (int k = 0; k < kc && full > 0; k++)
+        {
+            float* src = b + (long)k * bk, to = dst + k * NR;
+            for (int q = 0; q < full; q++)
+            {
+                Vector256.Store(Vector256.Load(src + q * NR), to + q * NR * kc);
+                Vector256.Store(Vector256.Load(src + q * NR + 8), to + q * NR * kc + 8);
+            }
+        }
+        dst += full * NR * kc;
+        for (int q = full * NR; q < nLen; q += NR, dst += NR * kc)
         {
             int cols = Math.Min(NR, nLen - q);
             if (cols < NR) new Span<float>(dst, NR * kc).Clear();
@@ -143,13 +155,15 @@ internal static unsafe class HostGemm
     }
 
     /// <summary>Packs all of op(A) (<paramref name="isA"/>) or op(B) as <see cref="Block"/> would, every KC slice.</summary>
-    internal static float[] PackWhole(float* m, int rows, int k, int rowStride, int kStride, bool isA, out int paddedRows)
+    /// <summary>The panels start at <paramref name="start"/> floats into the array: a 64-byte boundary.</summary>
+    internal static float[] PackWhole(float* m, int rows, int k, int rowStride, int kStride, bool isA, out int paddedRows, out int start)
     {
         int r = isA ? MR : NR;
         paddedRows = (rows + r - 1) / r * r;
-        var data = GC.AllocateUninitializedArray<float>(Math.Max(paddedRows * k, 1), pinned: true);
-        fixed (float* d = data)
-            for (int k0 = 0; k0 < k; k0 += KC)
+        var data = GC.AllocateUninitializedArray<float>(Math.Max(paddedRows * k, 1) + 16, pinned: true);
+        float* d = HostMemory.Aligned(data);
+        start = (int)(d - (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(data)));
+        for (int k0 = 0; k0 < k; k0 += KC)
             {
                 int kc = Math.Min(KC, k - k0);
                 if (isA) PackA(m + (long)k0 * kStride, rowStride, kStride, rows, kc, d + (long)k0 * paddedRows);
@@ -303,11 +317,12 @@ internal readonly unsafe struct HostEpilogue(float* rowScale, float* rowOffset, 
 public sealed unsafe class PackedOperand
 {
     readonly float[] _data;
-    readonly int _rows, _k, _paddedRows;
+    readonly int _rows, _k, _paddedRows, _start;
 
     internal bool IsA { get; }
 
-    PackedOperand(float[] data, int rows, int k, int paddedRows, bool isA) => (_data, _rows, _k, _paddedRows, IsA) = (data, rows, k, paddedRows, isA);
+    PackedOperand(float[] data, int start, int rows, int k, int paddedRows, bool isA) =>
+        (_data, _start, _rows, _k, _paddedRows, IsA) = (data, start, rows, k, paddedRows, isA);
 
     /// <summary>A [rows, k] (row-major, <paramref name="values"/> from <paramref name="offset"/>) as the GEMM's A.</summary>
     public static PackedOperand RowsAsA(float[] values, int offset, int rows, int k) => Pack(values, offset, rows, k, isA: true);
@@ -321,8 +336,8 @@ public sealed unsafe class PackedOperand
             throw new ArgumentException($"cannot pack a [{rows}, {k}] matrix at {offset} of {values.Length} values");
         fixed (float* v = values)
         {
-            var data = HostGemm.PackWhole(v + offset, rows, k, k, 1, isA, out int padded);
-            return new PackedOperand(data, rows, k, padded, isA);
+            var data = HostGemm.PackWhole(v + offset, rows, k, k, 1, isA, out int padded, out int start);
+            return new PackedOperand(data, start, rows, k, padded, isA);
         }
     }
 
@@ -331,7 +346,7 @@ public sealed unsafe class PackedOperand
     {
         int kc = Math.Min(HostGemm.SliceDepth, _k - k0);
         // The array is pinned (allocated on the pinned object heap), so the address stays valid.
-        return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_data)) + (long)k0 * _paddedRows + (long)first * kc;
+        return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_data)) + _start + (long)k0 * _paddedRows + (long)first * kc;
     }
 
     internal void Check(in GemmShape s)

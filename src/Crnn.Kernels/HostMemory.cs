@@ -52,9 +52,14 @@ internal static unsafe class HostMemory
     /// comes (steady-state steps allocate nothing).</summary>
     public static float* Scratch(ref float[]? buffer, int length)
     {
-        if (buffer == null || buffer.Length < length) buffer = GC.AllocateUninitializedArray<float>(Math.Max(length, 64), pinned: true);
-        return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(buffer));
+        // 16 floats more, to start at a 64-byte boundary: a 512-bit load across two cache lines costs two.
+        if (buffer == null || buffer.Length < length + 16) buffer = GC.AllocateUninitializedArray<float>(Math.Max(length, 64) + 16, pinned: true);
+        return Aligned(buffer);
     }
+
+    /// <summary>The first 64-byte boundary in a pinned array (at most 15 floats in).</summary>
+    public static float* Aligned(float[] pinned) =>
+        (float*)(((nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned)) + 63) & ~(nint)63);
 
     /// <summary>a·b + c, fused where the hardware has FMA (the choice is a JIT constant: one machine, one rounding).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
