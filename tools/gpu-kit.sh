@@ -21,7 +21,7 @@ set -uo pipefail
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 publish() {
-  local repo kit bin lmdb
+  local repo kit bin lmdb name font
   repo="$(cd "$script_dir/.." && pwd)"
   kit="$repo/publish/gpu-kit"
   bin="$kit/bin"
@@ -37,9 +37,9 @@ publish() {
   cp "$repo/tools/gpu-kit.sh" "$repo/bench/peers/pytorch_crnn.py" "$kit/"
   # The DejaVu fonts (Debian's fonts-dejavu-core set): the tests draw with DejaVu Sans and need a second family.
   mkdir -p "$kit/fonts"
-  for font in DejaVuSans DejaVuSans-Bold DejaVuSerif DejaVuSansMono; do
-    font="$(find_font "$font")"
-    if [ -n "$font" ]; then cp "$font" "$kit/fonts/"; else echo "warning: $font.ttf is not installed here (tools/setup.sh)" >&2; fi
+  for name in DejaVuSans DejaVuSans-Bold DejaVuSerif DejaVuSansMono; do
+    font="$(find_font "$name")"
+    if [ -n "$font" ]; then cp "$font" "$kit/fonts/"; else echo "warning: $name.ttf is not installed here (tools/setup.sh)" >&2; fi
   done
   # LMDB 0.9, which crnn loads from the system (Data/LmdbLibrary.cs) and the GPU machine may lack; needs only libc.
   lmdb="$(system_lmdb)"
