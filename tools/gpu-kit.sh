@@ -9,7 +9,7 @@
 #          script, the PyTorch peer, the DejaVu fonts the tests draw with and lib/liblmdb.so.0.
 # run:     unpacks the binary into publish/crnn-kit (once) beside links to the checkout's models/ and
 #          tests/fixtures, which the tests read there, then
-#          1. all tests on the device (CRNN_TEST_DEVICE; ≈ 7 min on an H200), 2. `crnn bench` at batch 32 and 256
+#          1. all tests on the device (CRNN_TEST_DEVICE; ≈ 7 min on an H200, estimated), 2. `crnn bench` at batch 32 and 256
 #          and the launch report of one batch-256 step (`crnn bench --launches`),
 #          3. bench/peers/pytorch_crnn.py at the same batch sizes (skipped when torch is missing),
 #          4. both throughputs side by side; reports under bench/results/ (and copied to $OUT when set).
