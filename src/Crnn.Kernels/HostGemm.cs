@@ -154,21 +154,20 @@ internal static unsafe class HostGemm
         return start;
     }
 
-    /// <summary>Packs all of op(A) (<paramref name="isA"/>) or op(B) as <see cref="Block"/> would, every KC slice.</summary>
-    /// <summary>The panels start at <paramref name="start"/> floats into the array: a 64-byte boundary.</summary>
-    internal static float[] PackWhole(float* m, int rows, int k, int rowStride, int kStride, bool isA, out int paddedRows, out int start)
+    /// <summary>Packs all of op(A) (<paramref name="isA"/>) or op(B) as <see cref="Block"/> would, every KC slice,
+    /// from the array's first 64-byte boundary (<see cref="HostMemory.Aligned"/>).</summary>
+    internal static float[] PackWhole(float* m, int rows, int k, int rowStride, int kStride, bool isA, out int paddedRows)
     {
         int r = isA ? MR : NR;
         paddedRows = (rows + r - 1) / r * r;
         var data = GC.AllocateUninitializedArray<float>(Math.Max(paddedRows * k, 1) + 16, pinned: true);
         float* d = HostMemory.Aligned(data);
-        start = (int)(d - (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(data)));
         for (int k0 = 0; k0 < k; k0 += KC)
-            {
-                int kc = Math.Min(KC, k - k0);
-                if (isA) PackA(m + (long)k0 * kStride, rowStride, kStride, rows, kc, d + (long)k0 * paddedRows);
-                else PackB(m + (long)k0 * kStride, kStride, rowStride, rows, kc, d + (long)k0 * paddedRows);
-            }
+        {
+            int kc = Math.Min(KC, k - k0);
+            if (isA) PackA(m + (long)k0 * kStride, rowStride, kStride, rows, kc, d + (long)k0 * paddedRows);
+            else PackB(m + (long)k0 * kStride, kStride, rowStride, rows, kc, d + (long)k0 * paddedRows);
+        }
         return data;
     }
 
@@ -317,12 +316,11 @@ internal readonly unsafe struct HostEpilogue(float* rowScale, float* rowOffset, 
 public sealed unsafe class PackedOperand
 {
     readonly float[] _data;
-    readonly int _rows, _k, _paddedRows, _start;
+    readonly int _rows, _k, _paddedRows;
 
     internal bool IsA { get; }
 
-    PackedOperand(float[] data, int start, int rows, int k, int paddedRows, bool isA) =>
-        (_data, _start, _rows, _k, _paddedRows, IsA) = (data, start, rows, k, paddedRows, isA);
+    PackedOperand(float[] data, int rows, int k, int paddedRows, bool isA) => (_data, _rows, _k, _paddedRows, IsA) = (data, rows, k, paddedRows, isA);
 
     /// <summary>A [rows, k] (row-major, <paramref name="values"/> from <paramref name="offset"/>) as the GEMM's A.</summary>
     public static PackedOperand RowsAsA(float[] values, int offset, int rows, int k) => Pack(values, offset, rows, k, isA: true);
@@ -336,8 +334,8 @@ public sealed unsafe class PackedOperand
             throw new ArgumentException($"cannot pack a [{rows}, {k}] matrix at {offset} of {values.Length} values");
         fixed (float* v = values)
         {
-            var data = HostGemm.PackWhole(v + offset, rows, k, k, 1, isA, out int padded, out int start);
-            return new PackedOperand(data, start, rows, k, padded, isA);
+            var data = HostGemm.PackWhole(v + offset, rows, k, k, 1, isA, out int padded);
+            return new PackedOperand(data, rows, k, padded, isA);
         }
     }
 
@@ -346,7 +344,7 @@ public sealed unsafe class PackedOperand
     {
         int kc = Math.Min(HostGemm.SliceDepth, _k - k0);
         // The array is pinned (allocated on the pinned object heap), so the address stays valid.
-        return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_data)) + _start + (long)k0 * _paddedRows + (long)first * kc;
+        return HostMemory.Aligned(_data) + (long)k0 * _paddedRows + (long)first * kc;
     }
 
     internal void Check(in GemmShape s)
