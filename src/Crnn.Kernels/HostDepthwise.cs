@@ -30,6 +30,10 @@ internal static unsafe class HostDepthwise
         /// <summary>Adds weight·src[i] to output i, for the block's outputs.</summary>
         void Tap(float* src, float weight);
         void Store(float* dst);
+        /// <summary>The first <paramref name="n"/> outputs as act(sum·scale + offset) into <paramref name="dst"/>
+        /// (<see cref="HostElementwise.ScaleShift(float*, float*, int, float, float, int)"/>'s arithmetic);
+        /// <paramref name="row"/>: a block of scratch.</summary>
+        void Write(float* dst, int n, float scale, float offset, int act, float* row);
     }
 
     /// <summary>Four 8-wide chains: <see cref="Block"/> = 32 outputs.</summary>
@@ -56,6 +60,12 @@ internal static unsafe class HostDepthwise
             _a1.Store(dst + V);
             _a2.Store(dst + 2 * V);
             _a3.Store(dst + 3 * V);
+        }
+
+        public readonly void Write(float* dst, int n, float scale, float offset, int act, float* row)
+        {
+            Store(row);
+            HostElementwise.ScaleShift(row, dst, n, scale, offset, act);
         }
     }
 
@@ -84,6 +94,24 @@ internal static unsafe class HostDepthwise
             _a1.Store(dst + 16);
             _a2.Store(dst + 32);
             _a3.Store(dst + 48);
+        }
+
+        /// <summary>Straight from the registers, the last vector masked: no pass over a row buffer, no scalar tail.</summary>
+        public readonly void Write(float* dst, int n, float scale, float offset, int act, float* row)
+        {
+            var sv = Vector512.Create(scale);
+            var tv = Vector512.Create(offset);
+            Put(dst, n, HostElementwise.Activate(act, Avx512F.FusedMultiplyAdd(_a0, sv, tv)));
+            Put(dst + 16, n - 16, HostElementwise.Activate(act, Avx512F.FusedMultiplyAdd(_a1, sv, tv)));
+            Put(dst + 32, n - 32, HostElementwise.Activate(act, Avx512F.FusedMultiplyAdd(_a2, sv, tv)));
+            Put(dst + 48, n - 48, HostElementwise.Activate(act, Avx512F.FusedMultiplyAdd(_a3, sv, tv)));
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static void Put(float* dst, int n, Vector512<float> v)
+        {
+            if (n >= 16) v.Store(dst);
+            else if (n > 0) Avx512F.MaskStore(dst, Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(n)).AsSingle(), v);
         }
     }
 
@@ -148,8 +176,7 @@ internal static unsafe class HostDepthwise
         float* plane, int pitch, float* row) where TChains : struct, IChains
     {
         int k = s.Kernel, oh = s.OutHeight, ow = s.OutWidth, block = TChains.Block;
-        for (int r = 0; r < s.Height; r++)
-            new ReadOnlySpan<float>(x + (long)r * s.Width, s.Width).CopyTo(new Span<float>(plane + (long)r * pitch + s.Pad, s.Width));
+        for (int r = 0; r < s.Height; r++) CopyRow(x + (long)r * s.Width, plane + (long)r * pitch + s.Pad, s.Width);
         for (int oy = 0; oy < oh; oy++)
         {
             int y0 = oy * s.StrideH - s.Pad;
@@ -162,10 +189,19 @@ internal static unsafe class HostDepthwise
                     float* src = plane + (long)(y0 + ky) * pitch + ox, wr = w + ky * k;
                     for (int kx = 0; kx < k; kx++) chains.Tap(src + kx, wr[kx]);
                 }
-                chains.Store(row + ox);
+                chains.Write(y + (long)oy * ow + ox, Math.Min(block, ow - ox), scale, offset, act, row + ox);
             }
-            HostElementwise.ScaleShift(row, y + (long)oy * ow, ow, scale, offset, act);
         }
+    }
+
+    /// <summary>Copies n floats with 8-wide moves, the last one overlapping (a plane's rows are a few dozen floats:
+    /// a library copy per row costs more than the move).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void CopyRow(float* src, float* dst, int n)
+    {
+        if (n < V) { for (int i = 0; i < n; i++) dst[i] = src[i]; return; }
+        for (int i = 0; i < n - V; i += V) Vector256.Load(src + i).Store(dst + i);
+        Vector256.Load(src + n - V).Store(dst + n - V);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -39,6 +39,20 @@ internal static unsafe class HostElementwise
         };
     }
 
+    /// <summary><see cref="Activate(int, Vector256{float})"/> on sixteen lanes: the same operations, so the same bits.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Activate(int act, Vector512<float> v)
+    {
+        var zero = Vector512<float>.Zero;
+        return act switch
+        {
+            1 => Vector512.Max(v, zero),
+            2 => v * Vector512.Min(Vector512.Max(v + Vector512.Create(3f), zero), Vector512.Create(6f)) / Vector512.Create(6f),
+            3 => Vector512.Min(Vector512.Max(Vector512.Create(0.2f) * v + Vector512.Create(0.5f), zero), Vector512.Create(1f)),
+            _ => v,
+        };
+    }
+
     static void ForwardRange(int act, float* x, float* y, int first, int end)
     {
         if (act == 0)

@@ -49,62 +49,167 @@ internal static unsafe class HostGemm
     public static void Run(float* a, float* b, float* c, GemmShape s, HostEpilogue epilogue, bool parallel = true, PackedOperand? packed = null)
     {
         if (packed != null) packed.Check(s);
-        int outputs = s.SumBatches != 0 ? 1 : s.Batch;
-        int blocksN = (s.N + NC - 1) / NC;
+        var columns = Columns.Of(s);
+        int outputs = columns.Merged || s.SumBatches != 0 ? 1 : s.Batch;
+        int blocksN = (columns.Count + NC - 1) / NC;
         // Smaller row blocks when the product is small, so every core gets work (the result does not change).
         int mc = MC;
-        while (mc > MR && (long)outputs * ((s.M + mc - 1) / mc) * blocksN < 4 * Environment.ProcessorCount) mc /= 2;
+        while (parallel && mc > MR && (long)outputs * ((s.M + mc - 1) / mc) * blocksN < 4 * Environment.ProcessorCount) mc /= 2;
         int blocksM = (s.M + mc - 1) / mc;
         long tasks = (long)outputs * blocksM * blocksN;
         if (!parallel || tasks == 1 || (long)s.M * s.N * s.K * s.Batch * 2 < SerialFlops)
         {
-            for (long t = 0; t < tasks; t++) Block(a, b, c, s, epilogue, packed, mc, blocksM, blocksN, t);
+            for (long t = 0; t < tasks; t++) Block(a, b, c, s, columns, epilogue, packed, mc, blocksM, blocksN, t);
             return;
         }
         nint pa = (nint)a, pb = (nint)b, pc = (nint)c; // lambdas cannot capture pointers
-        HostTeam.For(tasks, t => Block((float*)pa, (float*)pb, (float*)pc, s, epilogue, packed, mc, blocksM, blocksN, t));
+        HostTeam.For(tasks, t => Block((float*)pa, (float*)pb, (float*)pc, s, columns, epilogue, packed, mc, blocksM, blocksN, t));
     }
 
-    /// <summary>One mc×NC block of one output matrix: every batch entry it sums and every KC slice of K.</summary>
+    /// <summary>
+    /// The columns C is cut into. A batch that shares A (a 1×1 convolution's weights, stride 0) over row-major
+    /// B and C runs as one product whose columns are every image's in turn (Batch·N): an image has only 100–800
+    /// positions, so per image the last 32-column panel pair and the last NC block are mostly empty.
+    /// </summary>
+    readonly record struct Columns(int Count, bool Merged)
+    {
+        public static Columns Of(in GemmShape s) =>
+            s.Batch > 1 && s.SumBatches == 0 && s.StrideA == 0 && s.BN == 1 ? new(s.N * s.Batch, true) : new(s.N, false);
+    }
+
+    /// <summary>One mc×NC block of one output matrix: every batch entry it sums and every KC slice of K. The last
+    /// slice writes C: the AVX-512 kernel straight from its registers through the epilogue where its whole 6×32
+    /// tile lies in one output matrix, the other tiles from the accumulator.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Block(float* a, float* b, float* c, in GemmShape s, HostEpilogue epilogue, PackedOperand? packed, int mc, int blocksM, int blocksN, long task)
+    static void Block(float* a, float* b, float* c, in GemmShape s, Columns columns, HostEpilogue epilogue, PackedOperand? packed, int mc, int blocksM, int blocksN, long task)
     {
         int ob = (int)(task / ((long)blocksM * blocksN)), rem = (int)(task % ((long)blocksM * blocksN));
         int m0 = rem / blocksN * mc, n0 = rem % blocksN * NC;
-        int mLen = Math.Min(mc, s.M - m0), nLen = Math.Min(NC, s.N - n0);
+        int mLen = Math.Min(mc, s.M - m0), nLen = Math.Min(NC, columns.Count - n0);
         int mPanels = (mLen + MR - 1) / MR, nPanels = (nLen + NR - 1) / NR, ldAcc = nPanels * NR;
         float* packA = HostMemory.Scratch(ref t_packA, MC * KC), packB = HostMemory.Scratch(ref t_packB, NC * KC), acc = HostMemory.Scratch(ref t_acc, MC * NC);
+        // beta 0 never reads C, so an uninitialized (NaN) output is fine.
+        HostEpilogue? writer = epilogue.Active ? epilogue : s.Beta == 0f ? HostEpilogue.Scaled(s.Alpha) : null;
+        int step = Kernel == HostKernel.Avx512 ? 2 : 1;
+        var block = new Output(c, s, columns, writer, ob, m0, n0);
+        if (s.K == 0) // the product is zero
+        {
+            new Span<float>(acc, mPanels * MR * ldAcc).Clear();
+            for (int i = 0; i < mLen; i++) block.WriteRow(acc + i * ldAcc, i, 0, nLen);
+            return;
+        }
 
         bool accumulate = false;
-        int bFirst = s.SumBatches != 0 ? 0 : ob, bEnd = s.SumBatches != 0 ? s.Batch : ob + 1;
+        int bFirst = s.SumBatches != 0 || columns.Merged ? 0 : ob, bEnd = s.SumBatches != 0 ? s.Batch : bFirst + 1;
         for (int bi = bFirst; bi < bEnd; bi++)
         {
             float* ab = a + (long)bi * s.StrideA + (long)m0 * s.AM, bb = b + (long)bi * s.StrideB + (long)n0 * s.BN;
             for (int k0 = 0; k0 < s.K; k0 += KC)
             {
                 int kc = Math.Min(KC, s.K - k0);
+                bool last = bi == bEnd - 1 && k0 + kc == s.K;
                 // A weight matrix packed in advance is read in place; the other operand is packed here.
                 float* pa = packed is { IsA: true } ? packed.Panels(k0, m0) : PackA(ab + (long)k0 * s.AK, s.AM, s.AK, mLen, kc, packA);
-                float* pb = packed is { IsA: false } ? packed.Panels(k0, n0) : PackB(bb + (long)k0 * s.BK, s.BK, s.BN, nLen, kc, packB);
+                float* pb = packed is { IsA: false } ? packed.Panels(k0, n0)
+                    : columns.Merged ? PackImageColumns(b + (long)k0 * s.BK, s, n0, nLen, kc, packB)
+                    : PackB(bb + (long)k0 * s.BK, s.BK, s.BN, nLen, kc, packB);
                 // One B panel (kc×NR; two for AVX-512) stays in L1 while the A panels stream past it.
-                int step = Kernel == HostKernel.Avx512 ? 2 : 1;
                 for (int q = 0; q < nPanels; q += step)
+                {
+                    bool pair = q + 1 < nPanels;
+                    int j0 = q * NR, width = Math.Min(step * NR, nLen - j0);
                     for (int p = 0; p < mPanels; p++)
-                        Micro(pa + p * MR * kc, pb + q * NR * kc, kc, acc + p * MR * ldAcc + q * NR, ldAcc, accumulate, pair: q + 1 < nPanels);
+                    {
+                        int i0 = p * MR, height = Math.Min(MR, mLen - i0);
+                        float* tile = acc + i0 * ldAcc + j0, pap = pa + p * MR * kc, pbq = pb + q * NR * kc;
+                        if (last && pair && step == 2 && height == MR && width == 2 * NR && block.Tile(i0, j0, out var direct))
+                            MicroAvx512(pap, pbq, kc, tile, ldAcc, accumulate, direct, s.Ldc, writer.GetValueOrDefault(), m0 + i0);
+                        else
+                        {
+                            Micro(pap, pbq, kc, tile, ldAcc, accumulate, pair);
+                            if (last) for (int i = 0; i < height; i++) block.WriteRow(tile + i * ldAcc, i0 + i, j0, width);
+                        }
+                    }
+                }
                 accumulate = true;
             }
         }
-        if (!accumulate) new Span<float>(acc, mPanels * MR * ldAcc).Clear(); // K == 0: the product is zero
+    }
 
-        // beta 0 never reads C, so an uninitialized (NaN) output is fine.
-        float alpha = s.Alpha, beta = s.Beta;
-        for (int i = 0; i < mLen; i++)
+    /// <summary>Where a block's results go in C; a merged block's columns run across images (<see cref="Columns"/>).</summary>
+    readonly struct Output(float* c, GemmShape s, Columns columns, HostEpilogue? writer, int matrix, int m0, int n0)
+    {
+        /// <summary>Where the 32 columns from block column j of block row i go in C: one output matrix, or the end of
+        /// one image's and the start of the next's (merged columns, an image of at least 32); false without a writer.</summary>
+        public bool Tile(int i, int j, out TileTarget target)
         {
-            float* row = c + (long)ob * s.StrideC + (long)(m0 + i) * s.Ldc + n0, src = acc + i * ldAcc;
-            if (epilogue.Active) epilogue.Write(src, row, nLen, m0 + i);
-            else if (beta == 0f) HostElementwise.ScaleShift(src, row, nLen, alpha, 0f, 0);
-            else for (int j = 0; j < nLen; j++) row[j] = alpha * src[j] + beta * row[j];
+            target = default;
+            if (writer == null) return false;
+            if (!columns.Merged)
+            {
+                target = new(c + (long)matrix * s.StrideC + (long)(m0 + i) * s.Ldc + n0 + j, null, 2 * NR);
+                return true;
+            }
+            int image = (n0 + j) / s.N, position = (n0 + j) % s.N, split = Math.Min(s.N - position, 2 * NR);
+            if (split < 2 * NR && s.N < 2 * NR) return false;
+            float* row = c + (long)(m0 + i) * s.Ldc;
+            target = new(row + (long)image * s.StrideC + position, split < 2 * NR ? row + (long)(image + 1) * s.StrideC : null, split);
+            return true;
         }
+
+        /// <summary>Writes the accumulated values at <paramref name="src"/> to block row i, columns [j, j + n): through
+        /// the epilogue (alpha·acc without one), or as alpha·acc + beta·C; a merged block one piece per image.</summary>
+        public void WriteRow(float* src, int i, int j, int n)
+        {
+            for (int done = 0; done < n;)
+            {
+                int col = n0 + j + done, target = matrix, position = col, length = n - done;
+                if (columns.Merged) (target, position, length) = (col / s.N, col % s.N, Math.Min(length, s.N - col % s.N));
+                float* dst = c + (long)target * s.StrideC + (long)(m0 + i) * s.Ldc + position, from = src + done;
+                if (writer is { } w) w.Write(from, dst, length, m0 + i);
+                else for (int t = 0; t < length; t++) dst[t] = s.Alpha * from[t] + s.Beta * dst[t];
+                done += length;
+            }
+        }
+    }
+
+    /// <summary>A 6×32 tile's place in C: columns [0, Split) of each row from <see cref="First"/>, the rest from
+    /// <see cref="Second"/> (the next image's row; rows of both are Ldc apart).</summary>
+    internal readonly struct TileTarget(float* first, float* second, int split)
+    {
+        public float* First => first;
+        public float* Second => second;
+        public int Split => split;
+    }
+
+    /// <summary><see cref="PackB"/> for merged columns (<see cref="Columns"/>): k [0, kc) × columns [n0, n0 + nLen)
+    /// of the images side by side, image by image (an image's columns are contiguous in its row-major B).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static float* PackImageColumns(float* b, in GemmShape s, int n0, int nLen, int kc, float* dst)
+    {
+        if (nLen % NR != 0) new Span<float>(dst + nLen / NR * NR * kc, NR * kc).Clear(); // zero-padded last panel
+        for (int j = 0; j < nLen;)
+        {
+            int image = (n0 + j) / s.N, position = (n0 + j) % s.N, length = Math.Min(nLen - j, s.N - position);
+            float* src = b + (long)image * s.StrideB + position;
+            // Pieces of this image's run that fall in one panel: whole panels copy as two vectors per k row.
+            for (int t = j; t < j + length;)
+            {
+                int offset = t % NR, count = Math.Min(NR - offset, j + length - t);
+                float* to = dst + t / NR * NR * kc + offset, from = src + (t - j);
+                if (count == NR)
+                    for (int k = 0; k < kc; k++)
+                    {
+                        Vector256.Store(Vector256.Load(from + (long)k * s.BK), to + k * NR);
+                        Vector256.Store(Vector256.Load(from + (long)k * s.BK + 8), to + k * NR + 8);
+                    }
+                else
+                    for (int k = 0; k < kc; k++) new ReadOnlySpan<float>(from + (long)k * s.BK, count).CopyTo(new Span<float>(to + k * NR, count));
+                t += count;
+            }
+            j += length;
+        }
+        return dst;
     }
 
     /// <summary>Packs rows [0, mLen) × k [0, kc) of A as MR-row panels, k-major inside a panel, zero-padded.</summary>
@@ -185,9 +290,12 @@ internal static unsafe class HostGemm
     }
 
     /// <summary>6×32 block in 12 zmm accumulators from B panels q (at pb) and q + 1 (at pb + NR·kc): per k, two B
-    /// loads, six broadcasts, twelve 16-wide FMAs — twice the AVX2 kernel's work per instruction.</summary>
+    /// loads, six broadcasts, twelve 16-wide FMAs — twice the AVX2 kernel's work per instruction. With
+    /// <paramref name="dst"/> the block goes through <paramref name="writer"/> (rows from <paramref name="row"/>)
+    /// into C instead of back to <paramref name="c"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void MicroAvx512(float* pa, float* pb, int kc, float* c, int ldc, bool accumulate)
+    static void MicroAvx512(float* pa, float* pb, int kc, float* c, int ldc, bool accumulate, TileTarget dst = default, int ldDst = 0,
+        HostEpilogue writer = default, int row = 0)
     {
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
             c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
@@ -218,6 +326,16 @@ internal static unsafe class HostGemm
             c40 = Avx512F.FusedMultiplyAdd(x, b0, c40); c41 = Avx512F.FusedMultiplyAdd(x, b1, c41);
             x = Vector512.Create(pa[5]);
             c50 = Avx512F.FusedMultiplyAdd(x, b0, c50); c51 = Avx512F.FusedMultiplyAdd(x, b1, c51);
+        }
+        if (dst.First != null) // the last slice: through the epilogue straight into C
+        {
+            writer.Store(c00, c01, dst, 0, row);
+            writer.Store(c10, c11, dst, ldDst, row + 1);
+            writer.Store(c20, c21, dst, 2L * ldDst, row + 2);
+            writer.Store(c30, c31, dst, 3L * ldDst, row + 3);
+            writer.Store(c40, c41, dst, 4L * ldDst, row + 4);
+            writer.Store(c50, c51, dst, 5L * ldDst, row + 5);
+            return;
         }
         Avx512F.Store(r0, c00); Avx512F.Store(r0 + NR, c01);
         Avx512F.Store(r1, c10); Avx512F.Store(r1 + NR, c11);
@@ -296,15 +414,49 @@ internal enum HostKernel { Portable, Avx2, Avx512 }
 /// What a GEMM does to each element of C as it writes it, for inference: BatchNorm of its row (an output
 /// channel) as x·scale + offset (<see cref="ChannelNorm"/>), or just + offset (a bias) when
 /// <paramref name="rowScale"/> is null, then the activation (an <see cref="Activation"/> code). Only for alpha 1, beta 0.
+/// Without any of them (<see cref="Scaled"/>) the GEMM's own alpha·acc for beta 0.
 /// </summary>
-internal readonly unsafe struct HostEpilogue(float* rowScale, float* rowOffset, int activation)
+internal readonly unsafe struct HostEpilogue(float* rowScale, float* rowOffset, int activation, float scale = 1f)
 {
     public HostEpilogue(ChannelNorm norm, Activation act) : this(HostMemory.Pointer(norm.Scale), HostMemory.Pointer(norm.Offset), (int)act) { }
 
+    /// <summary>alpha·x, as x·alpha + 0 (one rounding, the same bits whichever way C is written).</summary>
+    public static HostEpilogue Scaled(float alpha) => new(null, null, 0, alpha);
+
     public bool Active => rowScale != null || rowOffset != null || activation != 0;
 
-    public void Write(float* src, float* dst, int n, int row) =>
-        HostElementwise.ScaleShift(src, dst, n, rowScale != null ? rowScale[row] : 1f, rowOffset != null ? rowOffset[row] : 0f, activation);
+    float ScaleOf(int row) => rowScale != null ? rowScale[row] : scale;
+    float OffsetOf(int row) => rowOffset != null ? rowOffset[row] : 0f;
+
+    public void Write(float* src, float* dst, int n, int row) => HostElementwise.ScaleShift(src, dst, n, ScaleOf(row), OffsetOf(row), activation);
+
+    /// <summary>32 values of C row <paramref name="row"/> from two registers, at <paramref name="offset"/> from the
+    /// tile's targets: the arithmetic of <see cref="Write"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Store(Vector512<float> v0, Vector512<float> v1, HostGemm.TileTarget dst, long offset, int row)
+    {
+        var sv = Vector512.Create(ScaleOf(row));
+        var tv = Vector512.Create(OffsetOf(row));
+        v0 = HostElementwise.Activate(activation, Avx512F.FusedMultiplyAdd(v0, sv, tv));
+        v1 = HostElementwise.Activate(activation, Avx512F.FusedMultiplyAdd(v1, sv, tv));
+        float* first = dst.First + offset;
+        if (dst.Second == null)
+        {
+            v0.Store(first);
+            v1.Store(first + 16);
+            return;
+        }
+        // Columns from Split on start the next image's row: masked stores on both sides of the cut.
+        var lanes = Vector512<int>.Indices;
+        var split = Vector512.Create(dst.Split);
+        float* second = dst.Second + offset - dst.Split;
+        var before0 = Vector512.LessThan(lanes, split).AsSingle();
+        var before1 = Vector512.LessThan(lanes + Vector512.Create(16), split).AsSingle();
+        Avx512F.MaskStore(first, before0, v0);
+        Avx512F.MaskStore(first + 16, before1, v1);
+        Avx512F.MaskStore(second, ~before0, v0);
+        Avx512F.MaskStore(second + 16, ~before1, v1);
+    }
 }
 
 /// <summary>

@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
@@ -68,6 +70,80 @@ public sealed class Pooling
         }
         else if (_device.Launch(nameof(MaxForwardKernel), s.OutputLength, s.InputLength, 4.0 * s.InputLength + 8.0 * s.OutputLength, out var grid))
             _maxForward(grid, x, y, indices, s);
+    }
+
+    /// <summary>
+    /// Inference on the host (host policy): the max pool of a map pooled to one row ([B, C, H, W] → [B, C, 1, W/k])
+    /// written straight as the sequence [B, W/k, C] (Im2Seq), with no arg-max indices: one pass instead of a pool
+    /// and a transpose. The same maxima as <see cref="MaxPoolForward"/> (first maximum on ties).
+    /// </summary>
+    public void MaxPoolToSequence(ArrayView<float> x, ArrayView<float> sequence, PoolShape s)
+    {
+        if (!_device.UsesHost) throw new NotSupportedException("the fused max pool to a sequence is host code (host kernel policy)");
+        CheckShape(s);
+        if (s.OutHeight != 1) throw new ArgumentException($"a sequence needs a map pooled to one row, got {s.OutHeight}");
+        CheckLength("x", x.Length, s.InputLength);
+        CheckLength("sequence", sequence.Length, s.OutputLength);
+        if (s.OutputLength == 0) return;
+        HostMemory.Enter(_device, "the max pool");
+        unsafe
+        {
+            nint px = (nint)HostMemory.Pointer(x), py = (nint)HostMemory.Pointer(sequence);
+            HostMemory.For(s.Batch, (long)s.Channels * s.Kernel * s.Width, (first, end) =>
+            {
+                for (int b = first; b < end; b++)
+                    for (int c = 0; c < s.Channels; c++)
+                        PoolPlaneToSequence((float*)px + ((long)b * s.Channels + c) * s.Height * s.Width,
+                            (float*)py + (long)b * s.OutWidth * s.Channels + c, s);
+            });
+        }
+    }
+
+    /// <summary>One plane's windows into column <paramref name="y"/> of the sequence (stride: channels). 2×2 windows
+    /// eight at a time: even and odd columns of both rows taken apart with AVX2 shuffles, maxima by compare and select
+    /// in window order (a branch per element mispredicts on every other window).</summary>
+    static unsafe void PoolPlaneToSequence(float* x, float* y, PoolShape s)
+    {
+        int k = s.Kernel, ow = s.OutWidth, t = 0;
+        long stride = s.Channels;
+        if (k == 2 && Avx2.IsSupported)
+        {
+            float* r0 = x, r1 = x + s.Width;
+            var maxima = stackalloc float[8];
+            for (; t + 8 <= ow; t += 8)
+            {
+                var (e0, o0) = EvenOdd(r0 + 2 * t);
+                var (e1, o1) = EvenOdd(r1 + 2 * t);
+                var m = e0;
+                m = Vector256.ConditionalSelect(Vector256.GreaterThan(o0, m), o0, m);
+                m = Vector256.ConditionalSelect(Vector256.GreaterThan(e1, m), e1, m);
+                m = Vector256.ConditionalSelect(Vector256.GreaterThan(o1, m), o1, m);
+                m.Store(maxima);
+                for (int i = 0; i < 8; i++) y[(t + i) * stride] = maxima[i];
+            }
+        }
+        for (; t < ow; t++)
+        {
+            float max = x[t * k];
+            for (int dh = 0; dh < k; dh++)
+                for (int dw = 0; dw < k; dw++)
+                {
+                    float v = x[dh * s.Width + t * k + dw];
+                    max = v > max ? v : max;
+                }
+            y[t * stride] = max;
+        }
+    }
+
+    /// <summary>Columns 0, 2, …, 14 and 1, 3, …, 15 of the 16 floats at <paramref name="p"/>, in order.</summary>
+    static unsafe (Vector256<float> Even, Vector256<float> Odd) EvenOdd(float* p)
+    {
+        var lo = Avx.LoadVector256(p);
+        var hi = Avx.LoadVector256(p + 8);
+        // Within 128-bit lanes: [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6]; then the 64-bit pairs in order.
+        var even = Avx.Shuffle(lo, hi, 0b10_00_10_00).AsDouble();
+        var odd = Avx.Shuffle(lo, hi, 0b11_01_11_01).AsDouble();
+        return (Avx2.Permute4x64(even, 0b11_01_10_00).AsSingle(), Avx2.Permute4x64(odd, 0b11_01_10_00).AsSingle());
     }
 
     /// <summary>dx = dy routed to each window's arg-max, 0 elsewhere (overwrites all of dx). Windows do

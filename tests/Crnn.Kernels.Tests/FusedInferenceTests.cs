@@ -96,8 +96,9 @@ public class FusedInferenceTests
     public void PointwiseConvolution(string device, Activation act)
     {
         var dev = TestDevices.Get(device);
-        // K over one packing slice (300 > 256) and M, N not multiples of the micro-kernel's 6×16.
-        foreach (var (batch, cin, cout, positions) in new[] { (3, 300, 13, 50), (1, 8, 40, 100), (2, 7, 5, 1) })
+        // K over one packing slice (300 > 256) and M, N not multiples of the micro-kernel's 6×16; the images'
+        // columns side by side in one product, panels and column blocks (192) straddling images (9·100, 5·37).
+        foreach (var (batch, cin, cout, positions) in new[] { (3, 300, 13, 50), (1, 8, 40, 100), (2, 7, 5, 1), (9, 16, 7, 100), (5, 24, 20, 37) })
         {
             var ps = new PointwiseShape(batch, cin, cout, positions);
             var s = ConvShape.Dense(batch, cin, 1, positions, cout, 1, 1, 1, 0);

@@ -148,8 +148,9 @@ public class GemmTests
     }
 
     /// <summary>The AVX-512 and AVX2 micro-kernels (where the CPU has both) give the same bits: each element is one
-    /// chain of fused multiply-adds in the same order, whichever width computes it. Odd N leaves a lone 16-wide panel
-    /// beside the AVX-512 pairs.</summary>
+    /// chain of fused multiply-adds in the same order, whichever width computes it and whether it goes to C straight
+    /// from the registers (AVX-512) or through the accumulator. Odd N leaves a lone 16-wide panel beside the AVX-512
+    /// pairs; a batch sharing A runs as one product whose 32-column tiles straddle the images (50 columns each).</summary>
     [Fact]
     public void FmaKernelsGiveTheSameBits()
     {
@@ -157,16 +158,18 @@ public class GemmTests
         var saved = HostGemm.Kernel;
         try
         {
-            foreach (var (m, n, k) in new[] { (301, 517, 611), (97, 100, 80), (13, 17, 300) })
+            var shapes = new[] { (301, 517, 611), (97, 100, 80), (13, 17, 300) }
+                .Select(d => (Shape: GemmShape.RowMajor(d.Item1, d.Item2, d.Item3, transB: d.Item2 % 2 == 1), A: d.Item1 * d.Item3, B: d.Item3 * d.Item2, C: d.Item1 * d.Item2))
+                .Append((GemmShape.RowMajor(13, 50, 40, alpha: 0.5f).Batched(3, 0, 40 * 50, 13 * 50), 13 * 40, 3 * 40 * 50, 3 * 13 * 50));
+            foreach (var (s, aLen, bLen, cLen) in shapes)
             {
-                var s = GemmShape.RowMajor(m, n, k, transB: n % 2 == 1);
                 var results = fma.Select(kernel =>
                 {
                     HostGemm.Kernel = kernel;
-                    return Run(TestDevices.Host, s, m * k, k * n, m * n, nanOutput: true);
+                    return Run(TestDevices.Host, s, aLen, bLen, cLen, nanOutput: true);
                 }).ToArray();
                 foreach (var r in results) Assert.Equal(results[0], r);
-                if (results.Length > 0) Kernels.Tests.Reference.AssertClose(Expected(s, m * k, k * n, m * n, true), results[0], 1e-5, "host C");
+                if (results.Length > 0) Kernels.Tests.Reference.AssertClose(Expected(s, aLen, bLen, cLen, true), results[0], 1e-5, "host C");
             }
         }
         finally { HostGemm.Kernel = saved; }

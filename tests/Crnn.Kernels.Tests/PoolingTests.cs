@@ -86,6 +86,32 @@ public class PoolingTests
         Assert.Equal(index, ti.ToHost());
     }
 
+    /// <summary>The host's fused pool to a sequence: float64 max pool, then [B, C, W/k] read as [B, W/k, C]. Widths with
+    /// and without a tail after the eight-wide loop, a map three rows high, k = 3; values with ties and negative ones.</summary>
+    [Theory]
+    [InlineData(3, 5, 2, 50, 2)]
+    [InlineData(2, 3, 2, 37, 2)]
+    [InlineData(1, 4, 3, 34, 2)]
+    [InlineData(2, 3, 3, 10, 3)]
+    public void MaxPoolToSequenceMatchesReference(int batch, int channels, int h, int w, int k)
+    {
+        var dev = TestDevices.Host;
+        var s = Pooling.MaxPoolShape(batch, channels, h, w, k);
+        foreach (var x in new[] { Reference.Random(s.InputLength, 24, -3f, 3f), Array.ConvertAll(Reference.Random(s.InputLength, 25, 0f, 3f), MathF.Floor) })
+        {
+            using var tx = dev.Upload(x, s.InputLength);
+            using var ty = Reference.NaNs(dev, s.OutputLength);
+            new Pooling(dev).MaxPoolToSequence(tx.View, ty.View, s);
+            var (y, _) = MaxPool(Reference.ToDouble(x), batch * channels, h, w, k);
+            int steps = s.OutWidth;
+            var expected = new double[y.Length];
+            for (int b = 0; b < batch; b++)
+                for (int c = 0; c < channels; c++)
+                    for (int t = 0; t < steps; t++) expected[(b * steps + t) * channels + c] = y[(b * channels + c) * steps + t];
+            Reference.AssertClose(expected, ty.ToHost(), 0, $"sequence [{batch},{channels},{h},{w}] k {k}");
+        }
+    }
+
     public static TheoryData<string, int, int, int> AverageCases()
     {
         var data = new TheoryData<string, int, int, int>();

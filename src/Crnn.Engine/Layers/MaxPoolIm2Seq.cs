@@ -30,6 +30,11 @@ public sealed class MaxPoolIm2Seq : Layer
     public override void Forward(ArrayView<float> input, bool training)
     {
         using var section = Time("maxpool+im2seq");
+        if (!training && K.Device.UsesHost)
+        {
+            K.Pooling.MaxPoolToSequence(input, _sequence.View, _pool); // no indices, no transpose
+            return;
+        }
         K.Pooling.MaxPoolForward(input, _pooled.View, _indices.View, _pool);
         K.Transpose.Run(_pooled.View, _sequence.View, _pool.Batch, _pool.Channels, _pool.OutWidth);
     }
