@@ -14,6 +14,7 @@ namespace Crnn.Engine;
 public sealed class Network : IDisposable
 {
     readonly List<Layer> _layers = [];
+    readonly ActivationSlots? _slots;
 
     public int Batch { get; }
     public int Width { get; }
@@ -28,23 +29,42 @@ public sealed class Network : IDisposable
         Width = config.Width;
         Classes = config.Classes;
         var (h, w) = config.StemSize;
-        _layers.Add(new ConvBnAct(kernels, store, inference, "backbone.conv1", ConvKind.Dense,
-            ConvShape.Dense(batch, 3, config.Height, config.Width, config.StemChannels, 3, 2, 2, 1), Activation.HardSwish, inputGradient: false, training));
         var units = config.Units;
+        // Inference only: the backbone's outputs in three shared buffers (see ActivationSlots).
+        _slots = training ? null : new ActivationSlots(kernels.Device, LargestActivation(config, batch));
+        ArrayView<float> Slot(long length) => _slots?.Other(length, _layers.Count > 0 ? _layers[^1].Output : default) ?? default;
+        var conv1 = ConvShape.Dense(batch, 3, config.Height, config.Width, config.StemChannels, 3, 2, 2, 1);
+        _layers.Add(new ConvBnAct(kernels, store, inference, "backbone.conv1", ConvKind.Dense,
+            conv1, Activation.HardSwish, inputGradient: false, training, Slot(conv1.OutputLength)));
         for (int i = 0; i < units.Count; i++)
         {
-            var unit = new ResidualUnit(kernels, store, inference, $"backbone.units.{i}", units[i], batch, h, w, training);
+            var unit = new ResidualUnit(kernels, store, inference, $"backbone.units.{i}", units[i], batch, h, w, training, _slots, _layers[^1].Output);
             (h, w) = (unit.OutHeight, unit.OutWidth);
             _layers.Add(unit);
         }
+        var conv2 = ConvShape.Dense(batch, units[^1].Out, h, w, config.HeadChannels, 1, 1, 1, 0);
         _layers.Add(new ConvBnAct(kernels, store, inference, "backbone.conv2", ConvKind.Pointwise,
-            ConvShape.Dense(batch, units[^1].Out, h, w, config.HeadChannels, 1, 1, 1, 0), Activation.HardSwish, inputGradient: true, training));
+            conv2, Activation.HardSwish, inputGradient: true, training, Slot(conv2.OutputLength)));
         var pool = new MaxPoolIm2Seq(kernels, batch, config.HeadChannels, h, w, training);
         _layers.Add(pool);
         Steps = pool.Steps;
         _layers.Add(new BiLstm(kernels, store, inference, "neck.lstm.0", batch, Steps, config.HeadChannels, config.Hidden, training));
         _layers.Add(new BiLstm(kernels, store, inference, "neck.lstm.1", batch, Steps, 2 * config.Hidden, config.Hidden, training));
         _layers.Add(new LinearHead(kernels, store, batch * Steps, 2 * config.Hidden, config.Classes, training));
+    }
+
+    /// <summary>Elements of the backbone's largest output: a residual unit's expansion at its input size, the stem's or conv2's.</summary>
+    static long LargestActivation(ModelConfig config, int batch)
+    {
+        var (h, w) = config.StemSize;
+        long largest = (long)batch * config.StemChannels * h * w;
+        foreach (var u in config.Units)
+        {
+            largest = Math.Max(largest, (long)batch * Math.Max(u.Expand, u.Out) * h * w);
+            var d = ConvShape.Depthwise(batch, u.Expand, h, w, u.Kernel, u.StrideH, u.StrideW);
+            (h, w) = (d.OutHeight, d.OutWidth);
+        }
+        return Math.Max(largest, (long)batch * config.HeadChannels * h * w);
     }
 
     /// <summary>Attaches a profiler to every layer (null detaches it).</summary>
@@ -84,5 +104,6 @@ public sealed class Network : IDisposable
     public void Dispose()
     {
         foreach (var layer in _layers) layer.Dispose();
+        _slots?.Dispose();
     }
 }

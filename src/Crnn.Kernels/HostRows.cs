@@ -91,41 +91,74 @@ internal static unsafe class HostRows
         nint px = (nint)x, pw1 = (nint)w1, pb1 = (nint)b1, pw2 = (nint)w2, pb2 = (nint)b2, py = (nint)y;
         For(batch, 3L * channels * spatial, (first, end) =>
         {
-            float* pooled = Scratch(ref t_pooled, channels + squeeze), hidden = pooled + channels;
+            float* pooled = Scratch(ref t_pooled, 2 * channels + squeeze), hidden = pooled + channels, gates = hidden + squeeze;
             for (int b = first; b < end; b++)
             {
                 float* xi = (float*)px + (long)b * channels * spatial, yi = (float*)py + (long)b * channels * spatial;
                 for (int c = 0; c < channels; c++) pooled[c] = Sum(xi + (long)c * spatial, spatial) / spatial;
-                for (int j = 0; j < squeeze; j++)
-                    hidden[j] = Math.Max(Dot((float*)pw1 + (long)j * channels, pooled, channels) + ((float*)pb1)[j], 0f);
+                Dots((float*)pw1, pooled, hidden, squeeze, channels);
+                for (int j = 0; j < squeeze; j++) hidden[j] = Math.Max(hidden[j] + ((float*)pb1)[j], 0f);
+                Dots((float*)pw2, hidden, gates, channels, squeeze);
                 for (int c = 0; c < channels; c++)
-                {
-                    float gate = Activations.Apply(3, Dot((float*)pw2 + (long)c * squeeze, hidden, squeeze) + ((float*)pb2)[c]);
-                    ScaleRow(xi + (long)c * spatial, gate, yi + (long)c * spatial, spatial);
-                }
+                    ScaleRow(xi + (long)c * spatial, Activations.Apply(3, gates[c] + ((float*)pb2)[c]), yi + (long)c * spatial, spatial);
             }
         });
     }
 
     [ThreadStatic] static float[]? t_pooled;
 
-    /// <summary>Σ a·b in eight lanes, then the lanes and the tail (inference: throughput over a fixed chain).</summary>
-    static float Dot(float* a, float* b, int n)
+    /// <summary>out[r] = W[r, :]·v for the rows of W [rows, n]: four rows at a time (v loaded once for four, four
+    /// independent chains), each row's products in eight lanes, then the lanes and the tail (inference: throughput
+    /// over a fixed chain; the order depends on n alone).</summary>
+    static void Dots(float* w, float* v, float* output, int rows, int n)
     {
-        var acc = Vector256<float>.Zero;
-        int i = 0;
-        for (; i + V <= n; i += V) acc = MultiplyAdd(Vector256.Load(a + i), Vector256.Load(b + i), acc);
-        float sum = HostMemory.Sum(acc);
-        for (; i < n; i++) sum += a[i] * b[i];
+        int r = 0, vectorEnd = n / V * V;
+        for (; r + 4 <= rows; r += 4)
+        {
+            float* w0 = w + (long)r * n, w1 = w0 + n, w2 = w1 + n, w3 = w2 + n;
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (int i = 0; i < vectorEnd; i += V)
+            {
+                var x = Vector256.Load(v + i);
+                a0 = MultiplyAdd(Vector256.Load(w0 + i), x, a0);
+                a1 = MultiplyAdd(Vector256.Load(w1 + i), x, a1);
+                a2 = MultiplyAdd(Vector256.Load(w2 + i), x, a2);
+                a3 = MultiplyAdd(Vector256.Load(w3 + i), x, a3);
+            }
+            output[r] = Tail(w0, v, vectorEnd, n, HostMemory.Sum(a0));
+            output[r + 1] = Tail(w1, v, vectorEnd, n, HostMemory.Sum(a1));
+            output[r + 2] = Tail(w2, v, vectorEnd, n, HostMemory.Sum(a2));
+            output[r + 3] = Tail(w3, v, vectorEnd, n, HostMemory.Sum(a3));
+        }
+        for (; r < rows; r++)
+        {
+            float* wr = w + (long)r * n;
+            var a = Vector256<float>.Zero;
+            for (int i = 0; i < vectorEnd; i += V) a = MultiplyAdd(Vector256.Load(wr + i), Vector256.Load(v + i), a);
+            output[r] = Tail(wr, v, vectorEnd, n, HostMemory.Sum(a));
+        }
+    }
+
+    static float Tail(float* a, float* b, int from, int n, float sum)
+    {
+        for (int i = from; i < n; i++) sum += a[i] * b[i];
         return sum;
     }
 
+    /// <summary>Σ a in four eight-lane chains (a row of 100–800 positions), then the chains, the lanes and the tail.</summary>
     static float Sum(float* a, int n)
     {
-        var acc = Vector256<float>.Zero;
+        Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
         int i = 0;
-        for (; i + V <= n; i += V) acc += Vector256.Load(a + i);
-        float sum = HostMemory.Sum(acc);
+        for (; i + 4 * V <= n; i += 4 * V)
+        {
+            s0 += Vector256.Load(a + i);
+            s1 += Vector256.Load(a + i + V);
+            s2 += Vector256.Load(a + i + 2 * V);
+            s3 += Vector256.Load(a + i + 3 * V);
+        }
+        for (; i + V <= n; i += V) s0 += Vector256.Load(a + i);
+        float sum = HostMemory.Sum(s0 + s1 + (s2 + s3));
         for (; i < n; i++) sum += a[i];
         return sum;
     }

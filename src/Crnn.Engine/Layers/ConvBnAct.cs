@@ -19,12 +19,13 @@ public sealed class ConvBnAct : Layer
     readonly ConvKind _kind;
     readonly ConvShape _shape;
     readonly Activation _act;
-    readonly Tensor<float> _conv, _normalized, _activated, _mean, _invStd, _dNormalized;
+    readonly Tensor<float> _conv, _mean, _invStd, _dNormalized;
+    readonly ArrayView<float> _normalized, _activated;
     readonly Tensor<float>? _dInput;
     ArrayView<float> _input;
 
     public ConvBnAct(KernelSet kernels, ParameterStore store, InferenceWeights inference, string name, ConvKind kind, ConvShape shape,
-        Activation act, bool inputGradient, bool training) : base(kernels, training)
+        Activation act, bool inputGradient, bool training, ArrayView<float> output = default) : base(kernels, training)
     {
         _store = store;
         _inference = inference;
@@ -33,9 +34,10 @@ public sealed class ConvBnAct : Layer
         _shape = shape;
         _act = act;
         int[] outShape = [shape.Batch, shape.OutChannels, shape.OutHeight, shape.OutWidth];
-        // Inference writes the activated output only (one pass); training keeps each stage for the backward.
-        _activated = Allocate(outShape);
-        _normalized = act == Activation.None ? _activated : ForTraining(outShape);
+        // Inference writes the activated output only (one pass), into a shared slot when given one (inference only);
+        // training keeps each stage for the backward.
+        _activated = output.IsValid && !training ? output : Allocate(outShape).View;
+        _normalized = act == Activation.None ? _activated : ForTraining(outShape).View;
         _conv = ForTraining(outShape);
         _dNormalized = ForTraining(outShape);
         _mean = ForTraining(shape.OutChannels);
@@ -44,7 +46,7 @@ public sealed class ConvBnAct : Layer
     }
 
     public ConvShape Shape => _shape;
-    public override ArrayView<float> Output => _activated.View;
+    public override ArrayView<float> Output => _activated;
     int Spatial => _shape.OutHeight * _shape.OutWidth;
     string ConvFamily => $"conv {_kind.ToString().ToLowerInvariant()}";
     PointwiseShape Pointwise => new(_shape.Batch, _shape.InChannels, _shape.OutChannels, Spatial);
@@ -59,7 +61,7 @@ public sealed class ConvBnAct : Layer
         {
             Infer(input);
             if (shortcut.IsValid)
-                using (Time("residual add")) K.Activations.Add(shortcut, _activated.View, _activated.View);
+                using (Time("residual add")) K.Activations.Add(shortcut, _activated, _activated);
             return;
         }
         _input = input;
@@ -76,8 +78,8 @@ public sealed class ConvBnAct : Layer
         var (runningMean, runningVar) = (_store.Buffer($"{_name}.bn.running_mean"), _store.Buffer($"{_name}.bn.running_var"));
         // The activation (and the shortcut) in BatchNorm's epilogue: _normalized keeps the pre-activation for the backward.
         using (Time("batchnorm"))
-            K.BatchNorm.ForwardTraining(_conv.View, gamma, beta, _normalized.View, _mean.View, _invStd.View,
-                runningMean, runningVar, _shape.Batch, _shape.OutChannels, Spatial, act: _act, activated: _activated.View, residual: shortcut);
+            K.BatchNorm.ForwardTraining(_conv.View, gamma, beta, _normalized, _mean.View, _invStd.View,
+                runningMean, runningVar, _shape.Batch, _shape.OutChannels, Spatial, act: _act, activated: _activated, residual: shortcut);
     }
 
     /// <summary>Evaluation mode: one pass, act(BatchNorm(conv(x, w))) with the running statistics
@@ -89,8 +91,8 @@ public sealed class ConvBnAct : Layer
         using var section = Time(ConvFamily);
         switch (_kind)
         {
-            case ConvKind.Dense or ConvKind.Depthwise: K.GroupedConv.Forward(input, w, norm, _activated.View, _shape, _act); break;
-            case ConvKind.Pointwise: K.PointwiseConv.Forward(input, w, norm, _activated.View, Pointwise, _act, _inference.Packed(_name)); break;
+            case ConvKind.Dense or ConvKind.Depthwise: K.GroupedConv.Forward(input, w, norm, _activated, _shape, _act); break;
+            case ConvKind.Pointwise: K.PointwiseConv.Forward(input, w, norm, _activated, Pointwise, _act, _inference.Packed(_name)); break;
         }
     }
 
@@ -107,7 +109,7 @@ public sealed class ConvBnAct : Layer
         using (Time("batchnorm"))
             K.BatchNorm.Backward(_conv.View, outputGradient, _store.Param($"{_name}.bn.weight"), _mean.View, _invStd.View,
                 dConv, _store.Grad($"{_name}.bn.weight"), _store.Grad($"{_name}.bn.bias"), _shape.Batch, _shape.OutChannels, Spatial,
-                _act, _normalized.View);
+                _act, _normalized);
         var (w, dw) = (_store.Param($"{_name}.weight"), _store.Grad($"{_name}.weight"));
         using var section = Time(ConvFamily);
         switch (_kind)

@@ -14,19 +14,28 @@ public sealed class ResidualUnit : Layer
     readonly bool _shortcut;
 
     public ResidualUnit(KernelSet kernels, ParameterStore store, InferenceWeights inference, string name, UnitSpec u, int batch, int height, int width,
-        bool training) : base(kernels, training)
+        bool training, ActivationSlots? slots = null, ArrayView<float> input = default) : base(kernels, training)
     {
         _shortcut = u.HasShortcut;
+        // Outputs in shared slots (inference only): never the unit's input, which the shortcut reads at the end.
+        ArrayView<float> Slot(long length, ArrayView<float> reads) => slots?.Other(length, input, reads) ?? default;
         // With the shortcut the expand's input gradient is added into the unit's output gradient: no buffer of its own.
+        var expand = ConvShape.Dense(batch, u.In, height, width, u.Expand, 1, 1, 1, 0);
         _expand = Own(new ConvBnAct(kernels, store, inference, $"{name}.expand", ConvKind.Pointwise,
-            ConvShape.Dense(batch, u.In, height, width, u.Expand, 1, 1, 1, 0), u.Act, inputGradient: !_shortcut, training));
+            expand, u.Act, inputGradient: !_shortcut, training, Slot(expand.OutputLength, default)));
+        var d = ConvShape.Depthwise(batch, u.Expand, height, width, u.Kernel, u.StrideH, u.StrideW);
         _depthwise = Own(new ConvBnAct(kernels, store, inference, $"{name}.depthwise", ConvKind.Depthwise,
-            ConvShape.Depthwise(batch, u.Expand, height, width, u.Kernel, u.StrideH, u.StrideW), u.Act, inputGradient: true, training));
-        var d = _depthwise.Shape;
+            d, u.Act, inputGradient: true, training, Slot(d.OutputLength, _expand.Output)));
+        var features = _depthwise.Output;
         if (u.SqueezeExcite)
-            _se = Own(new SqueezeExcite(kernels, store, $"{name}.se", batch, u.Expand, u.SqueezeChannels, d.OutHeight * d.OutWidth, training));
+        {
+            _se = Own(new SqueezeExcite(kernels, store, $"{name}.se", batch, u.Expand, u.SqueezeChannels, d.OutHeight * d.OutWidth, training,
+                Slot(d.OutputLength, features)));
+            features = _se.Output;
+        }
+        var linear = ConvShape.Dense(batch, u.Expand, d.OutHeight, d.OutWidth, u.Out, 1, 1, 1, 0);
         _linear = Own(new ConvBnAct(kernels, store, inference, $"{name}.linear", ConvKind.Pointwise,
-            ConvShape.Dense(batch, u.Expand, d.OutHeight, d.OutWidth, u.Out, 1, 1, 1, 0), Activation.None, inputGradient: true, training));
+            linear, Activation.None, inputGradient: true, training, Slot(linear.OutputLength, features)));
         OutHeight = d.OutHeight;
         OutWidth = d.OutWidth;
     }

@@ -13,13 +13,14 @@ public sealed class SqueezeExcite : Layer
     readonly ParameterStore _store;
     readonly string _name;
     readonly int _batch, _channels, _squeeze, _spatial;
-    readonly Tensor<float> _pooled, _squeezed, _relu, _excited, _gate, _output;
+    readonly Tensor<float> _pooled, _squeezed, _relu, _excited, _gate;
+    readonly ArrayView<float> _output;
     readonly Tensor<float> _dGate, _dRelu, _dPooled, _dInput;
     readonly bool _fused;
     ArrayView<float> _input;
 
-    public SqueezeExcite(KernelSet kernels, ParameterStore store, string name, int batch, int channels, int squeeze, int spatial, bool training)
-        : base(kernels, training)
+    public SqueezeExcite(KernelSet kernels, ParameterStore store, string name, int batch, int channels, int squeeze, int spatial, bool training,
+        ArrayView<float> output = default) : base(kernels, training)
     {
         (_store, _name, _batch, _channels, _squeeze, _spatial) = (store, name, batch, channels, squeeze, spatial);
         _fused = !kernels.Device.UsesHost;
@@ -29,14 +30,14 @@ public sealed class SqueezeExcite : Layer
         _relu = Allocate(batch, squeeze);
         _excited = _fused ? Allocate(batch, channels) : ForTraining(batch, channels);
         _gate = Allocate(batch, channels);
-        _output = Allocate(batch, channels, spatial);
+        _output = output.IsValid && !training ? output : Allocate(batch, channels, spatial).View; // a shared slot (inference only)
         _dGate = ForTraining(batch, channels);
         _dRelu = ForTraining(batch, squeeze);
         _dPooled = ForTraining(batch, channels);
         _dInput = ForTraining(batch, channels, spatial);
     }
 
-    public override ArrayView<float> Output => _output.View;
+    public override ArrayView<float> Output => _output;
 
     /// <summary>The two SE convolutions run on pooled [B, C, 1, 1] maps: one position each.</summary>
     PointwiseShape Squeeze => new(_batch, _channels, _squeeze, 1);
@@ -49,14 +50,14 @@ public sealed class SqueezeExcite : Layer
         if (!training && K.Device.UsesHost)
         {
             // Evaluation on the host: the whole block in one pass per image.
-            K.ChannelScale.SqueezeExcite(input, W("conv1"), B("conv1"), W("conv2"), B("conv2"), _output.View, _batch, _channels, _squeeze, _spatial);
+            K.ChannelScale.SqueezeExcite(input, W("conv1"), B("conv1"), W("conv2"), B("conv2"), _output, _batch, _channels, _squeeze, _spatial);
             return;
         }
         _input = input;
         if (_fused)
         {
             K.Excitation.Forward(input, W("conv1"), B("conv1"), W("conv2"), B("conv2"), _pooled.View, _squeezed.View, _relu.View,
-                _excited.View, _gate.View, _output.View, Shape);
+                _excited.View, _gate.View, _output, Shape);
             return;
         }
         K.Pooling.GlobalAveragePoolForward(input, _pooled.View, _batch, _channels, _spatial);
@@ -64,7 +65,7 @@ public sealed class SqueezeExcite : Layer
         K.Activations.Forward(Activation.Relu, _squeezed.View, _relu.View);
         K.PointwiseConv.Forward(_relu.View, W("conv2"), B("conv2"), _excited.View, Excite);
         K.Activations.Forward(Activation.HardSigmoid, _excited.View, _gate.View);
-        K.ChannelScale.Forward(input, _gate.View, _output.View, _batch, _channels, _spatial);
+        K.ChannelScale.Forward(input, _gate.View, _output, _batch, _channels, _spatial);
     }
 
     public override ArrayView<float> Backward(ArrayView<float> outputGradient)
