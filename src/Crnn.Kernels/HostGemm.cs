@@ -90,6 +90,7 @@ internal static unsafe class HostGemm
         float* packA = HostMemory.Scratch(ref t_packA, MC * KC), packB = HostMemory.Scratch(ref t_packB, NC * KC), acc = HostMemory.Scratch(ref t_acc, MC * NC);
         // beta 0 never reads C, so an uninitialized (NaN) output is fine.
         HostEpilogue? writer = epilogue.Active ? epilogue : s.Beta == 0f ? HostEpilogue.Scaled(s.Alpha) : null;
+        var epilogueOrScale = writer.GetValueOrDefault();
         int step = Kernel == HostKernel.Avx512 ? 2 : 1;
         var block = new Output(c, s, columns, writer, ob, m0, n0);
         if (s.K == 0) // the product is zero
@@ -123,7 +124,7 @@ internal static unsafe class HostGemm
                         int i0 = p * MR, height = Math.Min(MR, mLen - i0);
                         float* tile = acc + i0 * ldAcc + j0, pap = pa + p * MR * kc, pbq = pb + q * NR * kc;
                         if (last && pair && step == 2 && height == MR && width == 2 * NR && block.Tile(i0, j0, out var direct))
-                            MicroAvx512(pap, pbq, kc, tile, ldAcc, accumulate, direct, s.Ldc, writer.GetValueOrDefault(), m0 + i0);
+                            MicroAvx512(pap, pbq, kc, tile, ldAcc, accumulate, direct, s.Ldc, epilogueOrScale, m0 + i0);
                         else
                         {
                             Micro(pap, pbq, kc, tile, ldAcc, accumulate, pair);
@@ -141,6 +142,7 @@ internal static unsafe class HostGemm
     {
         /// <summary>Where the 32 columns from block column j of block row i go in C: one output matrix, or the end of
         /// one image's and the start of the next's (merged columns, an image of at least 32); false without a writer.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public bool Tile(int i, int j, out TileTarget target)
         {
             target = default;
@@ -294,8 +296,8 @@ internal static unsafe class HostGemm
     /// <paramref name="dst"/> the block goes through <paramref name="writer"/> (rows from <paramref name="row"/>)
     /// into C instead of back to <paramref name="c"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void MicroAvx512(float* pa, float* pb, int kc, float* c, int ldc, bool accumulate, TileTarget dst = default, int ldDst = 0,
-        HostEpilogue writer = default, int row = 0)
+    static void MicroAvx512(float* pa, float* pb, int kc, float* c, int ldc, bool accumulate, in TileTarget dst = default, int ldDst = 0,
+        in HostEpilogue writer = default, int row = 0)
     {
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
             c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
@@ -433,7 +435,7 @@ internal readonly unsafe struct HostEpilogue(float* rowScale, float* rowOffset, 
     /// <summary>32 values of C row <paramref name="row"/> from two registers, at <paramref name="offset"/> from the
     /// tile's targets: the arithmetic of <see cref="Write"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Store(Vector512<float> v0, Vector512<float> v1, HostGemm.TileTarget dst, long offset, int row)
+    public void Store(Vector512<float> v0, Vector512<float> v1, in HostGemm.TileTarget dst, long offset, int row)
     {
         var sv = Vector512.Create(ScaleOf(row));
         var tv = Vector512.Create(OffsetOf(row));
