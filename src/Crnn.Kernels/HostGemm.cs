@@ -78,8 +78,8 @@ internal static unsafe class HostGemm
     }
 
     /// <summary>One mc×NC block of one output matrix: every batch entry it sums and every KC slice of K. The last
-    /// slice writes C: the AVX-512 kernel straight from its registers through the epilogue where its whole 6×32
-    /// tile lies in one output matrix, the other tiles from the accumulator.</summary>
+    /// slice writes C: the AVX-512 kernel's whole 6×32 tiles straight from its registers through the epilogue
+    /// (<see cref="Output.Tile"/>), the other tiles from the accumulator.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Block(float* a, float* b, float* c, in GemmShape s, Columns columns, HostEpilogue epilogue, PackedOperand? packed, int mc, int blocksM, int blocksN, long task)
     {
