@@ -131,7 +131,7 @@ internal static unsafe class HostDepthwise
         {
             float* d = dst + (long)r * pitch;
             new Span<float>(d, left).Clear();
-            new ReadOnlySpan<float>(x + (long)r * width, width).CopyTo(new Span<float>(d + left, width));
+            CopyRow(x + (long)r * width, d + left, width);
             new Span<float>(d + left + width, pitch - left - width).Clear();
         }
     }

@@ -193,22 +193,7 @@ internal static unsafe class HostGemm
         for (int j = 0; j < nLen;)
         {
             int image = (n0 + j) / s.N, position = (n0 + j) % s.N, length = Math.Min(nLen - j, s.N - position);
-            float* src = b + (long)image * s.StrideB + position;
-            // Pieces of this image's run that fall in one panel: whole panels copy as two vectors per k row.
-            for (int t = j; t < j + length;)
-            {
-                int offset = t % NR, count = Math.Min(NR - offset, j + length - t);
-                float* to = dst + t / NR * NR * kc + offset, from = src + (t - j);
-                if (count == NR)
-                    for (int k = 0; k < kc; k++)
-                    {
-                        Vector256.Store(Vector256.Load(from + (long)k * s.BK), to + k * NR);
-                        Vector256.Store(Vector256.Load(from + (long)k * s.BK + 8), to + k * NR + 8);
-                    }
-                else
-                    for (int k = 0; k < kc; k++) new ReadOnlySpan<float>(from + (long)k * s.BK, count).CopyTo(new Span<float>(to + k * NR, count));
-                t += count;
-            }
+            PackRowMajorRun(b + (long)image * s.StrideB + position, s.BK, j, length, kc, dst);
             j += length;
         }
         return dst;
@@ -236,29 +221,49 @@ internal static unsafe class HostGemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float* PackB(float* b, int bk, int bn, int nLen, int kc, float* dst)
     {
-        float* start = dst;
-        int full = bn == 1 ? nLen / NR : 0;
-        // Whole 16-column panels of a row-major B: two vectors per k row, rows in order (the source streams).
-        for (int k = 0; k < kc && full > 0; k++)
+        if (bn == 1)
         {
-            float* src = b + (long)k * bk, to = dst + k * NR;
-            for (int q = 0; q < full; q++)
+            if (nLen % NR != 0) new Span<float>(dst + nLen / NR * NR * kc, NR * kc).Clear(); // zero-padded last panel
+            PackRowMajorRun(b, bk, 0, nLen, kc, dst);
+            return dst;
+        }
+        for (int q = 0; q < nLen; q += NR)
+        {
+            float* panel = dst + q * kc;
+            int cols = Math.Min(NR, nLen - q);
+            if (cols < NR) new Span<float>(panel, NR * kc).Clear();
+            for (int j = 0; j < cols; j++) { float* src = b + (long)(q + j) * bn; for (int k = 0; k < kc; k++) panel[k * NR + j] = src[(long)k * bk]; }
+        }
+        return dst;
+    }
+
+    /// <summary>Columns [0, count) of a row-major B (rows <paramref name="bk"/> apart), k [0, kc), into panel columns
+    /// [t0, t0 + count) of <paramref name="dst"/> (padding left to the caller): whole 16-column panels two vectors per
+    /// k row, panel by panel (each panel written in order); the pieces of a panel before and after them per row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void PackRowMajorRun(float* b, long bk, int t0, int count, int kc, float* dst)
+    {
+        int end = t0 + count, wholeFirst = Math.Min(end, (t0 + NR - 1) / NR * NR), wholeEnd = wholeFirst + (end - wholeFirst) / NR * NR;
+        PackPiece(b, bk, t0, t0, wholeFirst, kc, dst);
+        for (int q = wholeFirst; q < wholeEnd; q += NR)
+        {
+            float* src = b + (q - t0), to = dst + q * kc;
+            for (int k = 0; k < kc; k++)
             {
-                Vector256.Store(Vector256.Load(src + q * NR), to + q * NR * kc);
-                Vector256.Store(Vector256.Load(src + q * NR + 8), to + q * NR * kc + 8);
+                Vector256.Store(Vector256.Load(src + k * bk), to + k * NR);
+                Vector256.Store(Vector256.Load(src + k * bk + 8), to + k * NR + 8);
             }
         }
-        dst += full * NR * kc;
-        for (int q = full * NR; q < nLen; q += NR, dst += NR * kc)
-        {
-            int cols = Math.Min(NR, nLen - q);
-            if (cols < NR) new Span<float>(dst, NR * kc).Clear();
-            if (bn == 1)
-                for (int k = 0; k < kc; k++) new ReadOnlySpan<float>(b + (long)k * bk + q, cols).CopyTo(new Span<float>(dst + k * NR, cols));
-            else
-                for (int j = 0; j < cols; j++) { float* src = b + (long)(q + j) * bn; for (int k = 0; k < kc; k++) dst[k * NR + j] = src[(long)k * bk]; }
-        }
-        return start;
+        PackPiece(b, bk, t0, wholeEnd, end, kc, dst);
+    }
+
+    /// <summary>Columns [first, end) (inside one panel) of the run at <paramref name="b"/> that starts at column t0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void PackPiece(float* b, long bk, int t0, int first, int end, int kc, float* dst)
+    {
+        if (first >= end) return;
+        float* from = b + (first - t0), to = dst + first / NR * NR * kc + first % NR;
+        for (int k = 0; k < kc; k++) new ReadOnlySpan<float>(from + k * bk, end - first).CopyTo(new Span<float>(to + k * NR, end - first));
     }
 
     /// <summary>Packs all of op(A) (<paramref name="isA"/>) or op(B) as <see cref="Block"/> would, every KC slice,

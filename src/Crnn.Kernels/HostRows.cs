@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using static Crnn.Kernels.HostMemory;
 
@@ -107,10 +108,11 @@ internal static unsafe class HostRows
 
     [ThreadStatic] static float[]? t_pooled;
 
-    /// <summary>out[r] = W[r, :]·v for the rows of W [rows, n]: four rows at a time (v loaded once for four, four
-    /// independent chains), each row's products in eight lanes, then the lanes and the tail (inference: throughput
-    /// over a fixed chain; the order depends on n alone).</summary>
-    static void Dots(float* w, float* v, float* output, int rows, int n)
+    /// <summary>out[r] = W[r, :]·v for the rows of W [rows, n], or out[r] += it with <paramref name="accumulate"/>: four
+    /// rows at a time (v loaded once for four, four independent chains), each row's products in eight lanes, then the
+    /// lanes and the tail (inference: throughput over a fixed chain; the order depends on n alone).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Dots(float* w, float* v, float* output, int rows, int n, bool accumulate = false)
     {
         int r = 0, vectorEnd = n / V * V;
         for (; r + 4 <= rows; r += 4)
@@ -125,19 +127,21 @@ internal static unsafe class HostRows
                 a2 = MultiplyAdd(Vector256.Load(w2 + i), x, a2);
                 a3 = MultiplyAdd(Vector256.Load(w3 + i), x, a3);
             }
-            output[r] = Tail(w0, v, vectorEnd, n, HostMemory.Sum(a0));
-            output[r + 1] = Tail(w1, v, vectorEnd, n, HostMemory.Sum(a1));
-            output[r + 2] = Tail(w2, v, vectorEnd, n, HostMemory.Sum(a2));
-            output[r + 3] = Tail(w3, v, vectorEnd, n, HostMemory.Sum(a3));
+            Put(output + r, Tail(w0, v, vectorEnd, n, HostMemory.Sum(a0)), accumulate);
+            Put(output + r + 1, Tail(w1, v, vectorEnd, n, HostMemory.Sum(a1)), accumulate);
+            Put(output + r + 2, Tail(w2, v, vectorEnd, n, HostMemory.Sum(a2)), accumulate);
+            Put(output + r + 3, Tail(w3, v, vectorEnd, n, HostMemory.Sum(a3)), accumulate);
         }
         for (; r < rows; r++)
         {
             float* wr = w + (long)r * n;
             var a = Vector256<float>.Zero;
             for (int i = 0; i < vectorEnd; i += V) a = MultiplyAdd(Vector256.Load(wr + i), Vector256.Load(v + i), a);
-            output[r] = Tail(wr, v, vectorEnd, n, HostMemory.Sum(a));
+            Put(output + r, Tail(wr, v, vectorEnd, n, HostMemory.Sum(a)), accumulate);
         }
     }
+
+    static void Put(float* output, float dot, bool accumulate) => *output = accumulate ? *output + dot : dot;
 
     static float Tail(float* a, float* b, int from, int n, float sum)
     {

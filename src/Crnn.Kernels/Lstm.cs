@@ -224,7 +224,7 @@ public sealed class Lstm
                         long rowStride = (long)r * s.Steps;
                         float* pre = (float*)pg + gRow + rowStride * 2 * g4, hOut = (float*)py + yRow + rowStride * 2 * h, c = cells + r * h;
                         AddBiases(pre, bIh, bHh, z, g4);
-                        if (step > 0 && !gemm) AddRecurrent(wHh, (float*)py + yPrev + rowStride * 2 * h, z, g4, h);
+                        if (step > 0 && !gemm) HostRows.Dots(wHh, (float*)py + yPrev + rowStride * 2 * h, z, g4, h, accumulate: true); // z += W_hh·h_prev
                         CellUpdate(z, c, hOut, h, step > 0);
                     }
                 }
@@ -266,36 +266,6 @@ public sealed class Lstm
     }
 
     static float HostSigmoid(float x) => 1f / (1f + MathF.Exp(-x));
-
-    /// <summary>z[r] += W[r, :]·h for the 4H rows of W [4H, H], four rows at a time (h loaded once for four).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static unsafe void AddRecurrent(float* w, float* h, float* z, int rows, int hidden)
-    {
-        int r = 0, vectorEnd = hidden / 8 * 8;
-        for (; r + 4 <= rows; r += 4)
-        {
-            float* w0 = w + (long)r * hidden, w1 = w0 + hidden, w2 = w1 + hidden, w3 = w2 + hidden;
-            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            int k = 0;
-            for (; k < vectorEnd; k += 8)
-            {
-                var hv = Vector256.Load(h + k);
-                a0 = HostMemory.MultiplyAdd(Vector256.Load(w0 + k), hv, a0);
-                a1 = HostMemory.MultiplyAdd(Vector256.Load(w1 + k), hv, a1);
-                a2 = HostMemory.MultiplyAdd(Vector256.Load(w2 + k), hv, a2);
-                a3 = HostMemory.MultiplyAdd(Vector256.Load(w3 + k), hv, a3);
-            }
-            float s0 = HostMemory.Sum(a0), s1 = HostMemory.Sum(a1), s2 = HostMemory.Sum(a2), s3 = HostMemory.Sum(a3);
-            for (; k < hidden; k++) { s0 += w0[k] * h[k]; s1 += w1[k] * h[k]; s2 += w2[k] * h[k]; s3 += w3[k] * h[k]; }
-            z[r] += s0; z[r + 1] += s1; z[r + 2] += s2; z[r + 3] += s3;
-        }
-        for (; r < rows; r++)
-        {
-            float sum = 0f;
-            for (int k = 0; k < hidden; k++) sum += w[(long)r * hidden + k] * h[k];
-            z[r] += sum;
-        }
-    }
 
     /// <summary>One group per (direction, batch) sequence, at most the device's groups (grid-stride over the rest).</summary>
     KernelConfig SequenceGroups(LstmShape s) => _device.Groups(Math.Min(2 * s.Batch, _device.MaxGroups), _device.GroupSize);
