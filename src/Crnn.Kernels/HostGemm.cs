@@ -19,7 +19,7 @@ namespace Crnn.Kernels;
 /// (the accumulator is stored and reloaded as float, exactly), so results do not depend on them.
 /// </para>
 /// </summary>
-internal static unsafe class HostGemm
+internal static unsafe partial class HostGemm
 {
     const int MR = 6, NR = 16, KC = 256, MC = 96, NC = 192;
     /// <summary>Below this many flops a parallel loop costs more than it saves.</summary>
@@ -49,21 +49,25 @@ internal static unsafe class HostGemm
     public static void Run(float* a, float* b, float* c, GemmShape s, HostEpilogue epilogue, bool parallel = true, PackedOperand? packed = null)
     {
         if (packed != null) packed.Check(s);
+        if (InPlace.Fits(s, epilogue, packed)) { InPlace.Run(a, b, c, s, epilogue, packed!, parallel); return; }
         var columns = Columns.Of(s);
         int outputs = columns.Merged || s.SumBatches != 0 ? 1 : s.Batch;
-        int blocksN = (columns.Count + NC - 1) / NC;
-        // Smaller row blocks when the product is small, so every core gets work (the result does not change).
-        int mc = MC;
-        while (parallel && mc > MR && (long)outputs * ((s.M + mc - 1) / mc) * blocksN < 4 * Environment.ProcessorCount) mc /= 2;
-        int blocksM = (s.M + mc - 1) / mc;
+        // Smaller blocks when the product is small, so every core gets work (the result does not change): narrower
+        // column blocks first (each block packs only its own columns of B), then fewer rows (each row block packs
+        // the same columns again).
+        int mc = MC, nc = NC, cores = Environment.ProcessorCount;
+        long Tasks() => (long)outputs * ((s.M + mc - 1) / mc) * ((columns.Count + nc - 1) / nc);
+        while (parallel && nc > 2 * NR && Tasks() < 4 * cores) nc -= 2 * NR;
+        while (parallel && mc > MR && Tasks() < 4 * cores) mc /= 2;
+        int blocksM = (s.M + mc - 1) / mc, blocksN = (columns.Count + nc - 1) / nc;
         long tasks = (long)outputs * blocksM * blocksN;
         if (!parallel || tasks == 1 || (long)s.M * s.N * s.K * s.Batch * 2 < SerialFlops)
         {
-            for (long t = 0; t < tasks; t++) Block(a, b, c, s, columns, epilogue, packed, mc, blocksM, blocksN, t);
+            for (long t = 0; t < tasks; t++) Block(a, b, c, s, columns, epilogue, packed, mc, nc, blocksM, blocksN, t);
             return;
         }
         nint pa = (nint)a, pb = (nint)b, pc = (nint)c; // lambdas cannot capture pointers
-        HostTeam.For(tasks, t => Block((float*)pa, (float*)pb, (float*)pc, s, columns, epilogue, packed, mc, blocksM, blocksN, t));
+        HostTeam.For(tasks, t => Block((float*)pa, (float*)pb, (float*)pc, s, columns, epilogue, packed, mc, nc, blocksM, blocksN, t));
     }
 
     /// <summary>
@@ -81,11 +85,11 @@ internal static unsafe class HostGemm
     /// slice writes C: the AVX-512 kernel's whole 6×32 tiles straight from its registers through the epilogue
     /// (<see cref="Output.Tile"/>), the other tiles from the accumulator.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Block(float* a, float* b, float* c, in GemmShape s, Columns columns, HostEpilogue epilogue, PackedOperand? packed, int mc, int blocksM, int blocksN, long task)
+    static void Block(float* a, float* b, float* c, in GemmShape s, Columns columns, HostEpilogue epilogue, PackedOperand? packed, int mc, int nc, int blocksM, int blocksN, long task)
     {
         int ob = (int)(task / ((long)blocksM * blocksN)), rem = (int)(task % ((long)blocksM * blocksN));
-        int m0 = rem / blocksN * mc, n0 = rem % blocksN * NC;
-        int mLen = Math.Min(mc, s.M - m0), nLen = Math.Min(NC, columns.Count - n0);
+        int m0 = rem / blocksN * mc, n0 = rem % blocksN * nc;
+        int mLen = Math.Min(mc, s.M - m0), nLen = Math.Min(nc, columns.Count - n0);
         int mPanels = (mLen + MR - 1) / MR, nPanels = (nLen + NR - 1) / NR, ldAcc = nPanels * NR;
         float* packA = HostMemory.Scratch(ref t_packA, MC * KC), packB = HostMemory.Scratch(ref t_packB, NC * KC), acc = HostMemory.Scratch(ref t_acc, MC * NC);
         // beta 0 never reads C, so an uninitialized (NaN) output is fine.
@@ -123,8 +127,8 @@ internal static unsafe class HostGemm
                     {
                         int i0 = p * MR, height = Math.Min(MR, mLen - i0);
                         float* tile = acc + i0 * ldAcc + j0, pap = pa + p * MR * kc, pbq = pb + q * NR * kc;
-                        if (last && pair && step == 2 && height == MR && width == 2 * NR && block.Tile(i0, j0, out var direct))
-                            MicroAvx512(pap, pbq, kc, tile, ldAcc, accumulate, direct, s.Ldc, epilogueOrScale, m0 + i0);
+                        if (last && pair && step == 2 && width == 2 * NR && block.Tile(i0, j0, out var direct))
+                            MicroAvx512(pap, pbq, kc, tile, ldAcc, accumulate, direct, s.Ldc, epilogueOrScale, m0 + i0, height);
                         else
                         {
                             Micro(pap, pbq, kc, tile, ldAcc, accumulate, pair);
@@ -176,7 +180,7 @@ internal static unsafe class HostGemm
     }
 
     /// <summary>A 6×32 tile's place in C: columns [0, Split) of each row from <see cref="First"/>, the rest from
-    /// <see cref="Second"/> (the next image's row; rows of both are Ldc apart).</summary>
+    /// <see cref="Second"/> (the next image's row; rows of both are Ldc apart), or nowhere when it is null (past C's end).</summary>
     internal readonly struct TileTarget(float* first, float* second, int split)
     {
         public float* First => first;
@@ -302,7 +306,7 @@ internal static unsafe class HostGemm
     /// into C instead of back to <paramref name="c"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void MicroAvx512(float* pa, float* pb, int kc, float* c, int ldc, bool accumulate, in TileTarget dst = default, int ldDst = 0,
-        in HostEpilogue writer = default, int row = 0)
+        in HostEpilogue writer = default, int row = 0, int height = MR)
     {
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
             c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
@@ -334,14 +338,14 @@ internal static unsafe class HostGemm
             x = Vector512.Create(pa[5]);
             c50 = Avx512F.FusedMultiplyAdd(x, b0, c50); c51 = Avx512F.FusedMultiplyAdd(x, b1, c51);
         }
-        if (dst.First != null) // the last slice: through the epilogue straight into C
+        if (dst.First != null) // the last slice: through the epilogue straight into C, rows [0, height) (the rest is A's zero padding)
         {
             writer.Store(c00, c01, dst, 0, row);
-            writer.Store(c10, c11, dst, ldDst, row + 1);
-            writer.Store(c20, c21, dst, 2L * ldDst, row + 2);
-            writer.Store(c30, c31, dst, 3L * ldDst, row + 3);
-            writer.Store(c40, c41, dst, 4L * ldDst, row + 4);
-            writer.Store(c50, c51, dst, 5L * ldDst, row + 5);
+            if (height > 1) writer.Store(c10, c11, dst, ldDst, row + 1);
+            if (height > 2) writer.Store(c20, c21, dst, 2L * ldDst, row + 2);
+            if (height > 3) writer.Store(c30, c31, dst, 3L * ldDst, row + 3);
+            if (height > 4) writer.Store(c40, c41, dst, 4L * ldDst, row + 4);
+            if (height > 5) writer.Store(c50, c51, dst, 5L * ldDst, row + 5);
             return;
         }
         Avx512F.Store(r0, c00); Avx512F.Store(r0 + NR, c01);
@@ -447,20 +451,21 @@ internal readonly unsafe struct HostEpilogue(float* rowScale, float* rowOffset, 
         v0 = HostElementwise.Activate(activation, Avx512F.FusedMultiplyAdd(v0, sv, tv));
         v1 = HostElementwise.Activate(activation, Avx512F.FusedMultiplyAdd(v1, sv, tv));
         float* first = dst.First + offset;
-        if (dst.Second == null)
+        if (dst.Split == 32)
         {
             v0.Store(first);
             v1.Store(first + 16);
             return;
         }
-        // Columns from Split on start the next image's row: masked stores on both sides of the cut.
+        // Columns from Split on start the next image's row (or lie past C's last column): masked stores on both sides of the cut.
         var lanes = Vector512<int>.Indices;
         var split = Vector512.Create(dst.Split);
-        float* second = dst.Second + offset - dst.Split;
         var before0 = Vector512.LessThan(lanes, split).AsSingle();
         var before1 = Vector512.LessThan(lanes + Vector512.Create(16), split).AsSingle();
         Avx512F.MaskStore(first, before0, v0);
         Avx512F.MaskStore(first + 16, before1, v1);
+        if (dst.Second == null) return;
+        float* second = dst.Second + offset - dst.Split;
         Avx512F.MaskStore(second, ~before0, v0);
         Avx512F.MaskStore(second + 16, ~before1, v1);
     }
@@ -497,6 +502,12 @@ public sealed unsafe class PackedOperand
             return new PackedOperand(data, rows, k, padded, isA);
         }
     }
+
+    /// <summary>Rows (A) or columns (B) rounded up to whole panels: slice k0 starts k0 of these panel rows in.</summary>
+    internal int PaddedRows => _paddedRows;
+
+    /// <summary>The pinned array of panels (from its first 64-byte boundary).</summary>
+    internal float[] Data => _data;
 
     /// <summary>The panels of slice k0 from row (A) or column (B) <paramref name="first"/>, a multiple of the panel size.</summary>
     internal float* Panels(int k0, int first)

@@ -108,11 +108,17 @@ public class FusedInferenceTests
             using var tx = dev.Upload(x, x.Length);
             using var tw = dev.Upload(w, w.Length);
             using var norm = statistics.Upload(dev);
+            // Packed weights take the host's in-place path on AVX-512 (B read where it lies, all of K in registers):
+            // the same chains, so the same bits as the packing GEMM.
+            float[]? unpacked = null;
             foreach (var packed in new[] { null, PackedOperand.RowsAsA(w, 0, cout, cin) })
             {
                 using var ty = Reference.NaNs(dev, ps.OutputLength);
                 new PointwiseConv(dev).Forward(tx.View, tw.View, norm.Norm, ty.View, ps, act, packed);
-                Reference.AssertClose(expected, ty.ToHost(), 1e-5, $"pointwise {act} {ps} packed {packed != null}");
+                var y = ty.ToHost();
+                Reference.AssertClose(expected, y, 1e-5, $"pointwise {act} {ps} packed {packed != null}");
+                if (unpacked == null) unpacked = y;
+                else Assert.Equal(unpacked, y);
             }
             // With a bias (squeeze-excite's form): mean 0, scale 1.
             var biasOnly = statistics with { Mean = new float[cout], Scale = [.. Enumerable.Repeat(1f, cout)] };

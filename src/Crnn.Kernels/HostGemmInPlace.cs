@@ -1,0 +1,120 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Crnn.Kernels;
+
+internal static unsafe partial class HostGemm
+{
+    /// <summary>
+    /// Products whose A is packed in advance and whose B and C are row-major, written through an epilogue: a 1×1
+    /// convolution at inference, on the AVX-512 kernel. B is read where it lies, 32 columns at a time, and each 6×32 tile
+    /// runs all of K in its registers before the epilogue writes it: nothing is packed per product (a projection
+    /// 480→80 packed every value of B to use it for 80 rows) and no tile passes through an accumulator between K
+    /// slices. The columns run over the images in turn (as <see cref="Columns"/>); a 32-column strip that crosses
+    /// into the next image, or C's last, partial one, is copied (zero-padded) first. Every element is the chain of
+    /// <see cref="Block"/> (acc + a·b over k in order), so the bits are the same.
+    /// </summary>
+    static class InPlace
+    {
+        const int Strip = 2 * NR;
+
+        [ThreadStatic] static float[]? t_strip;
+
+        public static bool Fits(in GemmShape s, HostEpilogue epilogue, PackedOperand? packed) =>
+            Kernel == HostKernel.Avx512 && packed is { IsA: true } && (epilogue.Active || s.Beta == 0f)
+            && s.BN == 1 && s.SumBatches == 0 && s.K > 0 && s.N >= Strip && (s.Batch == 1 || s.StrideA == 0);
+
+        public static void Run(float* a, float* b, float* c, GemmShape s, HostEpilogue epilogue, PackedOperand packed, bool parallel)
+        {
+            var writer = epilogue.Active ? epilogue : HostEpilogue.Scaled(s.Alpha);
+            int strips = (int)(((long)s.Batch * s.N + Strip - 1) / Strip), panels = (s.M + MR - 1) / MR;
+            // A task: a run of strips (B's rows read onward) × a run of row panels (all of them unless there are too few
+            // strips for the cores; a strip stays near the core while the panels pass). About 8 tasks per core.
+            int cores = Environment.ProcessorCount, rowBlocks = parallel ? Math.Clamp(8 * cores / strips, 1, panels) : 1;
+            int panelsPerBlock = (panels + rowBlocks - 1) / rowBlocks;
+            rowBlocks = (panels + panelsPerBlock - 1) / panelsPerBlock;
+            int stripsPerTask = parallel ? Math.Max(1, strips / (8 * cores)) : strips, stripBlocks = (strips + stripsPerTask - 1) / stripsPerTask;
+            long tasks = (long)stripBlocks * rowBlocks;
+            nint pb = (nint)b, pc = (nint)c;
+            void Task(long t)
+            {
+                int first = (int)(t / rowBlocks) * stripsPerTask, p0 = (int)(t % rowBlocks) * panelsPerBlock;
+                for (int strip = first; strip < Math.Min(strips, first + stripsPerTask); strip++)
+                    RunStrip((float*)pb, (float*)pc, s, writer, packed, strip * Strip, p0, Math.Min(panels, p0 + panelsPerBlock));
+            }
+            if (!parallel || tasks == 1 || s.Flops < SerialFlops) for (long t = 0; t < tasks; t++) Task(t);
+            else HostTeam.For(tasks, Task);
+        }
+
+        /// <summary>Row panels [p0, p1) × the 32 columns from merged column <paramref name="column"/>.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        static void RunStrip(float* b, float* c, in GemmShape s, in HostEpilogue writer, PackedOperand packed, int column, int p0, int p1)
+        {
+            int image = column / s.N, position = column % s.N, split = Math.Min(Strip, s.N - position);
+            bool next = split < Strip && image + 1 < s.Batch;
+            float* source = b + (long)image * s.StrideB + position;
+            long ldb = s.BK;
+            if (split < Strip) // the strip crosses into the next image or past the end: copy it, padded with zeros
+            {
+                float* copy = HostMemory.Scratch(ref t_strip, s.K * Strip);
+                float* after = next ? b + (long)(image + 1) * s.StrideB : null;
+                for (int k = 0; k < s.K; k++)
+                {
+                    var row = new Span<float>(copy + k * Strip, Strip);
+                    new ReadOnlySpan<float>(source + k * ldb, split).CopyTo(row);
+                    if (after != null) new ReadOnlySpan<float>(after + k * ldb, Strip - split).CopyTo(row[split..]);
+                    else row[split..].Clear();
+                }
+                source = copy;
+                ldb = Strip;
+            }
+            float* panelsA = HostMemory.Aligned(packed.Data);
+            for (int p = p0; p < p1; p++)
+            {
+                int row = p * MR;
+                float* first = c + (long)image * s.StrideC + (long)row * s.Ldc + position;
+                var target = new TileTarget(first, next ? c + (long)(image + 1) * s.StrideC + (long)row * s.Ldc : null, split);
+                Tile(panelsA, packed.PaddedRows, row, s.K, source, ldb, target, s.Ldc, writer, Math.Min(MR, s.M - row));
+            }
+        }
+
+        /// <summary>Rows [row, row + height) × 32 columns over all of K, A's panel slice by slice, B rows <paramref name="ldb"/>
+        /// apart; then the epilogue into <paramref name="target"/>.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        static void Tile(float* panelsA, int paddedRows, int row, int k, float* pb, long ldb, in TileTarget target, int ldc,
+            in HostEpilogue writer, int height)
+        {
+            Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+                c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+            for (int k0 = 0; k0 < k; k0 += KC)
+            {
+                int kc = Math.Min(KC, k - k0);
+                float* pa = panelsA + (long)k0 * paddedRows + (long)row * kc;
+                for (int i = 0; i < kc; i++, pa += MR, pb += ldb)
+                {
+                    var b0 = Avx512F.LoadVector512(pb);
+                    var b1 = Avx512F.LoadVector512(pb + NR);
+                    var x = Vector512.Create(pa[0]);
+                    c00 = Avx512F.FusedMultiplyAdd(x, b0, c00); c01 = Avx512F.FusedMultiplyAdd(x, b1, c01);
+                    x = Vector512.Create(pa[1]);
+                    c10 = Avx512F.FusedMultiplyAdd(x, b0, c10); c11 = Avx512F.FusedMultiplyAdd(x, b1, c11);
+                    x = Vector512.Create(pa[2]);
+                    c20 = Avx512F.FusedMultiplyAdd(x, b0, c20); c21 = Avx512F.FusedMultiplyAdd(x, b1, c21);
+                    x = Vector512.Create(pa[3]);
+                    c30 = Avx512F.FusedMultiplyAdd(x, b0, c30); c31 = Avx512F.FusedMultiplyAdd(x, b1, c31);
+                    x = Vector512.Create(pa[4]);
+                    c40 = Avx512F.FusedMultiplyAdd(x, b0, c40); c41 = Avx512F.FusedMultiplyAdd(x, b1, c41);
+                    x = Vector512.Create(pa[5]);
+                    c50 = Avx512F.FusedMultiplyAdd(x, b0, c50); c51 = Avx512F.FusedMultiplyAdd(x, b1, c51);
+                }
+            }
+            writer.Store(c00, c01, target, 0, row);
+            if (height > 1) writer.Store(c10, c11, target, ldc, row + 1);
+            if (height > 2) writer.Store(c20, c21, target, 2L * ldc, row + 2);
+            if (height > 3) writer.Store(c30, c31, target, 3L * ldc, row + 3);
+            if (height > 4) writer.Store(c40, c41, target, 4L * ldc, row + 4);
+            if (height > 5) writer.Store(c50, c51, target, 5L * ldc, row + 5);
+        }
+    }
+}
