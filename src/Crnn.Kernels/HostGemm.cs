@@ -49,7 +49,8 @@ internal static unsafe partial class HostGemm
     public static void Run(float* a, float* b, float* c, GemmShape s, HostEpilogue epilogue, bool parallel = true, PackedOperand? packed = null)
     {
         if (packed != null) packed.Check(s);
-        if (InPlace.Fits(s, epilogue, packed)) { InPlace.Run(a, b, c, s, epilogue, packed!, parallel); return; }
+        if (InPlace.FitsColumns(s, epilogue, packed)) { InPlace.RunColumns(a, b, c, s, epilogue, packed!, parallel); return; }
+        if (InPlace.RowsWriter(s, epilogue, packed) is { } rowsWriter) { InPlace.RunRows(a, c, s, rowsWriter, packed!, parallel); return; }
         var columns = Columns.Of(s);
         int outputs = columns.Merged || s.SumBatches != 0 ? 1 : s.Batch;
         // Smaller blocks when the product is small, so every core gets work (the result does not change): narrower
@@ -427,19 +428,27 @@ internal enum HostKernel { Portable, Avx2, Avx512 }
 /// <paramref name="rowScale"/> is null, then the activation (an <see cref="Activation"/> code). Only for alpha 1, beta 0.
 /// Without any of them (<see cref="Scaled"/>) the GEMM's own alpha·acc for beta 0.
 /// </summary>
-internal readonly unsafe struct HostEpilogue(float* rowScale, float* rowOffset, int activation, float scale = 1f)
+internal readonly unsafe struct HostEpilogue(float* rowScale, float* rowOffset, int activation, float scale = 1f, bool addToC = false)
 {
     public HostEpilogue(ChannelNorm norm, Activation act) : this(HostMemory.Pointer(norm.Scale), HostMemory.Pointer(norm.Offset), (int)act) { }
 
     /// <summary>alpha·x, as x·alpha + 0 (one rounding, the same bits whichever way C is written).</summary>
     public static HostEpilogue Scaled(float alpha) => new(null, null, 0, alpha);
 
-    public bool Active => rowScale != null || rowOffset != null || activation != 0;
+    /// <summary>C = x + C (alpha 1, beta 1: the LSTM's recurrent product added to the input projection), one rounding
+    /// as alpha·x + beta·C has.</summary>
+    public static HostEpilogue AddedToC => new(null, null, 0, 1f, addToC: true);
+
+    public bool Active => rowScale != null || rowOffset != null || activation != 0 || addToC;
 
     float ScaleOf(int row) => rowScale != null ? rowScale[row] : scale;
     float OffsetOf(int row) => rowOffset != null ? rowOffset[row] : 0f;
 
-    public void Write(float* src, float* dst, int n, int row) => HostElementwise.ScaleShift(src, dst, n, ScaleOf(row), OffsetOf(row), activation);
+    public void Write(float* src, float* dst, int n, int row)
+    {
+        if (addToC) for (int i = 0; i < n; i++) dst[i] = src[i] + dst[i];
+        else HostElementwise.ScaleShift(src, dst, n, ScaleOf(row), OffsetOf(row), activation);
+    }
 
     /// <summary>32 values of C row <paramref name="row"/> from two registers, at <paramref name="offset"/> from the
     /// tile's targets: the arithmetic of <see cref="Write"/>.</summary>
@@ -453,6 +462,7 @@ internal readonly unsafe struct HostEpilogue(float* rowScale, float* rowOffset, 
         float* first = dst.First + offset;
         if (dst.Split == 32)
         {
+            if (addToC) { v0 += Vector512.Load(first); v1 += Vector512.Load(first + 16); }
             v0.Store(first);
             v1.Store(first + 16);
             return;
@@ -462,6 +472,11 @@ internal readonly unsafe struct HostEpilogue(float* rowScale, float* rowOffset, 
         var split = Vector512.Create(dst.Split);
         var before0 = Vector512.LessThan(lanes, split).AsSingle();
         var before1 = Vector512.LessThan(lanes + Vector512.Create(16), split).AsSingle();
+        if (addToC) // only C's own columns (no second image with this epilogue)
+        {
+            v0 += Avx512F.MaskLoad(first, before0, Vector512<float>.Zero);
+            v1 += Avx512F.MaskLoad(first + 16, before1, Vector512<float>.Zero);
+        }
         Avx512F.MaskStore(first, before0, v0);
         Avx512F.MaskStore(first + 16, before1, v1);
         if (dst.Second == null) return;

@@ -7,13 +7,17 @@ namespace Crnn.Kernels;
 internal static unsafe partial class HostGemm
 {
     /// <summary>
-    /// Products whose A is packed in advance and whose B and C are row-major, written through an epilogue: a 1×1
-    /// convolution at inference, on the AVX-512 kernel. B is read where it lies, 32 columns at a time, and each 6×32 tile
-    /// runs all of K in its registers before the epilogue writes it: nothing is packed per product (a projection
-    /// 480→80 packed every value of B to use it for 80 rows) and no tile passes through an accumulator between K
-    /// slices. The columns run over the images in turn (as <see cref="Columns"/>); a 32-column strip that crosses
-    /// into the next image, or C's last, partial one, is copied (zero-padded) first. Every element is the chain of
+    /// Products with one operand packed in advance (inference weights) and the other read where it lies, on the AVX-512
+    /// kernel: each 6×32 tile runs all of K in its registers, then its epilogue writes it to C. Nothing is packed per
+    /// product and no tile passes through an accumulator between K slices. Every element is the chain of
     /// <see cref="Block"/> (acc + a·b over k in order), so the bits are the same.
+    /// <list type="bullet">
+    /// <item><b>Columns</b>: packed A, row-major B and C through an epilogue (a 1×1 convolution: a projection 480→80
+    /// packed every value of B to use it for 80 rows). The columns run over the images in turn (as <see cref="Columns"/>);
+    /// a 32-column strip that crosses into the next image, or C's last, partial one, is copied (zero-padded) first.</item>
+    /// <item><b>Rows</b>: row-major A, packed B (the LSTM's input projection and recurrent product: A's rows are the
+    /// sequence, packed again for every column block before).</item>
+    /// </list>
     /// </summary>
     static class InPlace
     {
@@ -21,11 +25,11 @@ internal static unsafe partial class HostGemm
 
         [ThreadStatic] static float[]? t_strip;
 
-        public static bool Fits(in GemmShape s, HostEpilogue epilogue, PackedOperand? packed) =>
+        public static bool FitsColumns(in GemmShape s, HostEpilogue epilogue, PackedOperand? packed) =>
             Kernel == HostKernel.Avx512 && packed is { IsA: true } && (epilogue.Active || s.Beta == 0f)
             && s.BN == 1 && s.SumBatches == 0 && s.K > 0 && s.N >= Strip && (s.Batch == 1 || s.StrideA == 0);
 
-        public static void Run(float* a, float* b, float* c, GemmShape s, HostEpilogue epilogue, PackedOperand packed, bool parallel)
+        public static void RunColumns(float* a, float* b, float* c, GemmShape s, HostEpilogue epilogue, PackedOperand packed, bool parallel)
         {
             var writer = epilogue.Active ? epilogue : HostEpilogue.Scaled(s.Alpha);
             int strips = (int)(((long)s.Batch * s.N + Strip - 1) / Strip), panels = (s.M + MR - 1) / MR;
@@ -75,14 +79,14 @@ internal static unsafe partial class HostGemm
                 int row = p * MR;
                 float* first = c + (long)image * s.StrideC + (long)row * s.Ldc + position;
                 var target = new TileTarget(first, next ? c + (long)(image + 1) * s.StrideC + (long)row * s.Ldc : null, split);
-                Tile(panelsA, packed.PaddedRows, row, s.K, source, ldb, target, s.Ldc, writer, Math.Min(MR, s.M - row));
+                TileColumns(panelsA, packed.PaddedRows, row, s.K, source, ldb, target, s.Ldc, writer, Math.Min(MR, s.M - row));
             }
         }
 
         /// <summary>Rows [row, row + height) × 32 columns over all of K, A's panel slice by slice, B rows <paramref name="ldb"/>
         /// apart; then the epilogue into <paramref name="target"/>.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        static void Tile(float* panelsA, int paddedRows, int row, int k, float* pb, long ldb, in TileTarget target, int ldc,
+        static void TileColumns(float* panelsA, int paddedRows, int row, int k, float* pb, long ldb, in TileTarget target, int ldc,
             in HostEpilogue writer, int height)
         {
             Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
@@ -115,6 +119,82 @@ internal static unsafe partial class HostGemm
             if (height > 3) writer.Store(c30, c31, target, 3L * ldc, row + 3);
             if (height > 4) writer.Store(c40, c41, target, 4L * ldc, row + 4);
             if (height > 5) writer.Store(c50, c51, target, 5L * ldc, row + 5);
+        }
+
+        /// <summary>The writer for a product with a packed B and a row-major A, or null when it does not take this path.</summary>
+        public static HostEpilogue? RowsWriter(in GemmShape s, HostEpilogue epilogue, PackedOperand? packed)
+        {
+            if (Kernel != HostKernel.Avx512 || packed is not { IsA: false } || s.AK != 1 || s.Batch != 1 || s.K == 0) return null;
+            if (epilogue.Active) return s.Beta == 0f ? epilogue : null;
+            return s.Beta == 0f ? HostEpilogue.Scaled(s.Alpha) : s.Alpha == 1f && s.Beta == 1f ? HostEpilogue.AddedToC : null;
+        }
+
+        public static void RunRows(float* a, float* c, GemmShape s, HostEpilogue writer, PackedOperand packed, bool parallel)
+        {
+            int panels = (s.M + MR - 1) / MR, pairs = (s.N + Strip - 1) / Strip;
+            // Blocks of up to 16 row panels × 6 column pairs (a block's rows and a pair's K×32 of B stay near the core);
+            // smaller when there are fewer than four per core: fewer pairs first, then fewer panels.
+            int cores = Environment.ProcessorCount, pm = 16, pn = 6;
+            long Blocks() => (long)((panels + pm - 1) / pm) * ((pairs + pn - 1) / pn);
+            while (parallel && pn > 1 && Blocks() < 4 * cores) pn--;
+            while (parallel && pm > 1 && Blocks() < 4 * cores) pm = (pm + 1) / 2;
+            int blocksN = (pairs + pn - 1) / pn;
+            long tasks = Blocks();
+            nint pa = (nint)a, pc = (nint)c;
+            void Task(long t)
+            {
+                int p0 = (int)(t / blocksN) * pm, q0 = (int)(t % blocksN) * pn;
+                for (int q = q0; q < Math.Min(pairs, q0 + pn); q++)
+                    for (int p = p0; p < Math.Min(panels, p0 + pm); p++)
+                        TileRows((float*)pa, (float*)pc, s, writer, packed, p * MR, q * Strip);
+            }
+            if (!parallel || tasks == 1 || s.Flops < SerialFlops) for (long t = 0; t < tasks; t++) Task(t);
+            else HostTeam.For(tasks, Task);
+        }
+
+        /// <summary>Rows [row, row + 6) (those past M repeat the last; they are not written) × columns [col, col + 32)
+        /// (past N: the zero padding of B's last panel, or its first panel again; not written) over all of K.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        static void TileRows(float* a, float* c, in GemmShape s, in HostEpilogue writer, PackedOperand packed, int row, int col)
+        {
+            int height = Math.Min(MR, s.M - row), last = height - 1;
+            long lda = s.AM;
+            float* r0 = a + row * lda, r1 = r0 + Math.Min(1, last) * lda, r2 = r0 + Math.Min(2, last) * lda,
+                r3 = r0 + Math.Min(3, last) * lda, r4 = r0 + Math.Min(4, last) * lda, r5 = r0 + Math.Min(5, last) * lda;
+            bool second = col + NR < s.N;
+            float* panelsB = HostMemory.Aligned(packed.Data);
+            Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+                c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+            for (int k0 = 0; k0 < s.K; k0 += KC)
+            {
+                int kc = Math.Min(KC, s.K - k0);
+                float* pb0 = panelsB + (long)k0 * packed.PaddedRows + (long)col * kc, pb1 = second ? pb0 + NR * kc : pb0;
+                for (int k = k0; k < k0 + kc; k++, pb0 += NR, pb1 += NR)
+                {
+                    var b0 = Avx512F.LoadVector512(pb0);
+                    var b1 = Avx512F.LoadVector512(pb1);
+                    var x = Vector512.Create(r0[k]);
+                    c00 = Avx512F.FusedMultiplyAdd(x, b0, c00); c01 = Avx512F.FusedMultiplyAdd(x, b1, c01);
+                    x = Vector512.Create(r1[k]);
+                    c10 = Avx512F.FusedMultiplyAdd(x, b0, c10); c11 = Avx512F.FusedMultiplyAdd(x, b1, c11);
+                    x = Vector512.Create(r2[k]);
+                    c20 = Avx512F.FusedMultiplyAdd(x, b0, c20); c21 = Avx512F.FusedMultiplyAdd(x, b1, c21);
+                    x = Vector512.Create(r3[k]);
+                    c30 = Avx512F.FusedMultiplyAdd(x, b0, c30); c31 = Avx512F.FusedMultiplyAdd(x, b1, c31);
+                    x = Vector512.Create(r4[k]);
+                    c40 = Avx512F.FusedMultiplyAdd(x, b0, c40); c41 = Avx512F.FusedMultiplyAdd(x, b1, c41);
+                    x = Vector512.Create(r5[k]);
+                    c50 = Avx512F.FusedMultiplyAdd(x, b0, c50); c51 = Avx512F.FusedMultiplyAdd(x, b1, c51);
+                }
+            }
+            var target = new TileTarget(c + (long)row * s.Ldc + col, null, Math.Min(Strip, s.N - col));
+            long ldc = s.Ldc;
+            writer.Store(c00, c01, target, 0, row);
+            if (height > 1) writer.Store(c10, c11, target, ldc, row + 1);
+            if (height > 2) writer.Store(c20, c21, target, 2 * ldc, row + 2);
+            if (height > 3) writer.Store(c30, c31, target, 3 * ldc, row + 3);
+            if (height > 4) writer.Store(c40, c41, target, 4 * ldc, row + 4);
+            if (height > 5) writer.Store(c50, c51, target, 5 * ldc, row + 5);
         }
     }
 }
