@@ -62,6 +62,7 @@ internal static unsafe class HostDepthwise
             _a3.Store(dst + 3 * V);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] // a call would take the chains' address: they would live on the stack
         public readonly void Write(float* dst, int n, float scale, float offset, int act, float* row)
         {
             Store(row);
@@ -97,6 +98,7 @@ internal static unsafe class HostDepthwise
         }
 
         /// <summary>Straight from the registers, the last vector masked: no pass over a row buffer, no scalar tail.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public readonly void Write(float* dst, int n, float scale, float offset, int act, float* row)
         {
             var sv = Vector512.Create(scale);

@@ -129,7 +129,7 @@ internal static unsafe partial class HostGemm
                         int i0 = p * MR, height = Math.Min(MR, mLen - i0);
                         float* tile = acc + i0 * ldAcc + j0, pap = pa + p * MR * kc, pbq = pb + q * NR * kc;
                         if (last && pair && step == 2 && width == 2 * NR && block.Tile(i0, j0, out var direct))
-                            MicroAvx512(pap, pbq, kc, tile, ldAcc, accumulate, direct, s.Ldc, epilogueOrScale, m0 + i0, height);
+                            MicroAvx512(pap, pbq, pbq + NR * kc, NR, kc, tile, ldAcc, accumulate, direct, s.Ldc, epilogueOrScale, m0 + i0, height);
                         else
                         {
                             Micro(pap, pbq, kc, tile, ldAcc, accumulate, pair);
@@ -295,19 +295,20 @@ internal static unsafe partial class HostGemm
     {
         switch (Kernel)
         {
-            case HostKernel.Avx512 when pair: MicroAvx512(pa, pb, kc, c, ldc, accumulate); break;
+            case HostKernel.Avx512 when pair: MicroAvx512(pa, pb, pb + NR * kc, NR, kc, c, ldc, accumulate); break;
             case HostKernel.Avx512 or HostKernel.Avx2: MicroAvx2(pa, pb, kc, c, ldc, accumulate); break;
             default: MicroPortable(pa, pb, kc, c, ldc, accumulate); break;
         }
     }
 
-    /// <summary>6×32 block in 12 zmm accumulators from B panels q (at pb) and q + 1 (at pb + NR·kc): per k, two B
-    /// loads, six broadcasts, twelve 16-wide FMAs — twice the AVX2 kernel's work per instruction. With
-    /// <paramref name="dst"/> the block goes through <paramref name="writer"/> (rows from <paramref name="row"/>)
+    /// <summary>6×32 block in 12 zmm accumulators: per k, two B loads (columns 0–15 from <paramref name="pb0"/>, 16–31 from
+    /// <paramref name="pb1"/>, both moving <paramref name="ldb"/> per k: two packed panels, or a row-major B read in place),
+    /// six broadcasts, twelve 16-wide FMAs — twice the AVX2 kernel's work per instruction. With <paramref name="dst"/> the
+    /// block's first <paramref name="height"/> rows go through <paramref name="writer"/> (rows from <paramref name="row"/>)
     /// into C instead of back to <paramref name="c"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void MicroAvx512(float* pa, float* pb, int kc, float* c, int ldc, bool accumulate, in TileTarget dst = default, int ldDst = 0,
-        in HostEpilogue writer = default, int row = 0, int height = MR)
+    static void MicroAvx512(float* pa, float* pb0, float* pb1, long ldb, int kc, float* c, int ldc, bool accumulate, in TileTarget dst = default,
+        int ldDst = 0, in HostEpilogue writer = default, int row = 0, int height = MR)
     {
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
             c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
@@ -321,10 +322,9 @@ internal static unsafe partial class HostGemm
             c40 = Avx512F.LoadVector512(r4); c41 = Avx512F.LoadVector512(r4 + NR);
             c50 = Avx512F.LoadVector512(r5); c51 = Avx512F.LoadVector512(r5 + NR);
         }
-        float* pb1 = pb + NR * kc;
-        for (int k = 0; k < kc; k++, pa += MR, pb += NR, pb1 += NR)
+        for (int k = 0; k < kc; k++, pa += MR, pb0 += ldb, pb1 += ldb)
         {
-            var b0 = Avx512F.LoadVector512(pb);
+            var b0 = Avx512F.LoadVector512(pb0);
             var b1 = Avx512F.LoadVector512(pb1);
             var x = Vector512.Create(pa[0]);
             c00 = Avx512F.FusedMultiplyAdd(x, b0, c00); c01 = Avx512F.FusedMultiplyAdd(x, b1, c01);

@@ -7,16 +7,18 @@ namespace Crnn.Kernels;
 internal static unsafe partial class HostGemm
 {
     /// <summary>
-    /// Products with one operand packed in advance (inference weights) and the other read where it lies, on the AVX-512
-    /// kernel: each 6×32 tile runs all of K in its registers, then its epilogue writes it to C. Nothing is packed per
-    /// product and no tile passes through an accumulator between K slices. Every element is the chain of
-    /// <see cref="Block"/> (acc + a·b over k in order), so the bits are the same.
+    /// Products with one operand packed in advance (inference weights) and the other taken as it lies, on the AVX-512
+    /// kernel: each 6×32 tile runs all of K (A's packed slices in turn) before its epilogue writes it to C from the
+    /// registers. Every element is the chain of <see cref="Block"/> (acc + a·b over k in order), so the bits are the same.
     /// <list type="bullet">
-    /// <item><b>Columns</b>: packed A, row-major B and C through an epilogue (a 1×1 convolution: a projection 480→80
-    /// packed every value of B to use it for 80 rows). The columns run over the images in turn (as <see cref="Columns"/>);
-    /// a 32-column strip that crosses into the next image, or C's last, partial one, is copied (zero-padded) first.</item>
-    /// <item><b>Rows</b>: row-major A, packed B (the LSTM's input projection and recurrent product: A's rows are the
-    /// sequence, packed again for every column block before).</item>
+    /// <item><b>Columns</b>: packed A, row-major B and C through an epilogue (a 1×1 convolution). B is copied 32 columns
+    /// at a time (K rows, contiguous) and every row panel of A passes over the copy: B is read once, not once per row
+    /// block and K slice as <see cref="Block"/> packs it (a projection 480→80 packed all of B to use it for 80 rows), and
+    /// not down its own rows once per panel (that waited on memory: every row a new page and prefetch stream). The columns
+    /// run over the images in turn (as <see cref="Columns"/>); a strip that crosses into the next image is copied from
+    /// both, C's last partial one zero-padded.</item>
+    /// <item><b>Rows</b>: row-major A read in place (six rows, each along its own k), packed B (the LSTM's input
+    /// projection and recurrent product, whose sequence rows were packed again for every column block).</item>
     /// </list>
     /// </summary>
     static class InPlace
@@ -57,68 +59,50 @@ internal static unsafe partial class HostGemm
         {
             int image = column / s.N, position = column % s.N, split = Math.Min(Strip, s.N - position);
             bool next = split < Strip && image + 1 < s.Batch;
-            float* source = b + (long)image * s.StrideB + position;
-            long ldb = s.BK;
-            if (split < Strip) // the strip crosses into the next image or past the end: copy it, padded with zeros
+            float* strip = CopyStrip(b, s, image, position, split, next);
+            // Slice by slice of K (A's packed slices; a slice of the strip stays in L1 while the panels pass), the panels'
+            // sums kept between slices in a block accumulator; the last slice writes C from the registers.
+            float* panelsA = HostMemory.Aligned(packed.Data), acc = s.K > KC ? HostMemory.Scratch(ref t_acc, (p1 - p0) * MR * Strip) : null;
+            for (int k0 = 0; k0 < s.K; k0 += KC)
             {
-                float* copy = HostMemory.Scratch(ref t_strip, s.K * Strip);
-                float* after = next ? b + (long)(image + 1) * s.StrideB : null;
-                for (int k = 0; k < s.K; k++)
+                int kc = Math.Min(KC, s.K - k0);
+                float* pb = strip + k0 * Strip;
+                for (int p = p0; p < p1; p++)
                 {
-                    var row = new Span<float>(copy + k * Strip, Strip);
-                    new ReadOnlySpan<float>(source + k * ldb, split).CopyTo(row);
-                    if (after != null) new ReadOnlySpan<float>(after + k * ldb, Strip - split).CopyTo(row[split..]);
-                    else row[split..].Clear();
+                    int row = p * MR;
+                    float* pa = panelsA + (long)k0 * packed.PaddedRows + (long)row * kc, tile = acc + (p - p0) * MR * Strip;
+                    if (k0 + kc < s.K) { MicroAvx512(pa, pb, pb + NR, Strip, kc, tile, Strip, k0 > 0); continue; }
+                    float* first = c + (long)image * s.StrideC + (long)row * s.Ldc + position;
+                    var target = new TileTarget(first, next ? c + (long)(image + 1) * s.StrideC + (long)row * s.Ldc : null, split);
+                    MicroAvx512(pa, pb, pb + NR, Strip, kc, tile, Strip, k0 > 0, target, s.Ldc, writer, row, Math.Min(MR, s.M - row));
                 }
-                source = copy;
-                ldb = Strip;
-            }
-            float* panelsA = HostMemory.Aligned(packed.Data);
-            for (int p = p0; p < p1; p++)
-            {
-                int row = p * MR;
-                float* first = c + (long)image * s.StrideC + (long)row * s.Ldc + position;
-                var target = new TileTarget(first, next ? c + (long)(image + 1) * s.StrideC + (long)row * s.Ldc : null, split);
-                TileColumns(panelsA, packed.PaddedRows, row, s.K, source, ldb, target, s.Ldc, writer, Math.Min(MR, s.M - row));
             }
         }
 
-        /// <summary>Rows [row, row + height) × 32 columns over all of K, A's panel slice by slice, B rows <paramref name="ldb"/>
-        /// apart; then the epilogue into <paramref name="target"/>.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        static void TileColumns(float* panelsA, int paddedRows, int row, int k, float* pb, long ldb, in TileTarget target, int ldc,
-            in HostEpilogue writer, int height)
+        /// <summary>The strip's K rows of 32 columns, contiguous: from one image, or the end of one and the start of the next
+        /// (<paramref name="next"/>), or zero-padded past the last column.</summary>
+        static float* CopyStrip(float* b, in GemmShape s, int image, int position, int split, bool next)
         {
-            Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
-                c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
-            for (int k0 = 0; k0 < k; k0 += KC)
+            float* copy = HostMemory.Scratch(ref t_strip, s.K * Strip), source = b + (long)image * s.StrideB + position;
+            long ldb = s.BK;
+            if (split == Strip)
             {
-                int kc = Math.Min(KC, k - k0);
-                float* pa = panelsA + (long)k0 * paddedRows + (long)row * kc;
-                for (int i = 0; i < kc; i++, pa += MR, pb += ldb)
+                for (int k = 0; k < s.K; k++)
                 {
-                    var b0 = Avx512F.LoadVector512(pb);
-                    var b1 = Avx512F.LoadVector512(pb + NR);
-                    var x = Vector512.Create(pa[0]);
-                    c00 = Avx512F.FusedMultiplyAdd(x, b0, c00); c01 = Avx512F.FusedMultiplyAdd(x, b1, c01);
-                    x = Vector512.Create(pa[1]);
-                    c10 = Avx512F.FusedMultiplyAdd(x, b0, c10); c11 = Avx512F.FusedMultiplyAdd(x, b1, c11);
-                    x = Vector512.Create(pa[2]);
-                    c20 = Avx512F.FusedMultiplyAdd(x, b0, c20); c21 = Avx512F.FusedMultiplyAdd(x, b1, c21);
-                    x = Vector512.Create(pa[3]);
-                    c30 = Avx512F.FusedMultiplyAdd(x, b0, c30); c31 = Avx512F.FusedMultiplyAdd(x, b1, c31);
-                    x = Vector512.Create(pa[4]);
-                    c40 = Avx512F.FusedMultiplyAdd(x, b0, c40); c41 = Avx512F.FusedMultiplyAdd(x, b1, c41);
-                    x = Vector512.Create(pa[5]);
-                    c50 = Avx512F.FusedMultiplyAdd(x, b0, c50); c51 = Avx512F.FusedMultiplyAdd(x, b1, c51);
+                    Vector512.Store(Vector512.Load(source + k * ldb), copy + k * Strip);
+                    Vector512.Store(Vector512.Load(source + k * ldb + NR), copy + k * Strip + NR);
                 }
+                return copy;
             }
-            writer.Store(c00, c01, target, 0, row);
-            if (height > 1) writer.Store(c10, c11, target, ldc, row + 1);
-            if (height > 2) writer.Store(c20, c21, target, 2L * ldc, row + 2);
-            if (height > 3) writer.Store(c30, c31, target, 3L * ldc, row + 3);
-            if (height > 4) writer.Store(c40, c41, target, 4L * ldc, row + 4);
-            if (height > 5) writer.Store(c50, c51, target, 5L * ldc, row + 5);
+            float* after = next ? b + (long)(image + 1) * s.StrideB : null;
+            for (int k = 0; k < s.K; k++)
+            {
+                var row = new Span<float>(copy + k * Strip, Strip);
+                new ReadOnlySpan<float>(source + k * ldb, split).CopyTo(row);
+                if (after != null) new ReadOnlySpan<float>(after + k * ldb, Strip - split).CopyTo(row[split..]);
+                else row[split..].Clear();
+            }
+            return copy;
         }
 
         /// <summary>The writer for a product with a packed B and a row-major A, or null when it does not take this path.</summary>
