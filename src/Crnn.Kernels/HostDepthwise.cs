@@ -179,7 +179,33 @@ internal static unsafe class HostDepthwise
     {
         int k = s.Kernel, oh = s.OutHeight, ow = s.OutWidth, block = TChains.Block;
         for (int r = 0; r < s.Height; r++) CopyRow(x + (long)r * s.Width, plane + (long)r * pitch + s.Pad, s.Width);
-        for (int oy = 0; oy < oh; oy++)
+        int oy = 0;
+        // Two output rows at a time: twice the independent chains (one row's taps wait on each other's latency), each
+        // input row read for both. Input rows in order, so each output still sums its taps ky by ky, kx by kx.
+        for (; oy + 1 < oh; oy += 2)
+        {
+            int y0 = oy * s.StrideH - s.Pad, y1 = y0 + s.StrideH;
+            int rFirst = Math.Max(0, y0), rEnd = Math.Min(s.Height, y1 + k);
+            for (int ox = 0; ox < ow; ox += block)
+            {
+                TChains upper = new(), lower = new();
+                for (int r = rFirst; r < rEnd; r++)
+                {
+                    float* src = plane + (long)r * pitch + ox, wu = w + (r - y0) * k, wl = w + (r - y1) * k;
+                    bool inUpper = r < y0 + k, inLower = r >= y1;
+                    if (inUpper && inLower)
+                        for (int kx = 0; kx < k; kx++) { upper.Tap(src + kx, wu[kx]); lower.Tap(src + kx, wl[kx]); }
+                    else if (inUpper)
+                        for (int kx = 0; kx < k; kx++) upper.Tap(src + kx, wu[kx]);
+                    else
+                        for (int kx = 0; kx < k; kx++) lower.Tap(src + kx, wl[kx]);
+                }
+                int n = Math.Min(block, ow - ox);
+                upper.Write(y + (long)oy * ow + ox, n, scale, offset, act, row + ox);
+                lower.Write(y + (long)(oy + 1) * ow + ox, n, scale, offset, act, row + ox);
+            }
+        }
+        for (; oy < oh; oy++)
         {
             int y0 = oy * s.StrideH - s.Pad;
             int kyFirst = Math.Max(0, -y0), kyEnd = Math.Min(k, s.Height - y0);
