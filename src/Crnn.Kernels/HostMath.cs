@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using static Crnn.Kernels.HostMemory;
 
 namespace Crnn.Kernels;
 
@@ -14,15 +15,16 @@ internal static class HostMath
     public static Vector256<float> Exp(Vector256<float> x)
     {
         x = Vector256.Min(Vector256.Max(x, Vector256.Create(-87.3f)), Vector256.Create(88.7f));
-        var n = Vector256.Floor(x * Vector256.Create(1.44269504f) + Vector256.Create(0.5f));
-        var r = x - n * Vector256.Create(0.693359375f) + n * Vector256.Create(2.12194440e-4f);
+        // Fused multiply-adds where the CPU has them: half the instructions, and each step rounds once.
+        var n = Vector256.Floor(MultiplyAdd(x, Vector256.Create(1.44269504f), Vector256.Create(0.5f)));
+        var r = MultiplyAdd(n, Vector256.Create(2.12194440e-4f), MultiplyAdd(n, Vector256.Create(-0.693359375f), x));
         var p = Vector256.Create(1.9875691500e-4f);
-        p = p * r + Vector256.Create(1.3981999507e-3f);
-        p = p * r + Vector256.Create(8.3334519073e-3f);
-        p = p * r + Vector256.Create(4.1665795894e-2f);
-        p = p * r + Vector256.Create(1.6666665459e-1f);
-        p = p * r + Vector256.Create(5.0000001201e-1f);
-        var e = p * r * r + r + Vector256<float>.One;
+        p = MultiplyAdd(p, r, Vector256.Create(1.3981999507e-3f));
+        p = MultiplyAdd(p, r, Vector256.Create(8.3334519073e-3f));
+        p = MultiplyAdd(p, r, Vector256.Create(4.1665795894e-2f));
+        p = MultiplyAdd(p, r, Vector256.Create(1.6666665459e-1f));
+        p = MultiplyAdd(p, r, Vector256.Create(5.0000001201e-1f));
+        var e = MultiplyAdd(p, r * r, r + Vector256<float>.One);
         // Multiply by 2ⁿ: add n to the exponent field.
         var scale = (Vector256.ConvertToInt32(n) + Vector256.Create(127)) << 23;
         return e * scale.AsSingle();

@@ -240,24 +240,31 @@ public sealed class Lstm
         for (; q < n; q++) z[q] = pre[q] + bIh[q] + bHh[q];
     }
 
-    /// <summary>Gates i, f, g, o from the pre-activations z [4H]; c = f⊙c + i⊙g (c = i⊙g at the first step),
-    /// h = o⊙tanh(c). Eight units at a time (<see cref="HostMath"/>), the rest with MathF.</summary>
+    /// <summary>Gates i, f, g, o from the pre-activations z [4H] (in place); c = f⊙c + i⊙g (c = i⊙g at the first step),
+    /// h = o⊙tanh(c). Eight units at a time (<see cref="HostMath"/>), the rest with MathF. The gates first, all 4H of
+    /// them, then the cells: each pass's vectors are independent (a single pass, gates → cell → tanh, chained too long
+    /// for the core to overlap them).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static unsafe void CellUpdate(float* z, float* c, float* hOut, int h, bool carry)
     {
-        int j = 0;
-        for (; j + 8 <= h; j += 8)
+        int vectorEnd = h / 8 * 8;
+        for (int gate = 0; gate < 4; gate++)
         {
-            var i = HostMath.Sigmoid(Vector256.Load(z + j));
-            var f = HostMath.Sigmoid(Vector256.Load(z + h + j));
-            var gg = HostMath.Tanh(Vector256.Load(z + 2 * h + j));
-            var o = HostMath.Sigmoid(Vector256.Load(z + 3 * h + j));
-            var cell = i * gg;
-            if (carry) cell += f * Vector256.Load(c + j);
-            cell.Store(c + j);
-            (o * HostMath.Tanh(cell)).Store(hOut + j);
+            float* zg = z + gate * h;
+            for (int j = 0; j < vectorEnd; j += 8)
+            {
+                var v = Vector256.Load(zg + j);
+                (gate == 2 ? HostMath.Tanh(v) : HostMath.Sigmoid(v)).Store(zg + j);
+            }
         }
-        for (; j < h; j++)
+        for (int j = 0; j < vectorEnd; j += 8)
+        {
+            var cell = Vector256.Load(z + j) * Vector256.Load(z + 2 * h + j);
+            if (carry) cell += Vector256.Load(z + h + j) * Vector256.Load(c + j);
+            cell.Store(c + j);
+            (Vector256.Load(z + 3 * h + j) * HostMath.Tanh(cell)).Store(hOut + j);
+        }
+        for (int j = vectorEnd; j < h; j++) // the tail's pre-activations are still raw
         {
             float i = HostSigmoid(z[j]), f = HostSigmoid(z[h + j]), gg = MathF.Tanh(z[2 * h + j]), o = HostSigmoid(z[3 * h + j]);
             c[j] = (carry ? f * c[j] : 0f) + i * gg;
