@@ -302,7 +302,7 @@ internal static unsafe partial class HostGemm
     }
 
     /// <summary>6×32 block in 12 zmm accumulators: per k, two B loads (columns 0–15 from <paramref name="pb0"/>, 16–31 from
-    /// <paramref name="pb1"/>, both moving <paramref name="ldb"/> per k: two packed panels, or a row-major B read in place),
+    /// <paramref name="pb1"/>, both moving <paramref name="ldb"/> per k: two packed panels, or one 32-column strip of B),
     /// six broadcasts, twelve 16-wide FMAs — twice the AVX2 kernel's work per instruction. With <paramref name="dst"/> the
     /// block's first <paramref name="height"/> rows go through <paramref name="writer"/> (rows from <paramref name="row"/>)
     /// into C instead of back to <paramref name="c"/>.</summary>

@@ -137,7 +137,8 @@ internal static unsafe partial class HostGemm
         }
 
         /// <summary>Rows [row, row + 6) (those past M repeat the last; they are not written) × columns [col, col + 32)
-        /// (past N: the zero padding of B's last panel, or its first panel again; not written) over all of K.</summary>
+        /// (past N: the zero padding of B's last panel, or its first panel again; not written) over all of K. The loop of
+        /// <see cref="MicroAvx512"/> with A's six rows read where they lie instead of from a packed panel.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         static void TileRows(float* a, float* c, in GemmShape s, in HostEpilogue writer, PackedOperand packed, int row, int col)
         {
