@@ -428,7 +428,7 @@ internal enum HostKernel { Portable, Avx2, Avx512 }
 /// <paramref name="rowScale"/> is null, then the activation (an <see cref="Activation"/> code). Only for alpha 1, beta 0.
 /// Without any of them (<see cref="Scaled"/>) the GEMM's own alpha·acc for beta 0.
 /// </summary>
-internal readonly unsafe struct HostEpilogue(float* rowScale, float* rowOffset, int activation, float scale = 1f, bool addToC = false)
+internal readonly unsafe struct HostEpilogue(float* rowScale, float* rowOffset, int activation, float scale = 1f, bool adds = false, long addendOffset = 0)
 {
     public HostEpilogue(ChannelNorm norm, Activation act) : this(HostMemory.Pointer(norm.Scale), HostMemory.Pointer(norm.Offset), (int)act) { }
 
@@ -437,17 +437,26 @@ internal readonly unsafe struct HostEpilogue(float* rowScale, float* rowOffset, 
 
     /// <summary>C = x + C (alpha 1, beta 1: the LSTM's recurrent product added to the input projection), one rounding
     /// as alpha·x + beta·C has.</summary>
-    public static HostEpilogue AddedToC => new(null, null, 0, 1f, addToC: true);
+    public static HostEpilogue AddedToC => new(null, null, 0, 1f, adds: true);
 
-    public bool Active => rowScale != null || rowOffset != null || activation != 0 || addToC;
+    /// <summary>This epilogue, then + the element of <paramref name="addend"/> at C's index (a residual shortcut: the same
+    /// one rounding as adding it in a pass of its own). <paramref name="addend"/> has C's layout.</summary>
+    public HostEpilogue Plus(float* addend, float* c) => new(rowScale, rowOffset, activation, scale, adds: true, addend - c);
+
+    public bool Active => rowScale != null || rowOffset != null || activation != 0 || adds;
 
     float ScaleOf(int row) => rowScale != null ? rowScale[row] : scale;
     float OffsetOf(int row) => rowOffset != null ? rowOffset[row] : 0f;
 
     public void Write(float* src, float* dst, int n, int row)
     {
-        if (addToC) for (int i = 0; i < n; i++) dst[i] = src[i] + dst[i];
-        else HostElementwise.ScaleShift(src, dst, n, ScaleOf(row), OffsetOf(row), activation);
+        if (!adds) { HostElementwise.ScaleShift(src, dst, n, ScaleOf(row), OffsetOf(row), activation); return; }
+        // src is the block's accumulator, done with after this: the epilogue in place, then the addend (C itself for AddedToC).
+        HostElementwise.ScaleShift(src, src, n, ScaleOf(row), OffsetOf(row), activation);
+        float* addend = dst + addendOffset;
+        int i = 0;
+        for (; i + 8 <= n; i += 8) (Vector256.Load(src + i) + Vector256.Load(addend + i)).Store(dst + i);
+        for (; i < n; i++) dst[i] = src[i] + addend[i];
     }
 
     /// <summary>32 values of C row <paramref name="row"/> from two registers, at <paramref name="offset"/> from the
@@ -462,7 +471,7 @@ internal readonly unsafe struct HostEpilogue(float* rowScale, float* rowOffset, 
         float* first = dst.First + offset;
         if (dst.Split == 32)
         {
-            if (addToC) { v0 += Vector512.Load(first); v1 += Vector512.Load(first + 16); }
+            if (adds) { v0 += Vector512.Load(first + addendOffset); v1 += Vector512.Load(first + addendOffset + 16); }
             v0.Store(first);
             v1.Store(first + 16);
             return;
@@ -472,10 +481,19 @@ internal readonly unsafe struct HostEpilogue(float* rowScale, float* rowOffset, 
         var split = Vector512.Create(dst.Split);
         var before0 = Vector512.LessThan(lanes, split).AsSingle();
         var before1 = Vector512.LessThan(lanes + Vector512.Create(16), split).AsSingle();
-        if (addToC) // only C's own columns (no second image with this epilogue)
+        if (adds)
         {
-            v0 += Avx512F.MaskLoad(first, before0, Vector512<float>.Zero);
-            v1 += Avx512F.MaskLoad(first + 16, before1, Vector512<float>.Zero);
+            float* addend = first + addendOffset;
+            var a0 = Avx512F.MaskLoad(addend, before0, Vector512<float>.Zero);
+            var a1 = Avx512F.MaskLoad(addend + 16, before1, Vector512<float>.Zero);
+            if (dst.Second != null)
+            {
+                float* next = dst.Second + offset - dst.Split + addendOffset;
+                a0 = Avx512F.MaskLoad(next, ~before0, a0);
+                a1 = Avx512F.MaskLoad(next + 16, ~before1, a1);
+            }
+            v0 += a0;
+            v1 += a1;
         }
         Avx512F.MaskStore(first, before0, v0);
         Avx512F.MaskStore(first + 16, before1, v1);

@@ -50,7 +50,7 @@ public sealed class PointwiseConv
     public void Forward(ArrayView<float> x, ArrayView<float> w, ArrayView<float> bias, ArrayView<float> y, PointwiseShape s, Activation act = Activation.None)
     {
         Check(s, (x, s.InputLength, "x"), (w, s.WeightLength, "w"), (y, s.OutputLength, "y"), (bias, s.OutChannels, "bias"));
-        if (!Epilogue(x, w, ChannelNorm.Bias(bias), y, s, act, null))
+        if (!Epilogue(x, w, ChannelNorm.Bias(bias), y, s, act, null, default))
         {
             Forward(x, w, y, s);
             _bias.Add(y, bias, s.Batch, s.OutChannels, s.Positions, act);
@@ -60,27 +60,33 @@ public sealed class PointwiseConv
     /// <summary>Inference: y = act(BatchNorm(W·x)) (<see cref="ChannelNorm"/>). On the host BatchNorm and the
     /// activation are the GEMM's epilogue and <paramref name="packedW"/>, W packed in advance
     /// (<see cref="PackedOperand.RowsAsA"/>), saves packing it per image; elsewhere one pass after the product.</summary>
-    public void Forward(ArrayView<float> x, ArrayView<float> w, ChannelNorm norm, ArrayView<float> y,
-        PointwiseShape s, Activation act, PackedOperand? packedW = null)
+    /// <returns>Whether <paramref name="residual"/> (y's shape; a residual shortcut) was added too: on the host it is one
+    /// more step of the epilogue, elsewhere the caller adds it.</returns>
+    public bool Forward(ArrayView<float> x, ArrayView<float> w, ChannelNorm norm, ArrayView<float> y,
+        PointwiseShape s, Activation act, PackedOperand? packedW = null, ArrayView<float> residual = default)
     {
         Check(s, (x, s.InputLength, "x"), (w, s.WeightLength, "w"), (y, s.OutputLength, "y"));
         norm.Check(s.OutChannels, $"1×1 convolution {s}");
-        if (!Epilogue(x, w, norm, y, s, act, packedW))
-        {
-            Forward(x, w, y, s);
-            _bias.Normalize(y, norm, s.Batch, s.OutChannels, s.Positions, act);
-        }
+        if (residual.IsValid && residual.Length != s.OutputLength)
+            throw new ArgumentException($"1×1 convolution {s}: residual has {residual.Length} values, the output {s.OutputLength}");
+        if (Epilogue(x, w, norm, y, s, act, packedW, residual)) return residual.IsValid;
+        Forward(x, w, y, s);
+        _bias.Normalize(y, norm, s.Batch, s.OutChannels, s.Positions, act);
+        return false;
     }
 
-    /// <summary>The host GEMM with BatchNorm (or a bias) and the activation as its epilogue (host policy, several positions).</summary>
-    bool Epilogue(ArrayView<float> x, ArrayView<float> w, ChannelNorm norm, ArrayView<float> y, PointwiseShape s, Activation act, PackedOperand? packedW)
+    /// <summary>The host GEMM with BatchNorm (or a bias), the activation and the residual as its epilogue (host policy, several positions).</summary>
+    bool Epilogue(ArrayView<float> x, ArrayView<float> w, ChannelNorm norm, ArrayView<float> y, PointwiseShape s, Activation act,
+        PackedOperand? packedW, ArrayView<float> residual)
     {
         if (!_device.UsesHost || s.Positions == 1) return false;
         HostMemory.Enter(_device, "GEMM");
         unsafe
         {
             var epilogue = new HostEpilogue(norm, act);
-            HostGemm.Run(HostMemory.Pointer(w), HostMemory.Pointer(x), HostMemory.Pointer(y), PerImage(s), epilogue, packed: packedW);
+            float* py = HostMemory.Pointer(y);
+            if (residual.IsValid) epilogue = epilogue.Plus(HostMemory.Pointer(residual), py);
+            HostGemm.Run(HostMemory.Pointer(w), HostMemory.Pointer(x), py, PerImage(s), epilogue, packed: packedW);
         }
         return true;
     }

@@ -119,6 +119,13 @@ public class FusedInferenceTests
                 Reference.AssertClose(expected, y, 1e-5, $"pointwise {act} {ps} packed {packed != null}");
                 if (unpacked == null) unpacked = y;
                 else Assert.Equal(unpacked, y);
+                // A residual shortcut added in the host epilogue: the same bits as adding it after the convolution.
+                var residual = Reference.Random(ps.OutputLength, 10);
+                using var tr = dev.Upload(residual, residual.Length);
+                using var tyr = Reference.NaNs(dev, ps.OutputLength);
+                bool added = new PointwiseConv(dev).Forward(tx.View, tw.View, norm.Norm, tyr.View, ps, act, packed, tr.View);
+                Assert.Equal(dev.UsesHost && positions > 1, added);
+                Assert.Equal(added ? y.Select((v, i) => residual[i] + v).ToArray() : y, tyr.ToHost());
             }
             // With a bias (squeeze-excite's form): mean 0, scale 1.
             var biasOnly = statistics with { Mean = new float[cout], Scale = [.. Enumerable.Repeat(1f, cout)] };

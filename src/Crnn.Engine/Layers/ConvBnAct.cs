@@ -59,8 +59,7 @@ public sealed class ConvBnAct : Layer
     {
         if (!training)
         {
-            Infer(input);
-            if (shortcut.IsValid)
+            if (!Infer(input, shortcut) && shortcut.IsValid)
                 using (Time("residual add")) K.Activations.Add(shortcut, _activated, _activated);
             return;
         }
@@ -83,16 +82,17 @@ public sealed class ConvBnAct : Layer
     }
 
     /// <summary>Evaluation mode: one pass, act(BatchNorm(conv(x, w))) with the running statistics
-    /// (<see cref="InferenceWeights"/>), into the same output buffer.</summary>
-    void Infer(ArrayView<float> input)
+    /// (<see cref="InferenceWeights"/>), into the same output buffer; returns whether it added <paramref name="shortcut"/>
+    /// too (a 1×1 convolution's host epilogue does).</summary>
+    bool Infer(ArrayView<float> input, ArrayView<float> shortcut)
     {
         var w = _store.Param($"{_name}.weight");
         var norm = _inference[_name];
         using var section = Time(ConvFamily);
         switch (_kind)
         {
-            case ConvKind.Dense or ConvKind.Depthwise: K.GroupedConv.Forward(input, w, norm, _activated, _shape, _act); break;
-            case ConvKind.Pointwise: K.PointwiseConv.Forward(input, w, norm, _activated, Pointwise, _act, _inference.Packed(_name)); break;
+            case ConvKind.Dense or ConvKind.Depthwise: K.GroupedConv.Forward(input, w, norm, _activated, _shape, _act); return false;
+            default: return K.PointwiseConv.Forward(input, w, norm, _activated, Pointwise, _act, _inference.Packed(_name), shortcut);
         }
     }
 
