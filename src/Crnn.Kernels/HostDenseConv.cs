@@ -39,15 +39,18 @@ internal static unsafe class HostDenseConv
                 for (int kx = 0; kx < k; kx++)
                 {
                     float* dst = columns + (long)((c * k + ky) * k + kx) * oh * ow;
-                    for (int oy = 0; oy < oh; oy++)
+                    // The output columns whose window column lies inside the image: [oxFirst, oxEnd); zeros either side.
+                    int oxFirst = Math.Min(ow, Math.Max(0, (s.Pad - kx + s.StrideW - 1) / s.StrideW));
+                    int lastInside = s.Width - 1 + s.Pad - kx; // ox·sw may not exceed it
+                    int oxEnd = lastInside < 0 ? oxFirst : Math.Max(oxFirst, Math.Min(ow, lastInside / s.StrideW + 1));
+                    for (int oy = 0; oy < oh; oy++, dst += ow)
                     {
                         int iy = oy * s.StrideH - s.Pad + ky;
-                        float* row = x + ((long)c * s.Height + iy) * s.Width;
-                        for (int ox = 0; ox < ow; ox++)
-                        {
-                            int ix = ox * s.StrideW - s.Pad + kx;
-                            dst[oy * ow + ox] = iy >= 0 && iy < s.Height && ix >= 0 && ix < s.Width ? row[ix] : 0f;
-                        }
+                        if (iy < 0 || iy >= s.Height) { new Span<float>(dst, ow).Clear(); continue; }
+                        float* row = x + ((long)c * s.Height + iy) * s.Width - s.Pad + kx;
+                        for (int ox = 0; ox < oxFirst; ox++) dst[ox] = 0f;
+                        for (int ox = oxFirst; ox < oxEnd; ox++) dst[ox] = row[ox * s.StrideW];
+                        for (int ox = oxEnd; ox < ow; ox++) dst[ox] = 0f;
                     }
                 }
     }
