@@ -31,20 +31,23 @@ public sealed class ChannelScale
     }
 
     /// <summary>Inference on the host (host policy only): the whole squeeze-excite block,
-    /// y = x · hardsigmoid(W2·relu(W1·mean(x) + b1) + b2), image by image; see <see cref="HostRows.SqueezeExcite"/>.</summary>
+    /// y = x · hardsigmoid(W2·relu(W1·mean(x) + b1) + b2), image by image; see <see cref="HostRows.SqueezeExcite"/>.
+    /// With <paramref name="gates"/> ([B, C]) the gates go there too; y may then be empty (x is not scaled: the next
+    /// 1×1 convolution does it as it reads x, <see cref="PointwiseConv.ScalesInput"/>).</summary>
     public void SqueezeExcite(ArrayView<float> x, ArrayView<float> w1, ArrayView<float> b1, ArrayView<float> w2, ArrayView<float> b2,
-        ArrayView<float> y, int batch, int channels, int squeeze, int spatial)
+        ArrayView<float> y, int batch, int channels, int squeeze, int spatial, ArrayView<float> gates = default)
     {
         if (!_device.UsesHost) throw new NotSupportedException("the fused squeeze-excite is host code (host kernel policy)");
         long n = (long)batch * channels * spatial;
-        if (x.Length != n || y.Length != n || w1.Length != (long)squeeze * channels || w2.Length != (long)channels * squeeze
-            || b1.Length != squeeze || b2.Length != channels)
+        if (x.Length != n || (y.Length != n && !(y.Length == 0 && gates.IsValid)) || w1.Length != (long)squeeze * channels
+            || w2.Length != (long)channels * squeeze || b1.Length != squeeze || b2.Length != channels
+            || gates.IsValid && gates.Length != (long)batch * channels)
             throw new ArgumentException($"squeeze-excite operands do not match [{batch},{channels},{spatial}] squeezed to {squeeze}");
         HostMemory.Enter(_device, "squeeze-excite");
         unsafe
         {
             HostRows.SqueezeExcite(HostMemory.Pointer(x), HostMemory.Pointer(w1), HostMemory.Pointer(b1), HostMemory.Pointer(w2),
-                HostMemory.Pointer(b2), HostMemory.Pointer(y), batch, channels, squeeze, spatial);
+                HostMemory.Pointer(b2), HostMemory.Pointer(y), HostMemory.Pointer(gates), batch, channels, squeeze, spatial);
         }
     }
 

@@ -45,11 +45,14 @@ internal static unsafe partial class HostGemm
 
     /// <summary>The same, then <paramref name="epilogue"/> on each element as it is written (inference: BatchNorm
     /// and the activation cost no second pass over C). <paramref name="packed"/>: one operand packed in advance. Not <paramref name="parallel"/>: on the
-    /// calling thread only (the caller already spreads the work over the cores).</summary>
-    public static void Run(float* a, float* b, float* c, GemmShape s, HostEpilogue epilogue, bool parallel = true, PackedOperand? packed = null)
+    /// calling thread only (the caller already spreads the work over the cores). <paramref name="scaleB"/> ([Batch, K]):
+    /// B's row k of image i taken times scaleB[i·K + k] (squeeze-excite's gates), only where <see cref="ScalesB"/>.</summary>
+    public static void Run(float* a, float* b, float* c, GemmShape s, HostEpilogue epilogue, bool parallel = true, PackedOperand? packed = null,
+        float* scaleB = null)
     {
         if (packed != null) packed.Check(s);
-        if (InPlace.FitsColumns(s, epilogue, packed)) { InPlace.RunColumns(a, b, c, s, epilogue, packed!, parallel); return; }
+        if (InPlace.FitsColumns(s, epilogue, packed)) { InPlace.RunColumns(a, b, c, s, epilogue, packed!, parallel, scaleB); return; }
+        if (scaleB != null) throw new ArgumentException("scaling B's rows needs the AVX-512 product with packed A (HostGemm.ScalesB)");
         if (InPlace.RowsWriter(s, epilogue, packed) is { } rowsWriter) { InPlace.RunRows(a, c, s, rowsWriter, packed!, parallel); return; }
         var columns = Columns.Of(s);
         int outputs = columns.Merged || s.SumBatches != 0 ? 1 : s.Batch;
@@ -70,6 +73,10 @@ internal static unsafe partial class HostGemm
         nint pa = (nint)a, pb = (nint)b, pc = (nint)c; // lambdas cannot capture pointers
         HostTeam.For(tasks, t => Block((float*)pa, (float*)pb, (float*)pc, s, columns, epilogue, packed, mc, nc, blocksM, blocksN, t));
     }
+
+    /// <summary>Whether a product of this shape with A packed in advance and an epilogue can scale B's rows as it reads
+    /// them (<see cref="Run(float*, float*, float*, GemmShape, HostEpilogue, bool, PackedOperand?, float*)"/>'s scaleB).</summary>
+    public static bool ScalesB(in GemmShape s) => InPlace.ColumnsShapeFits(s);
 
     /// <summary>
     /// The columns C is cut into. A batch that shares A (a 1×1 convolution's weights, stride 0) over row-major

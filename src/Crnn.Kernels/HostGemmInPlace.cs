@@ -28,10 +28,13 @@ internal static unsafe partial class HostGemm
         [ThreadStatic] static float[]? t_strip;
 
         public static bool FitsColumns(in GemmShape s, HostEpilogue epilogue, PackedOperand? packed) =>
-            Kernel == HostKernel.Avx512 && packed is { IsA: true } && (epilogue.Active || s.Beta == 0f)
-            && s.BN == 1 && s.SumBatches == 0 && s.K > 0 && s.N >= Strip && (s.Batch == 1 || s.StrideA == 0);
+            packed is { IsA: true } && (epilogue.Active || s.Beta == 0f) && ColumnsShapeFits(s);
 
-        public static void RunColumns(float* a, float* b, float* c, GemmShape s, HostEpilogue epilogue, PackedOperand packed, bool parallel)
+        public static bool ColumnsShapeFits(in GemmShape s) =>
+            Kernel == HostKernel.Avx512 && s.BN == 1 && s.SumBatches == 0 && s.K > 0 && s.N >= Strip && (s.Batch == 1 || s.StrideA == 0);
+
+        public static void RunColumns(float* a, float* b, float* c, GemmShape s, HostEpilogue epilogue, PackedOperand packed, bool parallel,
+            float* scaleB)
         {
             var writer = epilogue.Active ? epilogue : HostEpilogue.Scaled(s.Alpha);
             int strips = (int)(((long)s.Batch * s.N + Strip - 1) / Strip), panels = (s.M + MR - 1) / MR;
@@ -42,12 +45,12 @@ internal static unsafe partial class HostGemm
             rowBlocks = (panels + panelsPerBlock - 1) / panelsPerBlock;
             int stripsPerTask = parallel ? Math.Max(1, strips / (8 * cores)) : strips, stripBlocks = (strips + stripsPerTask - 1) / stripsPerTask;
             long tasks = (long)stripBlocks * rowBlocks;
-            nint pb = (nint)b, pc = (nint)c;
+            nint pb = (nint)b, pc = (nint)c, ps = (nint)scaleB;
             void Task(long t)
             {
                 int first = (int)(t / rowBlocks) * stripsPerTask, p0 = (int)(t % rowBlocks) * panelsPerBlock;
                 for (int strip = first; strip < Math.Min(strips, first + stripsPerTask); strip++)
-                    RunStrip((float*)pb, (float*)pc, s, writer, packed, strip * Strip, p0, Math.Min(panels, p0 + panelsPerBlock));
+                    RunStrip((float*)pb, (float*)pc, s, writer, packed, strip * Strip, p0, Math.Min(panels, p0 + panelsPerBlock), (float*)ps);
             }
             if (!parallel || tasks == 1 || s.Flops < SerialFlops) for (long t = 0; t < tasks; t++) Task(t);
             else HostTeam.For(tasks, Task);
@@ -55,11 +58,12 @@ internal static unsafe partial class HostGemm
 
         /// <summary>Row panels [p0, p1) × the 32 columns from merged column <paramref name="column"/>.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        static void RunStrip(float* b, float* c, in GemmShape s, in HostEpilogue writer, PackedOperand packed, int column, int p0, int p1)
+        static void RunStrip(float* b, float* c, in GemmShape s, in HostEpilogue writer, PackedOperand packed, int column, int p0, int p1,
+            float* scaleB)
         {
             int image = column / s.N, position = column % s.N, split = Math.Min(Strip, s.N - position);
             bool next = split < Strip && image + 1 < s.Batch;
-            float* strip = CopyStrip(b, s, image, position, split, next);
+            float* strip = CopyStrip(b, s, image, position, split, next, scaleB);
             // Slice by slice of K (A's packed slices; a slice of the strip stays in L1 while the panels pass), the panels'
             // sums kept between slices in a block accumulator; the last slice writes C from the registers.
             float* panelsA = HostMemory.Aligned(packed.Data), acc = s.K > KC ? HostMemory.Scratch(ref t_acc, (p1 - p0) * MR * Strip) : null;
@@ -80,27 +84,41 @@ internal static unsafe partial class HostGemm
         }
 
         /// <summary>The strip's K rows of 32 columns, contiguous: from one image, or the end of one and the start of the next
-        /// (<paramref name="next"/>), or zero-padded past the last column.</summary>
-        static float* CopyStrip(float* b, in GemmShape s, int image, int position, int split, bool next)
+        /// (<paramref name="next"/>), or zero-padded past the last column; with <paramref name="scaleB"/> each row times its
+        /// image's scale (x·g rounded once, as a separate scaling pass stores it).</summary>
+        static float* CopyStrip(float* b, in GemmShape s, int image, int position, int split, bool next, float* scaleB)
         {
             float* copy = HostMemory.Scratch(ref t_strip, s.K * Strip), source = b + (long)image * s.StrideB + position;
-            long ldb = s.BK;
-            if (split == Strip)
-            {
-                for (int k = 0; k < s.K; k++)
-                {
-                    Vector512.Store(Vector512.Load(source + k * ldb), copy + k * Strip);
-                    Vector512.Store(Vector512.Load(source + k * ldb + NR), copy + k * Strip + NR);
-                }
-                return copy;
-            }
-            float* after = next ? b + (long)(image + 1) * s.StrideB : null;
+            float* after = next ? b + (long)(image + 1) * s.StrideB - split : null; // column j of the next image at after + j
+            float* scale = scaleB == null ? null : scaleB + (long)image * s.K, scaleAfter = scale == null ? null : scale + s.K;
+            var lanes = Vector512<int>.Indices;
+            var before0 = Vector512.LessThan(lanes, Vector512.Create(split)).AsSingle();
+            var before1 = Vector512.LessThan(lanes + Vector512.Create(NR), Vector512.Create(split)).AsSingle();
             for (int k = 0; k < s.K; k++)
             {
-                var row = new Span<float>(copy + k * Strip, Strip);
-                new ReadOnlySpan<float>(source + k * ldb, split).CopyTo(row);
-                if (after != null) new ReadOnlySpan<float>(after + k * ldb, Strip - split).CopyTo(row[split..]);
-                else row[split..].Clear();
+                float* row = source + k * s.BK, to = copy + k * Strip;
+                Vector512<float> v0, v1;
+                if (split == Strip) (v0, v1) = (Vector512.Load(row), Vector512.Load(row + NR));
+                else
+                {
+                    // Masked loads: nothing is read past either image's columns.
+                    v0 = Avx512F.MaskLoad(row, before0, Vector512<float>.Zero);
+                    v1 = Avx512F.MaskLoad(row + NR, before1, Vector512<float>.Zero);
+                    if (after != null)
+                    {
+                        float* other = after + k * s.BK;
+                        var w0 = Avx512F.MaskLoad(other, ~before0, Vector512<float>.Zero);
+                        var w1 = Avx512F.MaskLoad(other + NR, ~before1, Vector512<float>.Zero);
+                        if (scale != null) (w0, w1) = (w0 * Vector512.Create(scaleAfter[k]), w1 * Vector512.Create(scaleAfter[k]));
+                        if (scale != null) (v0, v1) = (v0 * Vector512.Create(scale[k]), v1 * Vector512.Create(scale[k]));
+                        Vector512.ConditionalSelect(before0, v0, w0).Store(to);
+                        Vector512.ConditionalSelect(before1, v1, w1).Store(to + NR);
+                        continue;
+                    }
+                }
+                if (scale != null) (v0, v1) = (v0 * Vector512.Create(scale[k]), v1 * Vector512.Create(scale[k]));
+                v0.Store(to);
+                v1.Store(to + NR);
             }
             return copy;
         }

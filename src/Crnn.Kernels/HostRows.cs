@@ -84,24 +84,30 @@ internal static unsafe class HostRows
     /// <summary>
     /// Squeeze-excite for inference, image by image in one pass: per channel the mean over positions, then
     /// relu(W1·mean + b1), gate = hardsigmoid(W2·that + b2), y = x·gate, without the separate kernels' buffers
-    /// or launches (sums in eight lanes, so the last bits differ from training's fixed-order chains).
+    /// or launches (sums in eight lanes, so the last bits differ from training's fixed-order chains). With
+    /// <paramref name="gatesOut"/> the gates [B, C] are written there; without <paramref name="y"/> x is not scaled
+    /// (the next 1×1 convolution scales its input as it reads it).
     /// </summary>
-    public static void SqueezeExcite(float* x, float* w1, float* b1, float* w2, float* b2, float* y,
+    public static void SqueezeExcite(float* x, float* w1, float* b1, float* w2, float* b2, float* y, float* gatesOut,
         int batch, int channels, int squeeze, int spatial)
     {
-        nint px = (nint)x, pw1 = (nint)w1, pb1 = (nint)b1, pw2 = (nint)w2, pb2 = (nint)b2, py = (nint)y;
+        nint px = (nint)x, pw1 = (nint)w1, pb1 = (nint)b1, pw2 = (nint)w2, pb2 = (nint)b2, py = (nint)y, pg = (nint)gatesOut;
         For(batch, 3L * channels * spatial, (first, end) =>
         {
             float* pooled = Scratch(ref t_pooled, 2 * channels + squeeze), hidden = pooled + channels, gates = hidden + squeeze;
             for (int b = first; b < end; b++)
             {
-                float* xi = (float*)px + (long)b * channels * spatial, yi = (float*)py + (long)b * channels * spatial;
+                float* xi = (float*)px + (long)b * channels * spatial, yi = py == 0 ? null : (float*)py + (long)b * channels * spatial;
                 for (int c = 0; c < channels; c++) pooled[c] = Sum(xi + (long)c * spatial, spatial) / spatial;
                 Dots((float*)pw1, pooled, hidden, squeeze, channels);
                 for (int j = 0; j < squeeze; j++) hidden[j] = Math.Max(hidden[j] + ((float*)pb1)[j], 0f);
                 Dots((float*)pw2, hidden, gates, channels, squeeze);
                 for (int c = 0; c < channels; c++)
-                    ScaleRow(xi + (long)c * spatial, Activations.Apply(3, gates[c] + ((float*)pb2)[c]), yi + (long)c * spatial, spatial);
+                {
+                    float gate = Activations.Apply(3, gates[c] + ((float*)pb2)[c]);
+                    if (pg != 0) ((float*)pg)[(long)b * channels + c] = gate;
+                    if (py != 0) ScaleRow(xi + (long)c * spatial, gate, yi + (long)c * spatial, spatial);
+                }
             }
         });
     }

@@ -62,22 +62,30 @@ public sealed class PointwiseConv
     /// (<see cref="PackedOperand.RowsAsA"/>), saves packing it per image; elsewhere one pass after the product.</summary>
     /// <returns>Whether <paramref name="residual"/> (y's shape; a residual shortcut) was added too: on the host it is one
     /// more step of the epilogue, elsewhere the caller adds it.</returns>
+    /// <param name="inputScale">[B, in]: x's channel c of image b taken times inputScale[b, c] (squeeze-excite's gates,
+    /// x·g rounded as a separate pass stores it); only where <see cref="ScalesInput"/> says so, with packed weights.</param>
     public bool Forward(ArrayView<float> x, ArrayView<float> w, ChannelNorm norm, ArrayView<float> y,
-        PointwiseShape s, Activation act, PackedOperand? packedW = null, ArrayView<float> residual = default)
+        PointwiseShape s, Activation act, PackedOperand? packedW = null, ArrayView<float> residual = default, ArrayView<float> inputScale = default)
     {
         Check(s, (x, s.InputLength, "x"), (w, s.WeightLength, "w"), (y, s.OutputLength, "y"));
         norm.Check(s.OutChannels, $"1×1 convolution {s}");
         if (residual.IsValid && residual.Length != s.OutputLength)
             throw new ArgumentException($"1×1 convolution {s}: residual has {residual.Length} values, the output {s.OutputLength}");
-        if (Epilogue(x, w, norm, y, s, act, packedW, residual)) return residual.IsValid;
+        if (inputScale.IsValid && (!ScalesInput(s) || packedW == null || inputScale.Length != (long)s.Batch * s.InChannels))
+            throw new ArgumentException($"1×1 convolution {s}: an input scale needs [{s.Batch}, {s.InChannels}] values, packed weights and the host's AVX-512 path");
+        if (Epilogue(x, w, norm, y, s, act, packedW, residual, inputScale)) return residual.IsValid;
         Forward(x, w, y, s);
         _bias.Normalize(y, norm, s.Batch, s.OutChannels, s.Positions, act);
         return false;
     }
 
+    /// <summary>Whether <see cref="Forward(ArrayView{float}, ArrayView{float}, ChannelNorm, ArrayView{float}, PointwiseShape, Activation, PackedOperand?, ArrayView{float}, ArrayView{float})"/>
+    /// can scale its input's channels as it reads them: the host policy's AVX-512 product.</summary>
+    public bool ScalesInput(PointwiseShape s) => _device.UsesHost && s.Positions > 1 && HostGemm.ScalesB(PerImage(s));
+
     /// <summary>The host GEMM with BatchNorm (or a bias), the activation and the residual as its epilogue (host policy, several positions).</summary>
     bool Epilogue(ArrayView<float> x, ArrayView<float> w, ChannelNorm norm, ArrayView<float> y, PointwiseShape s, Activation act,
-        PackedOperand? packedW, ArrayView<float> residual)
+        PackedOperand? packedW, ArrayView<float> residual, ArrayView<float> inputScale = default)
     {
         if (!_device.UsesHost || s.Positions == 1) return false;
         HostMemory.Enter(_device, "GEMM");
@@ -86,7 +94,7 @@ public sealed class PointwiseConv
             var epilogue = new HostEpilogue(norm, act);
             float* py = HostMemory.Pointer(y);
             if (residual.IsValid) epilogue = epilogue.Plus(HostMemory.Pointer(residual), py);
-            HostGemm.Run(HostMemory.Pointer(w), HostMemory.Pointer(x), py, PerImage(s), epilogue, packed: packedW);
+            HostGemm.Run(HostMemory.Pointer(w), HostMemory.Pointer(x), py, PerImage(s), epilogue, packed: packedW, scaleB: HostMemory.Pointer(inputScale));
         }
         return true;
     }

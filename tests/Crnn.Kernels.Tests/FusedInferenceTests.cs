@@ -198,6 +198,45 @@ public class FusedInferenceTests
         using var tb2 = dev.Upload(b2, b2.Length);
         using var ty = Reference.NaNs(dev, x.Length);
         new ChannelScale(dev).SqueezeExcite(tx.View, t1.View, tb1.View, t2.View, tb2.View, ty.View, batch, channels, squeeze, spatial);
-        Reference.AssertClose(expected, ty.ToHost(), 1e-5, "squeeze-excite");
+        var y = ty.ToHost();
+        Reference.AssertClose(expected, y, 1e-5, "squeeze-excite");
+        // The gates alone (the next 1×1 convolution scales its input): x·gate gives the same bits as the scaled map.
+        using var gates = Reference.NaNs(dev, batch * channels);
+        new ChannelScale(dev).SqueezeExcite(tx.View, t1.View, tb1.View, t2.View, tb2.View, default, batch, channels, squeeze, spatial, gates.View);
+        var g = gates.ToHost();
+        Assert.Equal(y, x.Select((v, i) => v * g[i / spatial]).ToArray());
+    }
+
+    /// <summary>A 1×1 convolution that scales its input's channels as it reads them (squeeze-excite's gates, AVX-512 host
+    /// path) gives the same bits as the convolution of the scaled input; strips straddling images (37 and 100 positions)
+    /// and a last partial strip; elsewhere it is refused.</summary>
+    [Fact]
+    public void PointwiseConvolutionScalesItsInput()
+    {
+        var dev = TestDevices.Host;
+        foreach (var (batch, cin, cout, positions) in new[] { (5, 24, 20, 37), (3, 300, 13, 100), (1, 16, 8, 50) })
+        {
+            var ps = new PointwiseShape(batch, cin, cout, positions);
+            var (x, w) = (Reference.Random(ps.InputLength, 17), Reference.Random(ps.WeightLength, 18));
+            var g = Reference.Random(batch * cin, 19, 0f, 1f);
+            var packed = PackedOperand.RowsAsA(w, 0, cout, cin);
+            using var tx = dev.Upload(x, x.Length);
+            using var tw = dev.Upload(w, w.Length);
+            using var tg = dev.Upload(g, g.Length);
+            using var norm = Statistics.Random(cout, 20).Upload(dev);
+            using var y = Reference.NaNs(dev, ps.OutputLength);
+            var conv = new PointwiseConv(dev);
+            if (!conv.ScalesInput(ps))
+            {
+                Assert.Throws<ArgumentException>(() => conv.Forward(tx.View, tw.View, norm.Norm, y.View, ps, Activation.HardSwish, packed, inputScale: tg.View));
+                continue;
+            }
+            conv.Forward(tx.View, tw.View, norm.Norm, y.View, ps, Activation.HardSwish, packed, inputScale: tg.View);
+            var scaled = x.Select((v, i) => v * g[i / positions]).ToArray();
+            using var ts = dev.Upload(scaled, scaled.Length);
+            using var expected = Reference.NaNs(dev, ps.OutputLength);
+            conv.Forward(ts.View, tw.View, norm.Norm, expected.View, ps, Activation.HardSwish, packed);
+            Assert.Equal(expected.ToHost(), y.ToHost());
+        }
     }
 }

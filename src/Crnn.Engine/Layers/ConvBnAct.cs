@@ -54,12 +54,15 @@ public sealed class ConvBnAct : Layer
     public override void Forward(ArrayView<float> input, bool training) => Forward(input, default, training);
 
     /// <summary>The forward with a residual shortcut (valid <paramref name="shortcut"/>): the output is
-    /// act(BatchNorm(conv(x))) + shortcut, the add fused into BatchNorm's pass.</summary>
-    public void Forward(ArrayView<float> input, ArrayView<float> shortcut, bool training)
+    /// act(BatchNorm(conv(x))) + shortcut, the add fused into BatchNorm's pass. <paramref name="inputScale"/> (inference,
+    /// 1×1 only, where <see cref="PointwiseConv.ScalesInput"/>): x's channels times these [B, C] as they are read.</summary>
+    public void Forward(ArrayView<float> input, ArrayView<float> shortcut, bool training, ArrayView<float> inputScale = default)
     {
+        if (inputScale.IsValid && (training || _kind != ConvKind.Pointwise))
+            throw new NotSupportedException($"{_name}: only a 1×1 convolution at inference scales its input");
         if (!training)
         {
-            if (!Infer(input, shortcut) && shortcut.IsValid)
+            if (!Infer(input, shortcut, inputScale) && shortcut.IsValid)
                 using (Time("residual add")) K.Activations.Add(shortcut, _activated, _activated);
             return;
         }
@@ -84,7 +87,7 @@ public sealed class ConvBnAct : Layer
     /// <summary>Evaluation mode: one pass, act(BatchNorm(conv(x, w))) with the running statistics
     /// (<see cref="InferenceWeights"/>), into the same output buffer; returns whether it added <paramref name="shortcut"/>
     /// too (a 1×1 convolution's host epilogue does).</summary>
-    bool Infer(ArrayView<float> input, ArrayView<float> shortcut)
+    bool Infer(ArrayView<float> input, ArrayView<float> shortcut, ArrayView<float> inputScale)
     {
         var w = _store.Param($"{_name}.weight");
         var norm = _inference[_name];
@@ -92,7 +95,7 @@ public sealed class ConvBnAct : Layer
         switch (_kind)
         {
             case ConvKind.Dense or ConvKind.Depthwise: K.GroupedConv.Forward(input, w, norm, _activated, _shape, _act); return false;
-            default: return K.PointwiseConv.Forward(input, w, norm, _activated, Pointwise, _act, _inference.Packed(_name), shortcut);
+            default: return K.PointwiseConv.Forward(input, w, norm, _activated, Pointwise, _act, _inference.Packed(_name), shortcut, inputScale);
         }
     }
 

@@ -27,13 +27,15 @@ public sealed class ResidualUnit : Layer
         _depthwise = Own(new ConvBnAct(kernels, store, inference, $"{name}.depthwise", ConvKind.Depthwise,
             d, u.Act, inputGradient: true, training, Slot(d.OutputLength, _expand.Output)));
         var features = _depthwise.Output;
+        var linear = ConvShape.Dense(batch, u.Expand, d.OutHeight, d.OutWidth, u.Out, 1, 1, 1, 0);
         if (u.SqueezeExcite)
         {
+            // Inference on the host's AVX-512 path: the linear convolution applies the gates as it reads the features.
+            bool gatesOnly = !training && kernels.PointwiseConv.ScalesInput(new PointwiseShape(batch, u.Expand, u.Out, d.OutHeight * d.OutWidth));
             _se = Own(new SqueezeExcite(kernels, store, $"{name}.se", batch, u.Expand, u.SqueezeChannels, d.OutHeight * d.OutWidth, training,
-                Slot(d.OutputLength, features)));
-            features = _se.Output;
+                gatesOnly ? default : Slot(d.OutputLength, features), gatesOnly));
+            if (!gatesOnly) features = _se.Output;
         }
-        var linear = ConvShape.Dense(batch, u.Expand, d.OutHeight, d.OutWidth, u.Out, 1, 1, 1, 0);
         _linear = Own(new ConvBnAct(kernels, store, inference, $"{name}.linear", ConvKind.Pointwise,
             linear, Activation.None, inputGradient: true, training, Slot(linear.OutputLength, features)));
         OutHeight = d.OutHeight;
@@ -57,8 +59,8 @@ public sealed class ResidualUnit : Layer
             _se.Forward(features, training);
             features = _se.Output;
         }
-        // The shortcut x + y is added in the linear convolution's BatchNorm pass.
-        _linear.Forward(features, _shortcut ? input : default, training);
+        // The shortcut x + y is added in the linear convolution's BatchNorm pass (or its epilogue).
+        _linear.Forward(features, _shortcut ? input : default, training, _se?.Gates ?? default);
     }
 
     /// <summary>With the shortcut, the input gradient is the output gradient plus the expand's: the expand's GEMM adds

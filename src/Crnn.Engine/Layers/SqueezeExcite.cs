@@ -19,10 +19,17 @@ public sealed class SqueezeExcite : Layer
     readonly bool _fused;
     ArrayView<float> _input;
 
+    readonly bool _gatesOnly;
+
+    /// <param name="gatesOnly">Inference only, host policy: compute the gates (<see cref="Gates"/>) and leave the input
+    /// unscaled (<see cref="Output"/> is the input): the next 1×1 convolution scales it as it reads it
+    /// (<see cref="PointwiseConv.ScalesInput"/>), which saves writing and reading the scaled map.</param>
     public SqueezeExcite(KernelSet kernels, ParameterStore store, string name, int batch, int channels, int squeeze, int spatial, bool training,
-        ArrayView<float> output = default) : base(kernels, training)
+        ArrayView<float> output = default, bool gatesOnly = false) : base(kernels, training)
     {
         (_store, _name, _batch, _channels, _squeeze, _spatial) = (store, name, batch, channels, squeeze, spatial);
+        if (gatesOnly && (training || !kernels.Device.UsesHost)) throw new ArgumentException($"{name}: gates alone are for host inference");
+        _gatesOnly = gatesOnly;
         _fused = !kernels.Device.UsesHost;
         _pooled = Allocate(batch, channels);
         // The fused kernel writes every stage, in inference too (vectors of one value per image and channel).
@@ -30,14 +37,18 @@ public sealed class SqueezeExcite : Layer
         _relu = Allocate(batch, squeeze);
         _excited = _fused ? Allocate(batch, channels) : ForTraining(batch, channels);
         _gate = Allocate(batch, channels);
-        _output = output.IsValid && !training ? output : Allocate(batch, channels, spatial).View; // a shared slot (inference only)
+        // A shared slot (inference only), or none when the next convolution scales the input itself.
+        _output = gatesOnly ? default : output.IsValid && !training ? output : Allocate(batch, channels, spatial).View;
         _dGate = ForTraining(batch, channels);
         _dRelu = ForTraining(batch, squeeze);
         _dPooled = ForTraining(batch, channels);
         _dInput = ForTraining(batch, channels, spatial);
     }
 
-    public override ArrayView<float> Output => _output;
+    public override ArrayView<float> Output => _gatesOnly ? _input : _output;
+
+    /// <summary>The gates [B, C] of the last forward, for the next convolution to apply (<c>gatesOnly</c>); otherwise not valid.</summary>
+    public ArrayView<float> Gates => _gatesOnly ? _gate.View : default;
 
     /// <summary>The two SE convolutions run on pooled [B, C, 1, 1] maps: one position each.</summary>
     PointwiseShape Squeeze => new(_batch, _channels, _squeeze, 1);
@@ -49,8 +60,10 @@ public sealed class SqueezeExcite : Layer
         using var section = Time("squeeze-excite");
         if (!training && K.Device.UsesHost)
         {
-            // Evaluation on the host: the whole block in one pass per image.
-            K.ChannelScale.SqueezeExcite(input, W("conv1"), B("conv1"), W("conv2"), B("conv2"), _output, _batch, _channels, _squeeze, _spatial);
+            // Evaluation on the host: the whole block in one pass per image (or only the gates).
+            _input = input;
+            K.ChannelScale.SqueezeExcite(input, W("conv1"), B("conv1"), W("conv2"), B("conv2"), _output, _batch, _channels, _squeeze, _spatial,
+                _gatesOnly ? _gate.View : default);
             return;
         }
         _input = input;
