@@ -53,7 +53,7 @@ internal static unsafe partial class HostGemm
         if (packed != null) packed.Check(s);
         if (InPlace.FitsColumns(s, epilogue, packed)) { InPlace.RunColumns(a, b, c, s, epilogue, packed!, parallel, scaleB); return; }
         if (scaleB != null) throw new ArgumentException("scaling B's rows needs the AVX-512 product with packed A (HostGemm.ScalesB)");
-        if (InPlace.RowsWriter(s, epilogue, packed) is { } rowsWriter) { InPlace.RunRows(a, c, s, rowsWriter, packed!, parallel); return; }
+        if (!parallel && InPlace.RowsWriter(s, epilogue, packed) is { } rowsWriter) { InPlace.RunRows(a, c, s, rowsWriter, packed!); return; }
         var columns = Columns.Of(s);
         int outputs = columns.Merged || s.SumBatches != 0 ? 1 : s.Batch;
         // Smaller blocks when the product is small, so every core gets work (the result does not change): narrower

@@ -17,8 +17,10 @@ internal static unsafe partial class HostGemm
     /// not down its own rows once per panel (that waited on memory: every row a new page and prefetch stream). The columns
     /// run over the images in turn (as <see cref="Columns"/>); a strip that crosses into the next image is copied from
     /// both, C's last partial one zero-padded.</item>
-    /// <item><b>Rows</b>: row-major A read in place (six rows, each along its own k), packed B (the LSTM's input
-    /// projection and recurrent product, whose sequence rows were packed again for every column block).</item>
+    /// <item><b>Rows</b>: row-major A read in place (six rows, each along its own k), packed B, on the calling thread:
+    /// the LSTM's recurrent product each step (a few rows of the sequence, packed again every step before, and β = 1
+    /// added in a scalar loop). Not for the large products: there the six rows and B's K×32 both came from L2 for
+    /// every tile, and the input projection ran 1.5–3× slower than packing A (<see cref="Block"/>).</item>
     /// </list>
     /// </summary>
     static class InPlace
@@ -131,27 +133,12 @@ internal static unsafe partial class HostGemm
             return s.Beta == 0f ? HostEpilogue.Scaled(s.Alpha) : s.Alpha == 1f && s.Beta == 1f ? HostEpilogue.AddedToC : null;
         }
 
-        public static void RunRows(float* a, float* c, GemmShape s, HostEpilogue writer, PackedOperand packed, bool parallel)
+        /// <summary>On the calling thread: column pair by column pair (a pair's K×32 of B stays in L1), every row panel.</summary>
+        public static void RunRows(float* a, float* c, GemmShape s, HostEpilogue writer, PackedOperand packed)
         {
-            int panels = (s.M + MR - 1) / MR, pairs = (s.N + Strip - 1) / Strip;
-            // Blocks of up to 16 row panels × 6 column pairs (a block's rows and a pair's K×32 of B stay near the core);
-            // smaller when there are fewer than four per core: fewer pairs first, then fewer panels.
-            int cores = Environment.ProcessorCount, pm = 16, pn = 6;
-            long Blocks() => (long)((panels + pm - 1) / pm) * ((pairs + pn - 1) / pn);
-            while (parallel && pn > 1 && Blocks() < 4 * cores) pn--;
-            while (parallel && pm > 1 && Blocks() < 4 * cores) pm = (pm + 1) / 2;
-            int blocksN = (pairs + pn - 1) / pn;
-            long tasks = Blocks();
-            nint pa = (nint)a, pc = (nint)c;
-            void Task(long t)
-            {
-                int p0 = (int)(t / blocksN) * pm, q0 = (int)(t % blocksN) * pn;
-                for (int q = q0; q < Math.Min(pairs, q0 + pn); q++)
-                    for (int p = p0; p < Math.Min(panels, p0 + pm); p++)
-                        TileRows((float*)pa, (float*)pc, s, writer, packed, p * MR, q * Strip);
-            }
-            if (!parallel || tasks == 1 || s.Flops < SerialFlops) for (long t = 0; t < tasks; t++) Task(t);
-            else HostTeam.For(tasks, Task);
+            for (int col = 0; col < s.N; col += Strip)
+                for (int row = 0; row < s.M; row += MR)
+                    TileRows(a, c, s, writer, packed, row, col);
         }
 
         /// <summary>Rows [row, row + 6) (those past M repeat the last; they are not written) × columns [col, col + 32)

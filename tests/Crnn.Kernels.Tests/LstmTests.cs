@@ -211,8 +211,8 @@ public class LstmTests
 
     /// <summary>The host inference recurrence (no saved gates) against the float64 reference and against the
     /// training forward: one and two rows (dot products), 3 to 17 rows (the GEMM against W_hhᵀ, batch slices), K over
-    /// one packing slice (input 300); with the weights packed per call and packed in advance (on AVX-512 the products
-    /// then read the sequence in place: the same chains, so the same bits).</summary>
+    /// one packing slice (input 300, hidden 260); with the weights packed per call and packed in advance (on AVX-512 the
+    /// recurrent product then reads the sequence in place: the same chains, so the same bits).</summary>
     [Theory]
     [InlineData(1, 25, 40, 16)]
     [InlineData(2, 7, 33, 8)]
@@ -220,6 +220,7 @@ public class LstmTests
     [InlineData(9, 6, 20, 12)]
     [InlineData(17, 4, 9, 96)]
     [InlineData(4, 3, 300, 10)]
+    [InlineData(3, 3, 5, 260)]
     public void InferenceMatchesReferenceAndTrainingForward(int batch, int steps, int input, int hidden)
     {
         var dev = TestDevices.Host;
