@@ -58,15 +58,14 @@ public sealed class SqueezeExcite : Layer
     public override void Forward(ArrayView<float> input, bool training)
     {
         using var section = Time("squeeze-excite");
+        _input = input;
         if (!training && K.Device.UsesHost)
         {
             // Evaluation on the host: the whole block in one pass per image (or only the gates).
-            _input = input;
             K.ChannelScale.SqueezeExcite(input, W("conv1"), B("conv1"), W("conv2"), B("conv2"), _output, _batch, _channels, _squeeze, _spatial,
                 _gatesOnly ? _gate.View : default);
             return;
         }
-        _input = input;
         if (_fused)
         {
             K.Excitation.Forward(input, W("conv1"), B("conv1"), W("conv2"), B("conv2"), _pooled.View, _squeezed.View, _relu.View,
