@@ -65,13 +65,40 @@ internal static unsafe partial class HostGemm
         while (parallel && mc > MR && Tasks() < 4 * cores) mc /= 2;
         int blocksM = (s.M + mc - 1) / mc, blocksN = (columns.Count + nc - 1) / nc;
         long tasks = (long)outputs * blocksM * blocksN;
-        if (!parallel || tasks == 1 || (long)s.M * s.N * s.K * s.Batch * 2 < SerialFlops)
+        bool serial = !parallel || tasks == 1 || (long)s.M * s.N * s.K * s.Batch * 2 < SerialFlops;
+        // B packed in advance, A read by several column blocks: A packed once for all of them (each block would pack
+        // its rows again; the LSTM's input projection against its packed weights).
+        float* sharedA = packed is { IsA: false } && blocksN > 1 && s.Batch == 1 ? PackShared(a, s, mc, blocksM, serial) : null;
+        if (serial)
         {
-            for (long t = 0; t < tasks; t++) Block(a, b, c, s, columns, epilogue, packed, mc, nc, blocksM, blocksN, t);
+            for (long t = 0; t < tasks; t++) Block(a, b, c, s, columns, epilogue, packed, sharedA, mc, nc, blocksM, blocksN, t);
             return;
         }
-        nint pa = (nint)a, pb = (nint)b, pc = (nint)c; // lambdas cannot capture pointers
-        HostTeam.For(tasks, t => Block((float*)pa, (float*)pb, (float*)pc, s, columns, epilogue, packed, mc, nc, blocksM, blocksN, t));
+        nint pa = (nint)a, pb = (nint)b, pc = (nint)c, ps = (nint)sharedA; // lambdas cannot capture pointers
+        HostTeam.For(tasks, t => Block((float*)pa, (float*)pb, (float*)pc, s, columns, epilogue, packed, (float*)ps, mc, nc, blocksM, blocksN, t));
+    }
+
+    [ThreadStatic] static float[]? t_sharedA;
+
+    /// <summary>All of A packed as <see cref="PackWhole"/> lays it out (slice k0 from k0 whole padded columns in), one
+    /// row block per task; into the calling thread's scratch, read by every task of the product that follows.</summary>
+    static float* PackShared(float* a, in GemmShape s, int mc, int blocksM, bool serial)
+    {
+        int paddedM = (s.M + MR - 1) / MR * MR, m = s.M, k = s.K, am = s.AM, ak = s.AK;
+        float* dst = HostMemory.Scratch(ref t_sharedA, paddedM * k);
+        nint pa = (nint)a, pd = (nint)dst;
+        void Rows(long block)
+        {
+            int m0 = (int)block * mc, rows = Math.Min(mc, m - m0);
+            for (int k0 = 0; k0 < k; k0 += KC)
+            {
+                int kc = Math.Min(KC, k - k0);
+                PackA((float*)pa + (long)m0 * am + (long)k0 * ak, am, ak, rows, kc, (float*)pd + (long)k0 * paddedM + (long)m0 * kc);
+            }
+        }
+        if (serial) for (int i = 0; i < blocksM; i++) Rows(i);
+        else HostTeam.For(blocksM, Rows);
+        return dst;
     }
 
     /// <summary>Whether a product of this shape with A packed in advance and an epilogue can scale B's rows as it reads
@@ -93,7 +120,8 @@ internal static unsafe partial class HostGemm
     /// slice writes C: the AVX-512 kernel's whole 6×32 tiles straight from its registers through the epilogue
     /// (<see cref="Output.Tile"/>), the other tiles from the accumulator.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Block(float* a, float* b, float* c, in GemmShape s, Columns columns, HostEpilogue epilogue, PackedOperand? packed, int mc, int nc, int blocksM, int blocksN, long task)
+    static void Block(float* a, float* b, float* c, in GemmShape s, Columns columns, HostEpilogue epilogue, PackedOperand? packed, float* sharedA,
+        int mc, int nc, int blocksM, int blocksN, long task)
     {
         int ob = (int)(task / ((long)blocksM * blocksN)), rem = (int)(task % ((long)blocksM * blocksN));
         int m0 = rem / blocksN * mc, n0 = rem % blocksN * nc;
@@ -122,7 +150,9 @@ internal static unsafe partial class HostGemm
                 int kc = Math.Min(KC, s.K - k0);
                 bool last = bi == bEnd - 1 && k0 + kc == s.K;
                 // A weight matrix packed in advance is read in place; the other operand is packed here.
-                float* pa = packed is { IsA: true } ? packed.Panels(k0, m0) : PackA(ab + (long)k0 * s.AK, s.AM, s.AK, mLen, kc, packA);
+                float* pa = packed is { IsA: true } ? packed.Panels(k0, m0)
+                    : sharedA != null ? sharedA + (long)k0 * ((s.M + MR - 1) / MR * MR) + (long)m0 * kc
+                    : PackA(ab + (long)k0 * s.AK, s.AM, s.AK, mLen, kc, packA);
                 float* pb = packed is { IsA: false } ? packed.Panels(k0, n0)
                     : columns.Merged ? PackImageColumns(b + (long)k0 * s.BK, s, n0, nLen, kc, packB)
                     : PackB(bb + (long)k0 * s.BK, s.BK, s.BN, nLen, kc, packB);

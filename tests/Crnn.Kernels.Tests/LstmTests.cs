@@ -211,13 +211,14 @@ public class LstmTests
 
     /// <summary>The host inference recurrence (no saved gates) against the float64 reference and against the
     /// training forward: one and two rows (dot products), 3 to 17 rows (the GEMM against W_hhᵀ, batch slices), K over
-    /// one packing slice (input 300, hidden 260); with the weights packed per call and packed in advance (on AVX-512 the
+    /// one packing slice (input 300, hidden 260), the cell update's sixteen lanes then eight (hidden 24); with the weights packed per call and packed in advance (on AVX-512 the
     /// recurrent product then reads the sequence in place: the same chains, so the same bits).</summary>
     [Theory]
     [InlineData(1, 25, 40, 16)]
     [InlineData(2, 7, 33, 8)]
     [InlineData(3, 5, 7, 5)]
     [InlineData(9, 6, 20, 12)]
+    [InlineData(5, 4, 11, 24)]
     [InlineData(17, 4, 9, 96)]
     [InlineData(4, 3, 300, 10)]
     [InlineData(3, 3, 5, 260)]
