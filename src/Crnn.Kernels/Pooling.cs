@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using ILGPU;
@@ -89,50 +90,90 @@ public sealed class Pooling
         unsafe
         {
             nint px = (nint)HostMemory.Pointer(x), py = (nint)HostMemory.Pointer(sequence);
+            // 2×2 windows eight channels at a time (a sequence row then takes one 8-wide store per eight channels, not
+            // eight stores a row apart); the channels left over, and other windows, plane by plane.
+            int groups = s.Kernel == 2 && Avx2.IsSupported ? s.Channels / 8 : 0;
             HostMemory.For(s.Batch, (long)s.Channels * s.Kernel * s.Width, (first, end) =>
             {
                 for (int b = first; b < end; b++)
-                    for (int c = 0; c < s.Channels; c++)
-                        PoolPlaneToSequence((float*)px + ((long)b * s.Channels + c) * s.Height * s.Width,
-                            (float*)py + (long)b * s.OutWidth * s.Channels + c, s);
+                {
+                    float* planes = (float*)px + (long)b * s.Channels * s.Height * s.Width, rows = (float*)py + (long)b * s.OutWidth * s.Channels;
+                    for (int g = 0; g < groups; g++) PoolEightPlanesToSequence(planes + (long)8 * g * s.Height * s.Width, rows + 8 * g, s);
+                    for (int c = 8 * groups; c < s.Channels; c++) PoolPlaneToSequence(planes + (long)c * s.Height * s.Width, rows + c, s);
+                }
             });
         }
     }
 
-    /// <summary>One plane's windows into column <paramref name="y"/> of the sequence (stride: channels). 2×2 windows
-    /// eight at a time: even and odd columns of both rows taken apart with AVX2 shuffles, maxima by compare and select
-    /// in window order (a branch per element mispredicts on every other window).</summary>
+    /// <summary>One plane's windows into column <paramref name="y"/> of the sequence (stride: channels).</summary>
     static unsafe void PoolPlaneToSequence(float* x, float* y, PoolShape s)
     {
-        int k = s.Kernel, ow = s.OutWidth, t = 0;
-        long stride = s.Channels;
-        if (k == 2 && Avx2.IsSupported)
-        {
-            float* r0 = x, r1 = x + s.Width;
-            var maxima = stackalloc float[8];
-            for (; t + 8 <= ow; t += 8)
+        for (int t = 0; t < s.OutWidth; t++) y[t * (long)s.Channels] = WindowMax(x, t, s);
+    }
+
+    /// <summary>Window t of a plane pooled to one row: the first maximum in window order.</summary>
+    static unsafe float WindowMax(float* x, int t, PoolShape s)
+    {
+        int k = s.Kernel;
+        float max = x[t * k];
+        for (int dh = 0; dh < k; dh++)
+            for (int dw = 0; dw < k; dw++)
             {
-                var (e0, o0) = EvenOdd(r0 + 2 * t);
-                var (e1, o1) = EvenOdd(r1 + 2 * t);
-                var m = e0;
-                m = Vector256.ConditionalSelect(Vector256.GreaterThan(o0, m), o0, m);
-                m = Vector256.ConditionalSelect(Vector256.GreaterThan(e1, m), e1, m);
-                m = Vector256.ConditionalSelect(Vector256.GreaterThan(o1, m), o1, m);
-                m.Store(maxima);
-                for (int i = 0; i < 8; i++) y[(t + i) * stride] = maxima[i];
+                float v = x[dh * s.Width + t * k + dw];
+                max = v > max ? v : max;
             }
+        return max;
+    }
+
+    /// <summary>Eight consecutive planes (2×2 windows) into columns [0, 8) from <paramref name="y"/> of the sequence rows:
+    /// eight windows of each plane at a time (<see cref="Windows2x2"/>), the 8×8 block transposed in registers so that
+    /// each sequence row takes one store; the last windows one by one.</summary>
+    static unsafe void PoolEightPlanesToSequence(float* x, float* y, PoolShape s)
+    {
+        int ow = s.OutWidth, t = 0;
+        long plane = (long)s.Height * s.Width, stride = s.Channels;
+        for (; t + 8 <= ow; t += 8)
+        {
+            // Rows: channels; columns: windows t … t + 7.
+            var m0 = Windows2x2(x, t, s.Width);
+            var m1 = Windows2x2(x + plane, t, s.Width);
+            var m2 = Windows2x2(x + 2 * plane, t, s.Width);
+            var m3 = Windows2x2(x + 3 * plane, t, s.Width);
+            var m4 = Windows2x2(x + 4 * plane, t, s.Width);
+            var m5 = Windows2x2(x + 5 * plane, t, s.Width);
+            var m6 = Windows2x2(x + 6 * plane, t, s.Width);
+            var m7 = Windows2x2(x + 7 * plane, t, s.Width);
+            // Pairs, then quads, then 128-bit halves: row i of the result is window t + i of the eight channels.
+            Vector256<float> a0 = Avx.UnpackLow(m0, m1), a1 = Avx.UnpackHigh(m0, m1), a2 = Avx.UnpackLow(m2, m3), a3 = Avx.UnpackHigh(m2, m3);
+            Vector256<float> a4 = Avx.UnpackLow(m4, m5), a5 = Avx.UnpackHigh(m4, m5), a6 = Avx.UnpackLow(m6, m7), a7 = Avx.UnpackHigh(m6, m7);
+            Vector256<float> b0 = Avx.Shuffle(a0, a2, 0x44), b1 = Avx.Shuffle(a0, a2, 0xEE), b2 = Avx.Shuffle(a1, a3, 0x44), b3 = Avx.Shuffle(a1, a3, 0xEE);
+            Vector256<float> b4 = Avx.Shuffle(a4, a6, 0x44), b5 = Avx.Shuffle(a4, a6, 0xEE), b6 = Avx.Shuffle(a5, a7, 0x44), b7 = Avx.Shuffle(a5, a7, 0xEE);
+            float* row = y + t * stride;
+            Avx.Permute2x128(b0, b4, 0x20).Store(row);
+            Avx.Permute2x128(b1, b5, 0x20).Store(row + stride);
+            Avx.Permute2x128(b2, b6, 0x20).Store(row + 2 * stride);
+            Avx.Permute2x128(b3, b7, 0x20).Store(row + 3 * stride);
+            Avx.Permute2x128(b0, b4, 0x31).Store(row + 4 * stride);
+            Avx.Permute2x128(b1, b5, 0x31).Store(row + 5 * stride);
+            Avx.Permute2x128(b2, b6, 0x31).Store(row + 6 * stride);
+            Avx.Permute2x128(b3, b7, 0x31).Store(row + 7 * stride);
         }
         for (; t < ow; t++)
-        {
-            float max = x[t * k];
-            for (int dh = 0; dh < k; dh++)
-                for (int dw = 0; dw < k; dw++)
-                {
-                    float v = x[dh * s.Width + t * k + dw];
-                    max = v > max ? v : max;
-                }
-            y[t * stride] = max;
-        }
+            for (int c = 0; c < 8; c++) y[t * stride + c] = WindowMax(x + c * plane, t, s);
+    }
+
+    /// <summary>Windows t … t + 7 of a plane 2 rows of <paramref name="width"/> high: even and odd columns of both rows
+    /// taken apart with shuffles, maxima by compare and select in window order (a branch per element mispredicts on
+    /// every other window).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static unsafe Vector256<float> Windows2x2(float* x, int t, int width)
+    {
+        var (e0, o0) = EvenOdd(x + 2 * t);
+        var (e1, o1) = EvenOdd(x + width + 2 * t);
+        var m = e0;
+        m = Vector256.ConditionalSelect(Vector256.GreaterThan(o0, m), o0, m);
+        m = Vector256.ConditionalSelect(Vector256.GreaterThan(e1, m), e1, m);
+        return Vector256.ConditionalSelect(Vector256.GreaterThan(o1, m), o1, m);
     }
 
     /// <summary>Columns 0, 2, …, 14 and 1, 3, …, 15 of the 16 floats at <paramref name="p"/>, in order.</summary>
