@@ -15,6 +15,7 @@ public sealed class Network : IDisposable
 {
     readonly List<Layer> _layers = [];
     readonly ActivationSlots? _slots;
+    readonly ImageChunks? _chunks;
 
     public int Batch { get; }
     public int Width { get; }
@@ -23,11 +24,23 @@ public sealed class Network : IDisposable
     public bool Training { get; }
 
     public Network(KernelSet kernels, ParameterStore store, InferenceWeights inference, ModelConfig config, int batch, bool training = true)
+        : this(kernels, store, inference, config, batch, training, chunked: !training && ImageChunks.Suit(kernels.Device, batch)) { }
+
+    /// <summary>A <paramref name="chunked"/> network holds no layers of its own: its batch runs chunk by chunk on
+    /// networks of a few images (<see cref="ImageChunks"/>).</summary>
+    Network(KernelSet kernels, ParameterStore store, InferenceWeights inference, ModelConfig config, int batch, bool training, bool chunked)
     {
         Batch = batch;
         Training = training;
         Width = config.Width;
         Classes = config.Classes;
+        if (chunked)
+        {
+            _chunks = new ImageChunks(batch, config, chunk => new Network(kernels, store, inference, config, chunk, training: false, chunked: false),
+                kernels.Device);
+            Steps = _chunks.Steps;
+            return;
+        }
         var (h, w) = config.StemSize;
         var units = config.Units;
         // Inference only: the backbone's outputs in three shared buffers (see ActivationSlots).
@@ -70,6 +83,7 @@ public sealed class Network : IDisposable
     /// <summary>Attaches a profiler to every layer (null detaches it).</summary>
     public void Profile(Profiler? profiler)
     {
+        _chunks?.Profile(profiler);
         foreach (var layer in _layers)
         {
             layer.Profiler = profiler;
@@ -79,11 +93,12 @@ public sealed class Network : IDisposable
     }
 
     /// <summary>Logits [B, T, C] of the last forward.</summary>
-    public ArrayView<float> Logits => _layers[^1].Output;
+    public ArrayView<float> Logits => _chunks?.Logits ?? _layers[^1].Output;
 
     public ArrayView<float> Forward(ArrayView<float> images, bool training)
     {
         if (training && !Training) throw new InvalidOperationException("this network was built for inference only");
+        if (_chunks != null) return _chunks.Forward(images);
         var x = images;
         foreach (var layer in _layers)
         {
@@ -105,5 +120,6 @@ public sealed class Network : IDisposable
     {
         foreach (var layer in _layers) layer.Dispose();
         _slots?.Dispose();
+        _chunks?.Dispose();
     }
 }

@@ -59,7 +59,7 @@ internal static unsafe partial class HostGemm
         // Smaller blocks when the product is small, so every core gets work (the result does not change): narrower
         // column blocks first (each block packs only its own columns of B), then fewer rows (each row block packs
         // the same columns again).
-        int mc = MC, nc = NC, cores = Environment.ProcessorCount;
+        int mc = MC, nc = NC, cores = HostTeam.Cores;
         long Tasks() => (long)outputs * ((s.M + mc - 1) / mc) * ((columns.Count + nc - 1) / nc);
         while (parallel && nc > 2 * NR && Tasks() < 4 * cores) nc -= 2 * NR;
         while (parallel && mc > MR && Tasks() < 4 * cores) mc /= 2;

@@ -43,7 +43,7 @@ internal static unsafe partial class HostGemm
             // A task: a run of strips (B's rows read onward) × a run of row panels (all of them unless there are too few
             // strips for the cores; a strip stays near the core while the panels pass). About 8 tasks per core.
             // Row blocks of whole panel pairs (RunStrip's tall tiles).
-            int cores = Environment.ProcessorCount, rowBlocks = parallel ? Math.Clamp(8 * cores / strips, 1, (panels + 1) / 2) : 1;
+            int cores = HostTeam.Cores, rowBlocks = parallel ? Math.Clamp(8 * cores / strips, 1, (panels + 1) / 2) : 1;
             int panelsPerBlock = ((panels + rowBlocks - 1) / rowBlocks + 1) / 2 * 2;
             rowBlocks = (panels + panelsPerBlock - 1) / panelsPerBlock;
             int stripsPerTask = parallel ? Math.Max(1, strips / (8 * cores)) : strips, stripBlocks = (strips + stripsPerTask - 1) / stripsPerTask;

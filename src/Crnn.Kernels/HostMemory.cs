@@ -38,7 +38,7 @@ internal static unsafe class HostMemory
     public static void For(int count, long workPerItem, Action<int, int> body)
     {
         if (count <= 0) return;
-        int cores = Environment.ProcessorCount;
+        int cores = HostTeam.Cores;
         long work = count * Math.Max(workPerItem, 1);
         int ranges = work < SerialWork || cores == 1 ? 1 : (int)Math.Min(count, 4L * cores);
         if (ranges == 1) { body(0, count); return; }

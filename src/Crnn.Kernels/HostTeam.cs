@@ -9,7 +9,7 @@ namespace Crnn.Kernels;
 /// costs tens of microseconds a loop, the team under one.
 /// <para>
 /// One loop at a time: a loop started while the team is busy (another thread's, or one nested in a loop body)
-/// runs on Parallel.For instead. Items are claimed one by one, so which thread runs an item varies; callers keep
+/// runs on Parallel.For instead; one inside <see cref="ForEachOnOneCore"/> runs on its thread alone. Items are claimed one by one, so which thread runs an item varies; callers keep
 /// results independent of that (each item computed whole by one thread).
 /// </para>
 /// </summary>
@@ -35,12 +35,27 @@ internal static class HostTeam
             new Thread(Work) { IsBackground = true, Name = $"crnn host worker {w + 1}" }.Start();
     }
 
+    [ThreadStatic] static bool t_serial;
+
+    /// <summary>The cores a loop started on this thread spreads over: one inside <see cref="ForEachOnOneCore"/>.</summary>
+    public static int Cores => t_serial ? 1 : Environment.ProcessorCount;
+
+    /// <summary>body(i) for every i in [0, count), spread over the cores, each call's own loops run on its core alone
+    /// (in order, on the calling thread): for work cut into independent pieces that each fit one core's caches.</summary>
+    public static void ForEachOnOneCore(long count, Action<long> body) => For(count, i =>
+    {
+        bool outer = t_serial;
+        t_serial = true;
+        try { body(i); }
+        finally { t_serial = outer; }
+    });
+
     /// <summary>body(i) for every i in [0, count), spread over the cores; returns when all are done. An
     /// exception from a body is rethrown here in an AggregateException, as Parallel.For does.</summary>
     public static void For(long count, Action<long> body)
     {
         if (count <= 0) return;
-        if (count == 1 || Workers == 0) { for (long i = 0; i < count; i++) body(i); return; }
+        if (count == 1 || Workers == 0 || t_serial) { for (long i = 0; i < count; i++) body(i); return; }
         if (Interlocked.CompareExchange(ref _busy, 1, 0) != 0)
         {
             Parallel.For(0, count, i => body(i));
@@ -113,4 +128,14 @@ internal static class HostTeam
         }
         return g;
     }
+}
+
+/// <summary>The host policy's cores for work the engine cuts up itself (a large inference batch, chunk by chunk).</summary>
+public static class HostCores
+{
+    /// <summary>The cores a host loop started on this thread spreads over (one inside <see cref="ForEach"/>).</summary>
+    public static int Count => HostTeam.Cores;
+
+    /// <summary>body(i) for every i in [0, count), spread over the cores; each call's host kernels run on its core alone.</summary>
+    public static void ForEach(int count, Action<int> body) => HostTeam.ForEachOnOneCore(count, i => body((int)i));
 }

@@ -197,7 +197,7 @@ public sealed class Lstm
     {
         int h = s.Hidden, g4 = s.Gates;
         // Slices of at least 8 rows, enough of them to give every core a sequence.
-        int slices = Math.Clamp(Environment.ProcessorCount / 2, 1, Math.Max(1, s.Batch / 8));
+        int slices = Math.Clamp(HostTeam.Cores / 2, 1, Math.Max(1, s.Batch / 8));
         nint pp = (nint)parameters, pg = (nint)projection, py = (nint)y;
         HostMemory.For(2 * slices, (long)s.Batch * s.Steps * g4 * (h + 8), (first, end) =>
         {

@@ -116,4 +116,31 @@ public class EngineVsReferenceTests(ITestOutputHelper output)
         // measured 7.2e-6 under the host policy and 1.3e-5 under the gpu policy.
         Assert.True(diff <= 2e-5 * norm, $"evaluation logits differ by {diff / norm:E2} relative");
     }
+    /// <summary>A batch of at least an image per core runs chunk by chunk, each chunk on one core (<see cref="ImageChunks"/>):
+    /// five images on two cores are a chunk of three and a short one of two, zero-padded. Each image's logits are those
+    /// of the image run alone (batch 1 runs its layers over all cores; the recurrence of one row takes dot products
+    /// instead of the GEMM, hence a tolerance rather than the same bits).</summary>
+    [Fact]
+    public void ChunkedBatchGivesEachImagesOwnLogits()
+    {
+        var config = new ModelConfig();
+        const int batch = 5;
+        using var model = new CrnnModel(Device.Value, config);
+        model.Initialize(seed: 8);
+        Assert.Equal(model.Device.UsesHost && Environment.ProcessorCount > 1, ImageChunks.Suit(model.Device, batch));
+        var (images, _) = RandomBatch(config, batch, seed: 9);
+        using var deviceImages = model.Device.Upload(images, images.Length);
+        var together = new float[batch * model.Steps * config.Classes];
+        model.Forward(deviceImages.View, batch, training: false).CopyToCPU(together);
+        int imageLength = images.Length / batch, logitsLength = together.Length / batch;
+        for (int i = 0; i < batch; i++)
+        {
+            using var one = model.Device.Upload(images.AsSpan(i * imageLength, imageLength).ToArray(), imageLength);
+            var alone = new float[logitsLength];
+            model.Forward(one.View, 1, training: false).CopyToCPU(alone);
+            for (int j = 0; j < logitsLength; j++)
+                Assert.True(Math.Abs(alone[j] - together[i * logitsLength + j]) <= 1e-5f * (1 + Math.Abs(alone[j])),
+                    $"image {i}, logit {j}: alone {alone[j]}, in the batch {together[i * logitsLength + j]}");
+        }
+    }
 }
