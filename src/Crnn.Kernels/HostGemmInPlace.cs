@@ -221,6 +221,64 @@ internal static unsafe partial class HostGemm
             cb0.Store(w); cb1.Store(w + NR);
         }
 
+        /// <summary>c[0, n) += a · B for one row a of K against B packed in advance (the LSTM's recurrent product of one
+        /// sequence): eight 16-column panels at a time in eight accumulators (eight independent chains, each k's broadcast
+        /// shared), then the panels left one by one. Each element is the chain of <see cref="TileRows"/> (acc + a·b over k
+        /// in order, then + c), so one row gives the bits of the same row in a larger product.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public static void AddRowTimesPacked(float* a, float* c, PackedOperand packed, int k, int n)
+        {
+            float* panelsB = HostMemory.Aligned(packed.Data);
+            int panels = (n + NR - 1) / NR, q = 0;
+            for (; q + 8 <= panels; q += 8)
+            {
+                Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default, s4 = default, s5 = default, s6 = default, s7 = default;
+                for (int k0 = 0; k0 < k; k0 += KC)
+                {
+                    int kc = Math.Min(KC, k - k0);
+                    float* pb = panelsB + (long)k0 * packed.PaddedRows + (long)q * NR * kc;
+                    long step = NR * kc;
+                    for (int i = k0; i < k0 + kc; i++, pb += NR)
+                    {
+                        var x = Vector512.Create(a[i]);
+                        s0 = Avx512F.FusedMultiplyAdd(x, Vector512.Load(pb), s0);
+                        s1 = Avx512F.FusedMultiplyAdd(x, Vector512.Load(pb + step), s1);
+                        s2 = Avx512F.FusedMultiplyAdd(x, Vector512.Load(pb + 2 * step), s2);
+                        s3 = Avx512F.FusedMultiplyAdd(x, Vector512.Load(pb + 3 * step), s3);
+                        s4 = Avx512F.FusedMultiplyAdd(x, Vector512.Load(pb + 4 * step), s4);
+                        s5 = Avx512F.FusedMultiplyAdd(x, Vector512.Load(pb + 5 * step), s5);
+                        s6 = Avx512F.FusedMultiplyAdd(x, Vector512.Load(pb + 6 * step), s6);
+                        s7 = Avx512F.FusedMultiplyAdd(x, Vector512.Load(pb + 7 * step), s7);
+                    }
+                }
+                float* row = c + q * NR;
+                AddTo(row, s0, n - q * NR); AddTo(row + NR, s1, n - (q + 1) * NR);
+                AddTo(row + 2 * NR, s2, n - (q + 2) * NR); AddTo(row + 3 * NR, s3, n - (q + 3) * NR);
+                AddTo(row + 4 * NR, s4, n - (q + 4) * NR); AddTo(row + 5 * NR, s5, n - (q + 5) * NR);
+                AddTo(row + 6 * NR, s6, n - (q + 6) * NR); AddTo(row + 7 * NR, s7, n - (q + 7) * NR);
+            }
+            for (; q < panels; q++)
+            {
+                var sum = Vector512<float>.Zero;
+                for (int k0 = 0; k0 < k; k0 += KC)
+                {
+                    int kc = Math.Min(KC, k - k0);
+                    float* pb = panelsB + (long)k0 * packed.PaddedRows + (long)q * NR * kc;
+                    for (int i = k0; i < k0 + kc; i++, pb += NR) sum = Avx512F.FusedMultiplyAdd(Vector512.Create(a[i]), Vector512.Load(pb), sum);
+                }
+                AddTo(c + q * NR, sum, n - q * NR);
+            }
+        }
+
+        /// <summary>The first <paramref name="count"/> (up to 16) floats at <paramref name="c"/> += v.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static void AddTo(float* c, Vector512<float> v, int count)
+        {
+            if (count >= NR) { (v + Vector512.Load(c)).Store(c); return; }
+            var mask = Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(count)).AsSingle();
+            Avx512F.MaskStore(c, mask, v + Avx512F.MaskLoad(c, mask, Vector512<float>.Zero));
+        }
+
         /// <summary>The writer for a product with a packed B and a row-major A, or null when it does not take this path.</summary>
         public static HostEpilogue? RowsWriter(in GemmShape s, HostEpilogue epilogue, PackedOperand? packed)
         {
@@ -229,13 +287,20 @@ internal static unsafe partial class HostGemm
             return s.Beta == 0f ? HostEpilogue.Scaled(s.Alpha) : s.Alpha == 1f && s.Beta == 1f ? HostEpilogue.AddedToC : null;
         }
 
-        /// <summary>On the calling thread: column pair by column pair (a pair's K×32 of B stays in L1), every row panel.</summary>
+        /// <summary>On the calling thread: column pair by column pair (a pair's K×32 of B stays in L1), every whole row panel;
+        /// the rows after them one by one when they are added to C (β = 1: <see cref="RowsWriter"/>'s <see cref="HostEpilogue.AddedToC"/>),
+        /// else a last partial panel.</summary>
         public static void RunRows(float* a, float* c, GemmShape s, HostEpilogue writer, PackedOperand packed)
         {
+            int panelRows = s.Beta == 1f ? s.M / MR * MR : s.M;
             for (int col = 0; col < s.N; col += Strip)
-                for (int row = 0; row < s.M; row += MR)
+                for (int row = 0; row < panelRows; row += MR)
                     TileRows(a, c, s, writer, packed, row, col);
+            for (int row = panelRows; row < s.M; row++) AddRowTimesPacked(a + (long)row * s.AM, c + (long)row * s.Ldc, packed, s.K, s.N);
         }
+
+        /// <summary>Whether <see cref="RunRows"/> takes products with this packed B (rows of A in place, on the calling thread).</summary>
+        public static bool TakesRows(PackedOperand? packed) => Kernel == HostKernel.Avx512 && packed is { IsA: false };
 
         /// <summary>Rows [row, row + 6) (those past M repeat the last; they are not written) × columns [col, col + 32)
         /// (past N: the zero padding of B's last panel, or its first panel again; not written) over all of K. The loop of

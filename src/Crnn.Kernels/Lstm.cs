@@ -217,8 +217,10 @@ public sealed class Lstm
                     int t = d == 0 ? step : s.Steps - 1 - step, tPrev = d == 0 ? t - 1 : t + 1;
                     long gRow = (long)(b0 * s.Steps + t) * 2 * g4 + d * g4, yRow = (long)(b0 * s.Steps + t) * 2 * h + d * h;
                     long yPrev = (long)(b0 * s.Steps + tPrev) * 2 * h + d * h;
-                    bool gemm = step > 0 && rows >= GemmRows;
-                    if (gemm) // pre-activations of the slice's rows += h_prev · W_hhᵀ, in place
+                    // Pre-activations of the slice's rows += h_prev · W_hhᵀ, in place: a GEMM, or row by row against the packed
+                    // weights (the same bits), or dot products (per-call weights, one or two rows).
+                    bool gemm = step > 0 && (rows >= GemmRows || HostGemm.RowsInPlace(packed?.Recurrent[d]));
+                    if (gemm)
                         HostGemm.Run((float*)py + yPrev, wHh, (float*)pg + gRow, recurrent, default, parallel: false, packed: packed?.Recurrent[d]);
                     for (int r = 0; r < rows; r++)
                     {
