@@ -50,7 +50,7 @@ public sealed class InferenceWeights : IDisposable
         }
     }
 
-    /// <summary>The packed weight of a 1×1 convolution under the host policy; null otherwise.</summary>
+    /// <summary>The packed weight of a 1×1 convolution (or of the head, "head.fc") under the host policy; null otherwise.</summary>
     public PackedOperand? Packed(string conv) => _packed.GetValueOrDefault(conv);
 
     /// <summary>The packed weights of LSTM layer <paramref name="layer"/> under the host policy; null otherwise.</summary>
@@ -88,6 +88,9 @@ public sealed class InferenceWeights : IDisposable
         foreach (var conv in _norms.Keys)
             if (layout[$"{conv}.weight"] is { Shape: [var outChannels, var inChannels, 1, 1] } weight)
                 _packed[conv] = PackedOperand.RowsAsA(parameters, weight.Offset, outChannels, inChannels);
+        // The head's W [classes, 2H] as the GEMM's Wᵀ.
+        if (layout["head.fc.weight"] is { Shape: [var classes, var features] } head)
+            _packed["head.fc"] = PackedOperand.RowsAsTransposedB(parameters, head.Offset, classes, features);
         // An LSTM layer's block starts at its forward W_ih [4H, In].
         foreach (var spec in layout.Parameters.Where(p => p.Name.EndsWith(".forward.weight_ih", StringComparison.Ordinal)))
             _lstms[spec.Name[..^".forward.weight_ih".Length]] = Lstm.PackForInference(parameters, spec.Offset, spec.Shape[1], spec.Shape[0] / 4);

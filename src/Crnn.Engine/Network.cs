@@ -63,7 +63,7 @@ public sealed class Network : IDisposable
         Steps = pool.Steps;
         _layers.Add(new BiLstm(kernels, store, inference, "neck.lstm.0", batch, Steps, config.HeadChannels, config.Hidden, training));
         _layers.Add(new BiLstm(kernels, store, inference, "neck.lstm.1", batch, Steps, 2 * config.Hidden, config.Hidden, training));
-        _layers.Add(new LinearHead(kernels, store, batch * Steps, 2 * config.Hidden, config.Classes, training));
+        _layers.Add(new LinearHead(kernels, store, inference, batch * Steps, 2 * config.Hidden, config.Classes, training));
     }
 
     /// <summary>Elements of the backbone's largest output: a residual unit's expansion at its input size, the stem's or conv2's.</summary>

@@ -56,16 +56,18 @@ internal static unsafe partial class HostGemm
         if (!parallel && InPlace.RowsWriter(s, epilogue, packed) is { } rowsWriter) { InPlace.RunRows(a, c, s, rowsWriter, packed!); return; }
         var columns = Columns.Of(s);
         int outputs = columns.Merged || s.SumBatches != 0 ? 1 : s.Batch;
-        // Smaller blocks when the product is small, so every core gets work (the result does not change): narrower
-        // column blocks first (each block packs only its own columns of B), then fewer rows (each row block packs
-        // the same columns again).
+        // Smaller blocks when the product is small but worth spreading, so every core gets work (the result does not
+        // change): narrower column blocks first (each block packs only its own columns of B), then fewer rows (each row
+        // block packs the same columns again). One that runs on one core keeps whole blocks (the linear head at batch 1
+        // packed its B five times over).
+        parallel &= (long)s.M * s.N * s.K * s.Batch * 2 >= SerialFlops && HostTeam.Cores > 1;
         int mc = MC, nc = NC, cores = HostTeam.Cores;
         long Tasks() => (long)outputs * ((s.M + mc - 1) / mc) * ((columns.Count + nc - 1) / nc);
         while (parallel && nc > 2 * NR && Tasks() < 4 * cores) nc -= 2 * NR;
         while (parallel && mc > MR && Tasks() < 4 * cores) mc /= 2;
         int blocksM = (s.M + mc - 1) / mc, blocksN = (columns.Count + nc - 1) / nc;
         long tasks = (long)outputs * blocksM * blocksN;
-        bool serial = !parallel || tasks == 1 || (long)s.M * s.N * s.K * s.Batch * 2 < SerialFlops;
+        bool serial = !parallel || tasks == 1;
         // B packed in advance, A read by several column blocks: A packed once for all of them (each block would pack
         // its rows again; the LSTM's input projection against its packed weights).
         float* sharedA = packed is { IsA: false } && blocksN > 1 && s.Batch == 1 ? PackShared(a, s, mc, blocksM, serial) : null;

@@ -287,12 +287,12 @@ internal static unsafe partial class HostGemm
             return s.Beta == 0f ? HostEpilogue.Scaled(s.Alpha) : s.Alpha == 1f && s.Beta == 1f ? HostEpilogue.AddedToC : null;
         }
 
-        /// <summary>On the calling thread: column pair by column pair (a pair's K×32 of B stays in L1), every whole row panel;
-        /// the rows after them one by one when they are added to C (β = 1: <see cref="RowsWriter"/>'s <see cref="HostEpilogue.AddedToC"/>),
-        /// else a last partial panel.</summary>
+        /// <summary>On the calling thread: column pair by column pair (a pair's K×32 of B stays in L1), every row panel; one or
+        /// two rows after the whole panels one by one when they are added to C (β = 1: <see cref="RowsWriter"/>'s
+        /// <see cref="HostEpilogue.AddedToC"/>; a panel would repeat them up to six times, each row alone reads B again).</summary>
         public static void RunRows(float* a, float* c, GemmShape s, HostEpilogue writer, PackedOperand packed)
         {
-            int panelRows = s.Beta == 1f ? s.M / MR * MR : s.M;
+            int panelRows = s.Beta == 1f && s.M % MR <= 2 ? s.M / MR * MR : s.M;
             for (int col = 0; col < s.N; col += Strip)
                 for (int row = 0; row < panelRows; row += MR)
                     TileRows(a, c, s, writer, packed, row, col);

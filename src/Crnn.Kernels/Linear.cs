@@ -9,25 +9,34 @@ namespace Crnn.Kernels;
 /// </summary>
 public sealed class Linear
 {
+    readonly Device _device;
     readonly Gemm _gemm;
     readonly Bias _bias;
 
     public Linear(Device device)
     {
+        _device = device;
         _gemm = new Gemm(device);
         _bias = new Bias(device);
     }
 
-    /// <summary>y [rows, out] = x [rows, in] · Wᵀ + b (overwrites y).</summary>
+    /// <summary>y [rows, out] = x [rows, in] · Wᵀ + b (overwrites y). <paramref name="packedWeight"/> (host policy,
+    /// <see cref="PackedOperand.RowsAsTransposedB"/> of W): Wᵀ packed in advance, not again per call.</summary>
     public void Forward(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> bias, ArrayView<float> y,
-        int rows, int inFeatures, int outFeatures)
+        int rows, int inFeatures, int outFeatures, PackedOperand? packedWeight = null)
     {
         CheckShape(rows, inFeatures, outFeatures);
         Expect(x, (long)rows * inFeatures, "x");
         Expect(weight, (long)outFeatures * inFeatures, "weight");
         Expect(bias, outFeatures, "bias");
         Expect(y, (long)rows * outFeatures, "y");
-        _gemm.Run(x, weight, y, GemmShape.RowMajor(rows, outFeatures, inFeatures, transB: true));
+        var shape = GemmShape.RowMajor(rows, outFeatures, inFeatures, transB: true);
+        if (packedWeight != null && _device.UsesHost)
+        {
+            HostMemory.Enter(_device, "the linear layer");
+            unsafe { HostGemm.Run(HostMemory.Pointer(x), HostMemory.Pointer(weight), HostMemory.Pointer(y), shape, default, packed: packedWeight); }
+        }
+        else _gemm.Run(x, weight, y, shape);
         _bias.Add(y, bias, rows, outFeatures, 1);
     }
 

@@ -47,6 +47,29 @@ public class LinearTests
         Reference.AssertClose(expected, ty.ToHost(), 1e-5, "y");
     }
 
+    /// <summary>The host inference path with Wᵀ packed in advance: the product's chains are the same, so the same bits as
+    /// packing per call (the head at batch 1, 25 rows of 192 to 37 classes, and a shape over one packing slice).</summary>
+    [Theory]
+    [InlineData(25, 192, 37)]
+    [InlineData(13, 300, 70)]
+    public void PackedWeightGivesTheSameBits(int rows, int inF, int outF)
+    {
+        var dev = TestDevices.Host;
+        var x = Reference.Random(rows * inF, 4);
+        var w = Reference.Random(outF * inF, 5);
+        var b = Reference.Random(outF, 6);
+        using var tx = dev.Upload(x, rows * inF);
+        using var tw = dev.Upload(w, outF * inF);
+        using var tb = dev.Upload(b, outF);
+        using var perCall = Reference.NaNs(dev, rows * outF);
+        using var packed = Reference.NaNs(dev, rows * outF);
+        var linear = new Linear(dev);
+        linear.Forward(tx.View, tw.View, tb.View, perCall.View, rows, inF, outF);
+        linear.Forward(tx.View, tw.View, tb.View, packed.View, rows, inF, outF, PackedOperand.RowsAsTransposedB(w, 0, outF, inF));
+        Reference.AssertClose(ReferenceForward(Reference.ToDouble(x), Reference.ToDouble(w), Reference.ToDouble(b), rows, inF, outF), packed.ToHost(), 1e-5, "y");
+        Assert.Equal(perCall.ToHost(), packed.ToHost());
+    }
+
     [Theory]
     [MemberData(nameof(Cases))]
     public void BackwardMatchesFiniteDifferences(string device, int rows, int inF, int outF)

@@ -7,13 +7,15 @@ namespace Crnn.Engine.Layers;
 public sealed class LinearHead : Layer
 {
     readonly ParameterStore _store;
+    readonly InferenceWeights _inference;
     readonly int _rows, _in, _out;
     readonly Tensor<float> _output, _dInput;
     ArrayView<float> _input;
 
-    public LinearHead(KernelSet kernels, ParameterStore store, int rows, int inFeatures, int outFeatures, bool training) : base(kernels, training)
+    public LinearHead(KernelSet kernels, ParameterStore store, InferenceWeights inference, int rows, int inFeatures, int outFeatures, bool training)
+        : base(kernels, training)
     {
-        (_store, _rows, _in, _out) = (store, rows, inFeatures, outFeatures);
+        (_store, _inference, _rows, _in, _out) = (store, inference, rows, inFeatures, outFeatures);
         _output = Allocate(rows, outFeatures);
         _dInput = ForTraining(rows, inFeatures);
     }
@@ -24,7 +26,9 @@ public sealed class LinearHead : Layer
     {
         using var section = Time("linear head");
         _input = input;
-        K.Linear.Forward(input, _store.Param("head.fc.weight"), _store.Param("head.fc.bias"), _output.View, _rows, _in, _out);
+        // Evaluation reads the weights packed for the host GEMM (where there are: host policy).
+        K.Linear.Forward(input, _store.Param("head.fc.weight"), _store.Param("head.fc.bias"), _output.View, _rows, _in, _out,
+            training ? null : _inference.Packed("head.fc"));
     }
 
     public override ArrayView<float> Backward(ArrayView<float> outputGradient)
