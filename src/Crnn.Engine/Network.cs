@@ -9,7 +9,8 @@ namespace Crnn.Engine;
 /// max-pool + Im2Seq, two BiLSTM layers, the linear head. Backward is the same list reversed. All activation
 /// buffers are allocated here, once; a forward or backward pass allocates nothing. A network built for
 /// inference only (not <see cref="Training"/>) allocates no buffer of the training forward or the backward
-/// pass: only each layer's output and what the inference kernels need.
+/// pass: only each layer's output and what the inference kernels need; under the host policy, with an image per core,
+/// it runs its batch in chunks on networks of a few images instead (<see cref="ImageChunks"/>).
 /// </summary>
 public sealed class Network : IDisposable
 {

@@ -123,7 +123,7 @@ internal static unsafe partial class HostGemm
     }
 
     /// <summary>One mc×NC block of one output matrix: every batch entry it sums and every KC slice of K. The last
-    /// slice writes C: the AVX-512 kernel's whole 6×32 tiles straight from its registers through the epilogue
+    /// slice writes C: the AVX-512 kernel's whole 12×32 and 6×32 tiles straight from its registers through the epilogue
     /// (<see cref="Output.Tile"/>), the other tiles from the accumulator.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Block(float* a, float* b, float* c, in GemmShape s, Columns columns, HostEpilogue epilogue, PackedOperand? packed, float* sharedA,
@@ -171,8 +171,19 @@ internal static unsafe partial class HostGemm
                     {
                         int i0 = p * MR, height = Math.Min(MR, mLen - i0);
                         float* tile = acc + i0 * ldAcc + j0, pap = pa + p * MR * kc, pbq = pb + q * NR * kc;
-                        if (last && pair && step == 2 && width == 2 * NR && block.Tile(i0, j0, out var direct))
-                            MicroAvx512(pap, pbq, pbq + NR * kc, NR, kc, tile, ldAcc, accumulate, direct, s.Ldc, epilogueOrScale, m0 + i0, height);
+                        // AVX-512 on a whole pair of B panels: two A panels at a time where there are two (12×32), the last
+                        // slice straight into C where the tile's target allows.
+                        TileTarget direct = default;
+                        if (pair && step == 2 && width == 2 * NR && (!last || block.Tile(i0, j0, out direct)))
+                        {
+                            if (p + 1 < mPanels)
+                            {
+                                MicroAvx512Tall(pap, pbq, pbq + NR * kc, NR, kc, tile, ldAcc, accumulate, direct, s.Ldc, epilogueOrScale, m0 + i0,
+                                    Math.Min(2 * MR, mLen - i0));
+                                p++; // and the next panel with it
+                            }
+                            else MicroAvx512(pap, pbq, pbq + NR * kc, NR, kc, tile, ldAcc, accumulate, direct, s.Ldc, epilogueOrScale, m0 + i0, height);
+                        }
                         else
                         {
                             Micro(pap, pbq, kc, tile, ldAcc, accumulate, pair);
@@ -398,6 +409,94 @@ internal static unsafe partial class HostGemm
         Avx512F.Store(r3, c30); Avx512F.Store(r3 + NR, c31);
         Avx512F.Store(r4, c40); Avx512F.Store(r4 + NR, c41);
         Avx512F.Store(r5, c50); Avx512F.Store(r5 + NR, c51);
+    }
+
+    /// <summary><see cref="MicroAvx512"/> for two consecutive packed panels of A (12 rows: the second panel MR·kc after the
+    /// first) in 24 accumulators: per k two B loads and twelve broadcasts feed 24 multiply-adds (6×32: eight loads for
+    /// twelve). The same chain per element, so the same bits.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void MicroAvx512Tall(float* pa, float* pb0, float* pb1, long ldb, int kc, float* c, int ldc, bool accumulate, in TileTarget dst,
+        int ldDst, in HostEpilogue writer, int row, int height)
+    {
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+            c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default,
+            c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default,
+            c90 = default, c91 = default, ca0 = default, ca1 = default, cb0 = default, cb1 = default;
+        float* qa = pa + MR * kc;
+        if (accumulate)
+        {
+            float* r = c;
+            c00 = Vector512.Load(r); c01 = Vector512.Load(r + NR); r += ldc;
+            c10 = Vector512.Load(r); c11 = Vector512.Load(r + NR); r += ldc;
+            c20 = Vector512.Load(r); c21 = Vector512.Load(r + NR); r += ldc;
+            c30 = Vector512.Load(r); c31 = Vector512.Load(r + NR); r += ldc;
+            c40 = Vector512.Load(r); c41 = Vector512.Load(r + NR); r += ldc;
+            c50 = Vector512.Load(r); c51 = Vector512.Load(r + NR); r += ldc;
+            c60 = Vector512.Load(r); c61 = Vector512.Load(r + NR); r += ldc;
+            c70 = Vector512.Load(r); c71 = Vector512.Load(r + NR); r += ldc;
+            c80 = Vector512.Load(r); c81 = Vector512.Load(r + NR); r += ldc;
+            c90 = Vector512.Load(r); c91 = Vector512.Load(r + NR); r += ldc;
+            ca0 = Vector512.Load(r); ca1 = Vector512.Load(r + NR); r += ldc;
+            cb0 = Vector512.Load(r); cb1 = Vector512.Load(r + NR);
+        }
+        for (int k = 0; k < kc; k++, pa += MR, qa += MR, pb0 += ldb, pb1 += ldb)
+        {
+            var b0 = Vector512.Load(pb0);
+            var b1 = Vector512.Load(pb1);
+            var x = Vector512.Create(pa[0]);
+            c00 = Avx512F.FusedMultiplyAdd(x, b0, c00); c01 = Avx512F.FusedMultiplyAdd(x, b1, c01);
+            x = Vector512.Create(pa[1]);
+            c10 = Avx512F.FusedMultiplyAdd(x, b0, c10); c11 = Avx512F.FusedMultiplyAdd(x, b1, c11);
+            x = Vector512.Create(pa[2]);
+            c20 = Avx512F.FusedMultiplyAdd(x, b0, c20); c21 = Avx512F.FusedMultiplyAdd(x, b1, c21);
+            x = Vector512.Create(pa[3]);
+            c30 = Avx512F.FusedMultiplyAdd(x, b0, c30); c31 = Avx512F.FusedMultiplyAdd(x, b1, c31);
+            x = Vector512.Create(pa[4]);
+            c40 = Avx512F.FusedMultiplyAdd(x, b0, c40); c41 = Avx512F.FusedMultiplyAdd(x, b1, c41);
+            x = Vector512.Create(pa[5]);
+            c50 = Avx512F.FusedMultiplyAdd(x, b0, c50); c51 = Avx512F.FusedMultiplyAdd(x, b1, c51);
+            x = Vector512.Create(qa[0]);
+            c60 = Avx512F.FusedMultiplyAdd(x, b0, c60); c61 = Avx512F.FusedMultiplyAdd(x, b1, c61);
+            x = Vector512.Create(qa[1]);
+            c70 = Avx512F.FusedMultiplyAdd(x, b0, c70); c71 = Avx512F.FusedMultiplyAdd(x, b1, c71);
+            x = Vector512.Create(qa[2]);
+            c80 = Avx512F.FusedMultiplyAdd(x, b0, c80); c81 = Avx512F.FusedMultiplyAdd(x, b1, c81);
+            x = Vector512.Create(qa[3]);
+            c90 = Avx512F.FusedMultiplyAdd(x, b0, c90); c91 = Avx512F.FusedMultiplyAdd(x, b1, c91);
+            x = Vector512.Create(qa[4]);
+            ca0 = Avx512F.FusedMultiplyAdd(x, b0, ca0); ca1 = Avx512F.FusedMultiplyAdd(x, b1, ca1);
+            x = Vector512.Create(qa[5]);
+            cb0 = Avx512F.FusedMultiplyAdd(x, b0, cb0); cb1 = Avx512F.FusedMultiplyAdd(x, b1, cb1);
+        }
+        if (dst.First != null) // the last slice: through the epilogue into C, rows [0, height) (A's zero padding after)
+        {
+            writer.Store(c00, c01, dst, 0, row);
+            writer.Store(c10, c11, dst, ldDst, row + 1);
+            writer.Store(c20, c21, dst, 2L * ldDst, row + 2);
+            writer.Store(c30, c31, dst, 3L * ldDst, row + 3);
+            writer.Store(c40, c41, dst, 4L * ldDst, row + 4);
+            writer.Store(c50, c51, dst, 5L * ldDst, row + 5);
+            if (height > 6) writer.Store(c60, c61, dst, 6L * ldDst, row + 6);
+            if (height > 7) writer.Store(c70, c71, dst, 7L * ldDst, row + 7);
+            if (height > 8) writer.Store(c80, c81, dst, 8L * ldDst, row + 8);
+            if (height > 9) writer.Store(c90, c91, dst, 9L * ldDst, row + 9);
+            if (height > 10) writer.Store(ca0, ca1, dst, 10L * ldDst, row + 10);
+            if (height > 11) writer.Store(cb0, cb1, dst, 11L * ldDst, row + 11);
+            return;
+        }
+        float* w = c;
+        c00.Store(w); c01.Store(w + NR); w += ldc;
+        c10.Store(w); c11.Store(w + NR); w += ldc;
+        c20.Store(w); c21.Store(w + NR); w += ldc;
+        c30.Store(w); c31.Store(w + NR); w += ldc;
+        c40.Store(w); c41.Store(w + NR); w += ldc;
+        c50.Store(w); c51.Store(w + NR); w += ldc;
+        c60.Store(w); c61.Store(w + NR); w += ldc;
+        c70.Store(w); c71.Store(w + NR); w += ldc;
+        c80.Store(w); c81.Store(w + NR); w += ldc;
+        c90.Store(w); c91.Store(w + NR); w += ldc;
+        ca0.Store(w); ca1.Store(w + NR); w += ldc;
+        cb0.Store(w); cb1.Store(w + NR);
     }
 
     /// <summary>6×16 block in 12 ymm accumulators: per k, two B loads, six broadcasts, twelve FMAs.</summary>

@@ -155,9 +155,10 @@ public sealed class Lstm
     /// Inference on the host (host policy): y [B, T, 2H] = BiLSTM(x [B, T, In]) keeping nothing for a backward
     /// pass. <paramref name="projection"/> ([B, T, 8H], <see cref="LstmShape.GatesLength"/>) takes the input
     /// projection x·W_ihᵀ; then each direction (and, on many cores, each slice of the batch) runs all its steps
-    /// on one core: per step the recurrent product of the slice's rows (a small GEMM against W_hhᵀ, or dot
-    /// products for one or two rows) is added in place, then the gates, cell and hidden state. <paramref name="packed"/>
-    /// (<see cref="PackForInference"/>) holds the weights packed for the GEMMs; without it they are packed per call.
+    /// on one core: per step the recurrent product of the slice's rows (a small GEMM against W_hhᵀ; one or two rows
+    /// row by row against the packed W_hhᵀ, or as dot products without packed weights) is added in place, then the gates,
+    /// cell and hidden state. <paramref name="packed"/> (<see cref="PackForInference"/>) holds the weights packed for the
+    /// GEMMs; without it they are packed per call.
     /// </summary>
     public void Infer(LstmShape s, ArrayView<float> parameters, ArrayView<float> x, ArrayView<float> y, ArrayView<float> projection,
         LstmInferenceWeights? packed = null)
