@@ -105,7 +105,7 @@ internal static unsafe partial class HostGemm
 
     /// <summary>Whether a product on the calling thread with this packed B reads A's rows in place, one row as cheaply as
     /// many (<see cref="InPlace.RunRows"/>): the LSTM's recurrent product of one or two sequences.</summary>
-    public static bool RowsInPlace(PackedOperand? packed) => InPlace.TakesRows(packed);
+    public static bool RowsInPlace(PackedOperand? packed) => Kernel == HostKernel.Avx512 && packed is { IsA: false };
 
     /// <summary>Whether a product of this shape with A packed in advance and an epilogue can scale B's rows as it reads
     /// them (<see cref="Run(float*, float*, float*, GemmShape, HostEpilogue, bool, PackedOperand?, float*)"/>'s scaleB).</summary>

@@ -194,7 +194,7 @@ internal static unsafe partial class HostGemm
         /// <summary>The writer for a product with a packed B and a row-major A, or null when it does not take this path.</summary>
         public static HostEpilogue? RowsWriter(in GemmShape s, HostEpilogue epilogue, PackedOperand? packed)
         {
-            if (Kernel != HostKernel.Avx512 || packed is not { IsA: false } || s.AK != 1 || s.Batch != 1 || s.K == 0) return null;
+            if (!RowsInPlace(packed) || s.AK != 1 || s.Batch != 1 || s.K == 0) return null;
             if (epilogue.Active) return s.Beta == 0f ? epilogue : null;
             return s.Beta == 0f ? HostEpilogue.Scaled(s.Alpha) : s.Alpha == 1f && s.Beta == 1f ? HostEpilogue.AddedToC : null;
         }
@@ -210,9 +210,6 @@ internal static unsafe partial class HostGemm
                     TileRows(a, c, s, writer, packed, row, col);
             for (int row = panelRows; row < s.M; row++) AddRowTimesPacked(a + (long)row * s.AM, c + (long)row * s.Ldc, packed, s.K, s.N);
         }
-
-        /// <summary>Whether <see cref="RunRows"/> takes products with this packed B (rows of A in place, on the calling thread).</summary>
-        public static bool TakesRows(PackedOperand? packed) => Kernel == HostKernel.Avx512 && packed is { IsA: false };
 
         /// <summary>Rows [row, row + 6) (those past M repeat the last; they are not written) × columns [col, col + 32)
         /// (past N: the zero padding of B's last panel, or its first panel again; not written) over all of K. The loop of

@@ -9,8 +9,9 @@ namespace Crnn.Kernels;
 /// costs tens of microseconds a loop, the team under one.
 /// <para>
 /// One loop at a time: a loop started while the team is busy (another thread's, or one nested in a loop body)
-/// runs on Parallel.For instead; one inside <see cref="ForEachOnOneCore"/> runs on its thread alone. Items are claimed one by one, so which thread runs an item varies; callers keep
-/// results independent of that (each item computed whole by one thread).
+/// runs on Parallel.For instead; one inside <see cref="ForEachOnOneCore"/> runs on its thread alone. Items are
+/// claimed one by one, so which thread runs an item varies; callers keep results independent of that (each item
+/// computed whole by one thread).
 /// </para>
 /// </summary>
 internal static class HostTeam
